@@ -1,0 +1,46 @@
+//! imgforge: reproducible OCI images from pinned Debian packages.
+//!
+//! # Architecture
+//!
+//! `imgforge build recipes/` runs a pipeline; each stage is a module with one
+//! entry point and an options struct, and its own error type:
+//!
+//! ```text
+//!  recipe ──► resolve ──────────────► layer ──────► image ─────► sbom
+//!  (TOML,     (mirror/apt index,      (.deb → one   (OCI layout,  (SPDX 2.3,
+//!   pinning    dependency closure,     normalized    config,       CycloneDX 1.6,
+//!   policy)    lock file, fetch +      tar, gzip/    manifests,    licenses,
+//!              sha256 check)           zstd, hashed  docker-load   legal report)
+//!                                      as written)   bundle)
+//!                          sandbox: build stages run in runc from the same
+//!                          layers; only declared artifacts reach the image.
+//!  verify: builds twice under perturbed conditions and diffs the outputs.
+//! ```
+//!
+//! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
+//! * [`resolve`]: package index (mirror, apt), resolver, lock file, fetching.
+//! * [`deb`]: reading `.deb` files (control, data.tar) as untrusted input.
+//! * [`layer`]: deterministic layer tars from packages, files and artifacts.
+//! * [`image`]: OCI image layout, configs, manifests, the docker-load bundle.
+//! * [`sandbox`]: build stages in an OCI runtime with no network.
+//! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
+//! * [`verify`]: reproducibility checks and first-difference diagnosis.
+//! * [`ops`]: the commands (`check`, `lock`, `build`, `verify`) as functions
+//!   taking options structs; `main.rs` only parses arguments and calls them.
+//!
+//! Determinism rules: no clock, umask, directory order, HashMap order,
+//! locale or environment reaches an output. JSON goes through [`json`]
+//! (sorted keys); tar entries are sorted; timestamps come from
+//! `SOURCE_DATE_EPOCH`.
+
+pub mod deb;
+pub mod digest;
+pub mod image;
+pub mod json;
+pub mod layer;
+pub mod ops;
+pub mod recipe;
+pub mod resolve;
+pub mod sandbox;
+pub mod sbom;
+pub mod verify;

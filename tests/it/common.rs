@@ -1,0 +1,112 @@
+//! Shared helpers: the package fixture, external tools, running the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when skips must fail (CI sets `IMGFORGE_REQUIRE_TOOLS=1`).
+pub fn strict() -> bool {
+    std::env::var("IMGFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// The real-package fixture `../shared/debian`, or `None` after printing
+/// what the test needs. Panics instead when [`strict`].
+pub fn fixture() -> Option<PathBuf> {
+    let dir = root().join("..").join("shared").join("debian");
+    if dir.join("Packages").is_file() {
+        return Some(dir.canonicalize().expect("fixture path"));
+    }
+    let msg = format!(
+        "this test needs the package fixture at {} (a flat Debian mirror with a Packages index and pool/); skipping",
+        dir.display()
+    );
+    if strict() {
+        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
+    }
+    eprintln!("SKIP: {msg}");
+    None
+}
+
+/// The fixture's license answer key, if present.
+pub fn license_answers() -> Option<PathBuf> {
+    let p = root().join("..").join("shared").join("licenses").join("fixture-answers.tsv");
+    if p.is_file() {
+        return Some(p);
+    }
+    let msg = format!("this test needs {}; skipping", p.display());
+    if strict() {
+        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
+    }
+    eprintln!("SKIP: {msg}");
+    None
+}
+
+/// Whether an external tool is on PATH; when it is not, prints a skip
+/// message, or panics when [`strict`].
+pub fn require_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| is_executable(&d.join(name))))
+        .unwrap_or(false);
+    if !found {
+        let msg = format!("this test needs `{name}` on PATH (.ci/run installs it); skipping");
+        if strict() {
+            panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
+        }
+        eprintln!("SKIP: {msg}");
+    }
+    found
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The imgforge binary built for this test run.
+pub fn imgforge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_imgforge"))
+}
+
+/// Run a command, returning its output (never panics on non-zero exit).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn command")
+}
+
+/// stdout + stderr as one string.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Copy the project's `recipes/` and `base/` into a fresh temp dir, so a
+/// test can edit them or write a lock without touching the tree.
+pub fn copy_examples() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for d in ["recipes", "base"] {
+        copy_dir(&root().join(d), &tmp.path().join(d));
+    }
+    tmp
+}
+
+/// Recursive copy of a directory tree (files and dirs only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}

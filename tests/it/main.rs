@@ -1,0 +1,18 @@
+//! The integration test binary: one module per area.
+//!
+//! Tests that need real packages use `../shared/debian` (see
+//! [`common::fixture`]); tests that need external tools (runc, docker,
+//! skopeo, umoci, oci-image-tool, pyspdxtools, syft) skip with a message when
+//! the tool is missing, and fail instead when `IMGFORGE_REQUIRE_TOOLS=1`
+//! (set by `.ci/run`).
+
+mod common;
+mod debgen;
+
+mod build;
+mod licenses;
+mod recipes;
+mod resolver;
+mod sandbox;
+mod sbom;
+mod verify;
