@@ -159,12 +159,12 @@ fn member_name(raw: &[u8]) -> String {
 
 /// Walk the ar members of `path`, calling `f` on `control.tar*` or `data.tar*`
 /// (whichever `want` names) with a decompressed, size-capped reader.
-fn with_member<T>(
+fn with_member<T, E: std::convert::From<DebError>>(
     path: &Path,
     want: &str,
     limit: u64,
-    f: &mut dyn FnMut(&mut dyn Read, &str) -> Result<T, DebError>,
-) -> Result<T, DebError> {
+    f: &mut dyn FnMut(&mut dyn Read, &str) -> Result<T, E>,
+) -> Result<T, E> {
     let file = File::open(path).map_err(|e| DebError::io(path, e))?;
     let mut ar = ar::Archive::new(BufReader::new(file));
     let mut index = 0usize;
@@ -175,7 +175,8 @@ fn with_member<T>(
             return Err(DebError::malformed(
                 path,
                 format!("first member is {name:?}, expected \"debian-binary\""),
-            ));
+            )
+            .into());
         }
         index += 1;
         if name.starts_with(want) {
@@ -188,9 +189,9 @@ fn with_member<T>(
         }
     }
     if index == 0 {
-        return Err(DebError::malformed(path, "empty ar archive"));
+        return Err(DebError::malformed(path, "empty ar archive").into());
     }
-    Err(DebError::malformed(path, format!("no {want}* member")))
+    Err(DebError::malformed(path, format!("no {want}* member")).into())
 }
 
 /// Map an io error from inside a member to a [`DebError`].
@@ -262,11 +263,11 @@ pub fn read_control(path: &Path, limits: &Limits) -> Result<ControlInfo, DebErro
 /// The archive is decompressed on the fly and capped at `limits.data_bytes`;
 /// io errors raised inside `f` while reading entries should be mapped with
 /// the returned member name (see [`DataTar::error`]).
-pub fn with_data_tar<T>(
+pub fn with_data_tar<T, E: std::convert::From<DebError>>(
     path: &Path,
     limits: &Limits,
-    f: impl FnOnce(&mut DataTar<'_>) -> Result<T, DebError>,
-) -> Result<T, DebError> {
+    f: impl FnOnce(&mut DataTar<'_>) -> Result<T, E>,
+) -> Result<T, E> {
     let limit = limits.data_bytes;
     let mut f = Some(f);
     with_member(path, "data.tar", limit, &mut |reader, member| {
