@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 /// Errors from reading a `.deb`. Each carries the package path.
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
-    #[error("cannot read package {path}: {source}\nhelp: check that the file exists and is readable")]
+    #[error(
+        "cannot read package {path}: {source}\nhelp: check that the file exists and is readable"
+    )]
     Io {
         path: PathBuf,
         #[source]
@@ -237,7 +239,8 @@ pub fn read_control(path: &Path, limits: &Limits) -> Result<ControlInfo, DebErro
                 }
             }
         }
-        let text = control.ok_or_else(|| DebError::malformed(path, "control.tar has no control file"))?;
+        let text =
+            control.ok_or_else(|| DebError::malformed(path, "control.tar has no control file"))?;
         let stanza = text.trim_end().to_string();
         let fields: deb822_fast::Paragraph = stanza
             .parse()
@@ -319,7 +322,11 @@ pub fn strip_data_prefix(p: &str) -> Option<&str> {
     let p = p.strip_prefix("./").unwrap_or(p);
     let p = p.trim_start_matches('/');
     let p = p.trim_end_matches('/');
-    if p.is_empty() || p == "." { None } else { Some(p) }
+    if p.is_empty() || p == "." {
+        None
+    } else {
+        Some(p)
+    }
 }
 
 /// What [`read_data_file`] found at a path.

@@ -1,1 +1,47 @@
-fn main() {}
+//! The `imgforge` binary: parse arguments, call the library, map errors to
+//! exit codes (0 ok, 1 failure, 2 usage, 3 verify found a difference).
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let quiet = args.quiet;
+    let result = match &args.command {
+        cli::Command::Check(c) => {
+            imgforge::ops::check(&c.to_options(), quiet).map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Lock { common, locked } => {
+            imgforge::ops::lock(&common.to_options(), *locked, quiet).map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Build { common, build } => {
+            imgforge::ops::build(&build.to_options(common, quiet)).map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Verify {
+            common,
+            build,
+            against,
+            format,
+        } => imgforge::ops::verify(&imgforge::ops::VerifyOptions {
+            build: build.to_options(common, quiet),
+            against: against.clone(),
+            json: *format == cli::Format::Json,
+        })
+        .map(|same| {
+            if same {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", imgforge::ops::render_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

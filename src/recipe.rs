@@ -370,8 +370,9 @@ pub fn load_tree(opts: &LoadOptions) -> Result<Tree, RecipeErrors> {
                 line: 1,
                 column: 1,
                 message: format!("cannot read the recipes directory: {e}"),
-                help: "pass the directory holding your *.toml recipes, e.g. `imgforge check recipes/`"
-                    .into(),
+                help:
+                    "pass the directory holding your *.toml recipes, e.g. `imgforge check recipes/`"
+                        .into(),
             }]));
         }
     };
@@ -463,11 +464,7 @@ impl Ctx<'_> {
     }
 }
 
-fn parse_file(
-    path: &Path,
-    is_base: bool,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<(Recipe, Source)> {
+fn parse_file(path: &Path, is_base: bool, diags: &mut Vec<Diagnostic>) -> Option<(Recipe, Source)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -710,7 +707,10 @@ fn parse_file(
         if !c.from.starts_with('/') || c.from.split('/').any(|x| x == "..") {
             cx.at(
                 span.clone(),
-                format!("copy source {:?} must be an absolute build-root path", c.from),
+                format!(
+                    "copy source {:?} must be an absolute build-root path",
+                    c.from
+                ),
                 "name one of the build stage's artifacts, e.g. from = \"/out/hello\"",
             );
         }
@@ -777,32 +777,30 @@ fn check_from(cx: &mut Ctx<'_>, img: &RawImage, is_base: bool, dir: &Path) -> Fr
         return From::Base;
     }
     match s.split_once('@') {
-        Some((name, digest)) if !name.is_empty() => {
-            match digest.strip_prefix("sha256:") {
-                Some(hex) if crate::digest::is_sha256_hex(hex) => {
-                    if layout.is_none() {
-                        cx.at(
+        Some((name, digest)) if !name.is_empty() => match digest.strip_prefix("sha256:") {
+            Some(hex) if crate::digest::is_sha256_hex(hex) => {
+                if layout.is_none() {
+                    cx.at(
                             from.span(),
                             format!("{s} is pinned, but imgforge needs a local copy of it"),
                             "add from-layout = \"path/to/oci-layout\" (imgforge never pulls from a registry)",
                         );
-                    }
-                    From::Pinned {
-                        reference: s.to_string(),
-                        digest: digest.to_string(),
-                        layout,
-                    }
                 }
-                _ => {
-                    cx.at(
-                        from.span(),
-                        format!("from {s:?} has a malformed digest"),
-                        "a digest is sha256: followed by 64 lowercase hex digits",
-                    );
-                    From::Base
+                From::Pinned {
+                    reference: s.to_string(),
+                    digest: digest.to_string(),
+                    layout,
                 }
             }
-        }
+            _ => {
+                cx.at(
+                    from.span(),
+                    format!("from {s:?} has a malformed digest"),
+                    "a digest is sha256: followed by 64 lowercase hex digits",
+                );
+                From::Base
+            }
+        },
         _ => {
             let why = if s.ends_with(":latest") || !s.contains(':') {
                 "a tag (or `latest`) can point at different images on different days"
@@ -836,6 +834,14 @@ fn check_packages(
             continue;
         }
         let Some(ver) = v.get_ref().as_str() else {
+            if v.get_ref().is_table() {
+                cx.at(
+                    span,
+                    format!("{table}: {name:?} is a table, not a package: TOML reads dots in bare keys as nesting"),
+                    &format!("quote package names that contain dots, e.g. \"{name}.x\" = \"1.0-1\""),
+                );
+                continue;
+            }
             cx.at(
                 span,
                 format!("{table}: version of {name} must be a string"),
@@ -852,10 +858,11 @@ fn check_packages(
             || ver.contains(',')
             || ver.contains('*')
         {
-            Some(format!("has a version range {ver:?}, not one exact version"))
+            Some(format!(
+                "has a version range {ver:?}, not one exact version"
+            ))
         } else if ver.parse::<debversion::Version>().is_err()
-            || !ver.starts_with(|c: char| c.is_ascii_digit())
-                && !ver.contains(':')
+            || !ver.starts_with(|c: char| c.is_ascii_digit()) && !ver.contains(':')
         {
             Some(format!("has an invalid Debian version {ver:?}"))
         } else {
@@ -901,7 +908,11 @@ fn check_image_path(
     }
     let trimmed = p.trim_start_matches('/');
     if trimmed.is_empty() {
-        cx.at(span, format!("{field} cannot be the root"), "name a file path");
+        cx.at(
+            span,
+            format!("{field} cannot be the root"),
+            "name a file path",
+        );
         return None;
     }
     Some(trimmed.to_string())

@@ -50,7 +50,9 @@ pub enum LayerError {
         second: String,
         what: String,
     },
-    #[error("writing layer {path}: {source}\nhelp: check free space and permissions of the output directory")]
+    #[error(
+        "writing layer {path}: {source}\nhelp: check free space and permissions of the output directory"
+    )]
     Io {
         path: PathBuf,
         #[source]
@@ -259,7 +261,9 @@ pub fn normalize(
                 return Err(LayerError::Hostile {
                     origin: e.origin.clone(),
                     entry: e.path.clone(),
-                    reason: format!("its parent {parent:?} is a symlink; writing through it could escape the image root"),
+                    reason: format!(
+                        "its parent {parent:?} is a symlink; writing through it could escape the image root"
+                    ),
                 });
             }
             if let Some(pe) = by_path.get(parent)
@@ -296,7 +300,11 @@ pub fn normalize(
 
 fn difference(a: &Entry, b: &Entry) -> Option<String> {
     if a.kind != b.kind {
-        return Some(format!("types ({:?} vs {:?})", kind_name(&a.kind), kind_name(&b.kind)));
+        return Some(format!(
+            "types ({:?} vs {:?})",
+            kind_name(&a.kind),
+            kind_name(&b.kind)
+        ));
     }
     if a.kind == Kind::Dir {
         // Directories shared by packages: permissions must agree.
@@ -359,7 +367,11 @@ fn fix_hardlinks(entries: &mut [Entry]) -> Result<(), LayerError> {
         }
     }
     for (holder, members) in groups {
-        let first = *members.iter().chain(std::iter::once(&holder)).min().expect("non-empty");
+        let first = *members
+            .iter()
+            .chain(std::iter::once(&holder))
+            .min()
+            .expect("non-empty");
         if first == holder {
             continue;
         }

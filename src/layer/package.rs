@@ -107,18 +107,24 @@ pub fn package_entries(
         for entry in iter {
             let mut entry = entry.map_err(|e| dt.ctx.error(e))?;
             let raw_bytes = entry.path_bytes().into_owned();
-            let raw = String::from_utf8(raw_bytes.clone()).map_err(|_| {
-                LayerError::Hostile {
-                    origin: origin.clone(),
-                    entry: String::from_utf8_lossy(&raw_bytes).into_owned(),
-                    reason: "name is not valid UTF-8".into(),
-                }
+            let raw = String::from_utf8(raw_bytes.clone()).map_err(|_| LayerError::Hostile {
+                origin: origin.clone(),
+                entry: String::from_utf8_lossy(&raw_bytes).into_owned(),
+                reason: "name is not valid UTF-8".into(),
             })?;
             let stripped = raw.strip_prefix("./").unwrap_or(&raw);
             if stripped.is_empty() || stripped == "." || stripped == "/" {
                 continue; // the root directory itself
             }
             let path = super::normalize_path(stripped).map_err(|r| hostile(&raw, r))?;
+            if !seen.insert(path.clone()) {
+                return Err(hostile(
+                    &raw,
+                    format!("a second entry for {path:?} (names collide after normalization)"),
+                ));
+            }
+            // Merged-/usr: `lib/x` and `usr/lib/x` may both exist; identical
+            // directories merge, anything else is a conflict in `normalize`.
             let Some(path) = (if opts.merged_usr {
                 merge_usr(&path)
             } else {
@@ -126,12 +132,6 @@ pub fn package_entries(
             }) else {
                 continue;
             };
-            if !seen.insert(path.clone()) {
-                return Err(hostile(
-                    &raw,
-                    format!("a second entry for {path:?} (names collide after normalization)"),
-                ));
-            }
             let h = entry.header();
             let mode = h.mode().map_err(|e| dt.ctx.error(e))?;
             let uid = h.uid().map_err(|e| dt.ctx.error(e))?;
@@ -173,7 +173,9 @@ pub fn package_entries(
             };
             match etype {
                 tar::EntryType::Directory => {}
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     let size = entry.size();
                     let mut hasher = HashingCopy::new(&mut writer);
                     let n = io::copy(&mut entry, &mut hasher).map_err(|e| dt.ctx.error(e))?;
@@ -202,9 +204,8 @@ pub fn package_entries(
                     let t = super::normalize_path(t.strip_prefix("./").unwrap_or(&t))
                         .map_err(|r| hostile(&raw, format!("hard link target: {r}")))?;
                     let t = if opts.merged_usr {
-                        merge_usr(&t).ok_or_else(|| {
-                            hostile(&raw, "hard link to a directory".into())
-                        })?
+                        merge_usr(&t)
+                            .ok_or_else(|| hostile(&raw, "hard link to a directory".into()))?
                     } else {
                         t
                     };
@@ -218,7 +219,10 @@ pub fn package_entries(
                 }
                 tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
                 other => {
-                    return Err(hostile(&raw, format!("unsupported tar entry type {other:?}")));
+                    return Err(hostile(
+                        &raw,
+                        format!("unsupported tar entry type {other:?}"),
+                    ));
                 }
             }
             out.push(e);
@@ -286,4 +290,3 @@ impl<W: Write> Write for HashingCopy<'_, W> {
         self.inner.flush()
     }
 }
-

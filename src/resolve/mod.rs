@@ -1,1 +1,467 @@
-//! Placeholder.
+//! Stage 2: package sources, dependency resolution, the lock file, fetching.
+//!
+//! * [`index`]: the records a mirror or apt offers;
+//! * [`solver`]: the closure of each image and build stage;
+//! * [`Lock`]: `recipes/imgforge.lock`, byte-identical on every run;
+//! * [`fetch`]: the `.deb` of a locked package, checked against its sha256.
+//!
+//! Entry point: [`resolve_tree`] (recipes + index -> lock). Later stages
+//! consume only the lock (plus [`fetch`] to find the files).
+
+pub mod index;
+pub mod solver;
+
+use crate::recipe::Tree;
+use index::{Index, Origin, Record};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Errors of this stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error(transparent)]
+    Solve(#[from] solver::ResolveError),
+    #[error(
+        "no package source: no --mirror was given, the base recipe names none, and {0}\nhelp: pass --mirror DIR (a flat repository or a directory of .deb files), or run `apt-get update` so the host's apt lists exist"
+    )]
+    NoSource(String),
+    #[error(
+        "cannot read lock file {path}: {reason}\nhelp: delete it and run `imgforge lock` to write a fresh one"
+    )]
+    BadLock { path: PathBuf, reason: String },
+    #[error("{path} is missing\nhelp: run `imgforge lock {dir}` and commit the lock file")]
+    NoLock { path: PathBuf, dir: String },
+    #[error(
+        "the lock file {path} is out of date:\n{changes}\nhelp: run `imgforge lock` to update it (and review the change), or revert the recipe edit"
+    )]
+    Stale { path: PathBuf, changes: String },
+    #[error(
+        "checksum mismatch for {file}\n  expected sha256 {expected} ({from})\n  actual   sha256 {actual}\nhelp: the file is corrupt or was replaced; delete it and fetch it again, or fix the mirror"
+    )]
+    Checksum {
+        file: PathBuf,
+        expected: String,
+        actual: String,
+        from: String,
+    },
+    #[error(
+        "{package} {version} (locked) is not in the package source\nhelp: add {filename} to the mirror, enable apt, or run `imgforge lock` again"
+    )]
+    Missing {
+        package: String,
+        version: String,
+        filename: String,
+    },
+    #[error(
+        "apt-get download {package}={version} failed: {reason}\nhelp: run `apt-get update`, check the version exists (`apt-cache policy {package}`), or put the .deb in a --mirror directory"
+    )]
+    Apt {
+        package: String,
+        version: String,
+        reason: String,
+    },
+    #[error("{path}: {source}\nhelp: check permissions and free space")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where packages come from.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// A local mirror (overrides the base recipe's).
+    pub mirror: Option<PathBuf>,
+    /// Allow the host's apt.
+    pub apt: bool,
+    /// The apt lists directory (`/var/lib/apt/lists`).
+    pub apt_lists: PathBuf,
+    /// Where `apt-get download` puts files.
+    pub cache_dir: PathBuf,
+}
+
+/// Build the index for a tree.
+pub fn load_index(tree: &Tree, opts: &SourceOptions) -> Result<Index, ResolveError> {
+    let mut idx = Index::new(&tree.source.arch);
+    let mirror = opts.mirror.clone().or_else(|| tree.source.mirror.clone());
+    if let Some(m) = &mirror {
+        index::add_mirror(&mut idx, m)?;
+    }
+    let apt_ok = opts.apt && tree.source.apt && which("apt-get").is_some();
+    if apt_ok && !index::apt_lists(&opts.apt_lists).is_empty() {
+        index::add_apt(&mut idx, &opts.apt_lists)?;
+    }
+    if idx.is_empty() {
+        return Err(ResolveError::NoSource(if apt_ok {
+            format!("{} holds no Packages lists", opts.apt_lists.display())
+        } else {
+            "apt is not available or disabled".into()
+        }));
+    }
+    Ok(idx)
+}
+
+/// Find a program on PATH.
+pub fn which(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------- lock file
+
+/// The lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub version: u32,
+    pub arch: String,
+    #[serde(rename = "image", default)]
+    pub images: Vec<LockedImage>,
+}
+
+/// The closure of one image or build stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    pub name: String,
+    /// `runtime` or `build`.
+    pub stage: String,
+    /// sha256 of the pins this closure was resolved from.
+    pub pins: String,
+    #[serde(rename = "package", default)]
+    pub packages: Vec<LockedPackage>,
+}
+
+/// One package of a closure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub source: String,
+    pub source_version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub filename: String,
+    /// Why it is in the closure.
+    pub reason: String,
+}
+
+impl Lock {
+    /// The closure of `name`'s `stage`.
+    pub fn get(&self, name: &str, stage: &str) -> Option<&LockedImage> {
+        self.images
+            .iter()
+            .find(|i| i.name == name && i.stage == stage)
+    }
+
+    /// Serialize (stable bytes).
+    pub fn to_text(&self) -> String {
+        let body = toml::to_string(self).expect("lock serializes");
+        format!(
+            "# imgforge.lock: written by `imgforge lock`; do not edit by hand.\n# Every package of every image and build stage, pinned with its sha256.\n\n{body}"
+        )
+    }
+
+    /// Read a lock file.
+    pub fn read(path: &Path) -> Result<Lock, ResolveError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ResolveError::NoLock {
+                    path: path.to_path_buf(),
+                    dir: path
+                        .parent()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                }
+            } else {
+                ResolveError::BadLock {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            }
+        })?;
+        toml::from_str(&text).map_err(|e| ResolveError::BadLock {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Human-readable differences from `old` to `self`.
+    pub fn diff(&self, old: &Lock) -> Vec<String> {
+        let mut out = Vec::new();
+        let key = |i: &LockedImage| (i.name.clone(), i.stage.clone());
+        let olds: BTreeMap<_, _> = old.images.iter().map(|i| (key(i), i)).collect();
+        let news: BTreeMap<_, _> = self.images.iter().map(|i| (key(i), i)).collect();
+        for (k, n) in &news {
+            let label = format!("{} ({})", k.0, k.1);
+            let Some(o) = olds.get(k) else {
+                out.push(format!("  {label}: new in the recipes"));
+                continue;
+            };
+            let op: BTreeMap<_, _> = o.packages.iter().map(|p| (&p.name, p)).collect();
+            let np: BTreeMap<_, _> = n.packages.iter().map(|p| (&p.name, p)).collect();
+            for (name, p) in &np {
+                match op.get(name) {
+                    None => out.push(format!("  {label}: + {name} {}", p.version)),
+                    Some(q) if q.version != p.version => {
+                        out.push(format!("  {label}: {name} {} -> {}", q.version, p.version))
+                    }
+                    Some(q) if q != p => out.push(format!(
+                        "  {label}: {name} {}: sha256/metadata changed ({} -> {})",
+                        p.version, q.sha256, p.sha256
+                    )),
+                    _ => {}
+                }
+            }
+            for (name, q) in &op {
+                if !np.contains_key(name) {
+                    out.push(format!("  {label}: - {name} {}", q.version));
+                }
+            }
+        }
+        for k in olds.keys() {
+            if !news.contains_key(k) {
+                out.push(format!("  {} ({}): no longer in the recipes", k.0, k.1));
+            }
+        }
+        if out.is_empty() && self != old {
+            out.push("  formatting or header changed".into());
+        }
+        out
+    }
+}
+
+fn pins_digest(pins: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    for (k, v) in pins {
+        s.push_str(&format!("{k}={v}\n"));
+    }
+    crate::digest::sha256_hex(s.as_bytes())
+}
+
+fn locked(chosen: &[solver::Chosen]) -> Vec<LockedPackage> {
+    let mut v: Vec<LockedPackage> = chosen
+        .iter()
+        .map(|c| {
+            let r = &c.record;
+            LockedPackage {
+                name: r.name.clone(),
+                version: r.version.to_string(),
+                architecture: r.architecture.clone(),
+                source: r.source.clone(),
+                source_version: r.source_version.clone(),
+                sha256: r.sha256.clone(),
+                size: r.size,
+                filename: r.file_name(),
+                reason: c.reason.clone(),
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// Resolve every image and build stage of `tree`.
+pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
+    let mut images = Vec::new();
+    let base = solver::resolve(
+        index,
+        &solver::Request {
+            label: format!("{} ({})", tree.base.name, tree.base.file.display()),
+            pins: &tree.base.packages,
+            installed: &[],
+        },
+    )?;
+    let base_records: Vec<Record> = base.iter().map(|c| c.record.clone()).collect();
+    images.push(LockedImage {
+        name: tree.base.name.clone(),
+        stage: "runtime".into(),
+        pins: pins_digest(&tree.base.packages),
+        packages: locked(&base),
+    });
+    for img in &tree.images {
+        let rt = solver::resolve(
+            index,
+            &solver::Request {
+                label: format!("{} ({})", img.name, img.file.display()),
+                pins: &img.packages,
+                installed: &base_records,
+            },
+        )?;
+        images.push(LockedImage {
+            name: img.name.clone(),
+            stage: "runtime".into(),
+            pins: pins_digest(&img.packages),
+            packages: locked(&rt),
+        });
+        if let Some(b) = &img.build {
+            let bs = solver::resolve(
+                index,
+                &solver::Request {
+                    label: format!("{} build stage ({})", img.name, img.file.display()),
+                    pins: &b.packages,
+                    installed: &base_records,
+                },
+            )?;
+            images.push(LockedImage {
+                name: img.name.clone(),
+                stage: "build".into(),
+                pins: pins_digest(&b.packages),
+                packages: locked(&bs),
+            });
+        }
+    }
+    images.sort_by(|a, b| (&a.name, &a.stage).cmp(&(&b.name, &b.stage)));
+    Ok(Lock {
+        version: 1,
+        arch: tree.source.arch.clone(),
+        images,
+    })
+}
+
+/// Check that `lock` was resolved from the tree's current pins (without
+/// re-resolving). Returns the stale entries.
+pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check =
+        |name: &str, stage: &str, pins: &BTreeMap<String, String>| match lock.get(name, stage) {
+            None => out.push(format!("  {name} ({stage}): not in the lock")),
+            Some(l) if l.pins != pins_digest(pins) => {
+                let locked: BTreeMap<&str, &str> = l
+                    .packages
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.version.as_str()))
+                    .collect();
+                let changed: Vec<String> = pins
+                    .iter()
+                    .filter(|(k, v)| locked.get(k.as_str()) != Some(&v.as_str()))
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                out.push(format!(
+                    "  {name} ({stage}): pins changed{}",
+                    if changed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", changed.join(", "))
+                    }
+                ));
+            }
+            Some(_) => {}
+        };
+    check(&tree.base.name, "runtime", &tree.base.packages);
+    for img in &tree.images {
+        check(&img.name, "runtime", &img.packages);
+        if let Some(b) = &img.build {
+            check(&img.name, "build", &b.packages);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- fetching
+
+/// The verified `.deb` of a locked package: from the mirror, or downloaded
+/// with apt into the cache. The sha256 is checked on every call.
+pub fn fetch(
+    pkg: &LockedPackage,
+    index: &Index,
+    opts: &SourceOptions,
+) -> Result<PathBuf, ResolveError> {
+    let version: debversion::Version = pkg.version.parse().map_err(|_| ResolveError::Missing {
+        package: pkg.name.clone(),
+        version: pkg.version.clone(),
+        filename: pkg.filename.clone(),
+    })?;
+    // Prefer a record with the locked checksum.
+    let rec = index
+        .by_name
+        .get(&pkg.name)
+        .and_then(|l| {
+            l.iter()
+                .find(|r| r.version == version && r.sha256 == pkg.sha256)
+        })
+        .or_else(|| index.get(&pkg.name, &version));
+    let Some(rec) = rec else {
+        return Err(ResolveError::Missing {
+            package: pkg.name.clone(),
+            version: pkg.version.clone(),
+            filename: pkg.filename.clone(),
+        });
+    };
+    let path = match &rec.origin {
+        Origin::Mirror(root) => root.join(&rec.filename),
+        Origin::Apt => apt_download(rec, &opts.cache_dir)?,
+    };
+    verify_file(&path, &pkg.sha256, "the lock file")?;
+    Ok(path)
+}
+
+/// Check a file's sha256.
+pub fn verify_file(path: &Path, expected: &str, from: &str) -> Result<(), ResolveError> {
+    let (actual, _) = crate::digest::sha256_file(path).map_err(|source| ResolveError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if actual != expected {
+        return Err(ResolveError::Checksum {
+            file: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+            from: from.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn apt_download(rec: &Record, cache: &Path) -> Result<PathBuf, ResolveError> {
+    let io = |source| ResolveError::Io {
+        path: cache.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(cache).map_err(io)?;
+    let dest = cache.join(format!("{}_{}.deb", rec.name, rec.sha256));
+    if dest.is_file() && verify_file(&dest, &rec.sha256, "the apt index").is_ok() {
+        return Ok(dest);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".apt-")
+        .tempdir_in(cache)
+        .map_err(io)?;
+    let spec = format!("{}={}", rec.name, rec.version);
+    let out = std::process::Command::new("apt-get")
+        .args(["download", "-q", &spec])
+        .current_dir(tmp.path())
+        .output()
+        .map_err(|e| ResolveError::Apt {
+            package: rec.name.clone(),
+            version: rec.version.to_string(),
+            reason: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(ResolveError::Apt {
+            package: rec.name.clone(),
+            version: rec.version.to_string(),
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let got = std::fs::read_dir(tmp.path())
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| ResolveError::Apt {
+            package: rec.name.clone(),
+            version: rec.version.to_string(),
+            reason: "apt-get reported success but wrote no .deb".into(),
+        })?;
+    verify_file(&got, &rec.sha256, "the apt index")?;
+    std::fs::rename(&got, &dest).map_err(io)?;
+    Ok(dest)
+}

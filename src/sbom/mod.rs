@@ -1,1 +1,594 @@
-//! Placeholder.
+//! SBOMs (SPDX 2.3, CycloneDX 1.6) and a license inventory for every shipped
+//! Debian package, fit for legal review.
+//!
+//! [`write_all`] is the entry point of the build pipeline. For every image it
+//! writes, under the OCI output directory:
+//!
+//! ```text
+//! sbom/<image>.spdx.json        SPDX 2.3: image package DESCRIBES-d, CONTAINS
+//!                               each shipped .deb and artifact; DEPENDS_ON from
+//!                               Depends; build-stage packages BUILD_DEPENDENCY_OF
+//! sbom/<image>.cdx.json         CycloneDX 1.6: metadata.component = the image;
+//!                               build-stage packages as components with
+//!                               scope "excluded" (property imgforge:stage=build)
+//! legal/<image>.{md,html,csv}   license inventory of the image
+//! legal/all.{md,html,csv}       the same over the whole build
+//! legal/source-offer.md         sources whose licenses require a source offer
+//! legal/attribution/<pkg>/copyright           verbatim copyright files
+//! legal/attribution/common-licenses/<Name>    referenced common-licenses texts
+//! ```
+//!
+//! Everything is deterministic: timestamps come from `SOURCE_DATE_EPOCH`,
+//! document namespace and serial number are derived from a hash of the
+//! content, lists are sorted and JSON goes through [`crate::json`].
+//! License detection ([`license`]) runs per package in parallel (rayon,
+//! `jobs` threads).
+
+pub mod curated;
+pub mod cyclonedx;
+pub mod dep5;
+pub mod license;
+pub mod names;
+pub mod report;
+pub mod spdx;
+pub mod text;
+
+use crate::deb::{DataFile, Limits};
+use license::{LicenseError, LicenseFinding, ReviewFlag};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A Debian binary package in an image (or a build stage).
+#[derive(Debug, Clone)]
+pub struct SbomPackage {
+    /// Package name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Architecture (`amd64`, `all`).
+    pub architecture: String,
+    /// Source package name.
+    pub source: String,
+    /// Source package version.
+    pub source_version: String,
+    /// sha256 of the `.deb`.
+    pub sha256: String,
+    /// Size of the `.deb`.
+    pub size: u64,
+    /// File name of the `.deb` in the archive (`pool/...`).
+    pub filename: String,
+    /// Where the `.deb` is on disk.
+    pub deb_path: PathBuf,
+    /// Its control information.
+    pub control: crate::deb::ControlInfo,
+}
+
+/// A file copied into an image from a build stage.
+#[derive(Debug, Clone)]
+pub struct SbomFile {
+    /// Path in the image, no leading slash.
+    pub path: String,
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One image of the build.
+#[derive(Debug, Clone)]
+pub struct SbomImage {
+    /// Image name (may contain `/`).
+    pub name: String,
+    /// Tag.
+    pub tag: String,
+    /// `sha256:<hex>` of the manifest.
+    pub manifest_digest: String,
+    /// `sha256:<hex>` of the config.
+    pub config_digest: String,
+    /// Shipped packages (base + image).
+    pub packages: Vec<SbomPackage>,
+    /// Build-stage packages (not shipped).
+    pub build_packages: Vec<SbomPackage>,
+    /// Build-stage artifacts copied into the image.
+    pub artifacts: Vec<SbomFile>,
+}
+
+/// Options of [`write_all`].
+#[derive(Debug, Clone)]
+pub struct SbomOptions {
+    /// The OCI output (staging) directory; files go under `sbom/` and `legal/`.
+    pub out_dir: PathBuf,
+    /// `SOURCE_DATE_EPOCH`, for timestamps.
+    pub source_date_epoch: i64,
+    /// Distro qualifier of purls (`debian-12`).
+    pub distro: String,
+    /// imgforge version, recorded as the creating tool.
+    pub tool_version: String,
+    /// The images.
+    pub images: Vec<SbomImage>,
+    /// Package name → `.deb`, for following symlinked doc directories and
+    /// for base-files' common-licenses texts.
+    pub available: BTreeMap<String, PathBuf>,
+    /// Parallel jobs for license detection.
+    pub jobs: usize,
+}
+
+/// What [`write_all`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SbomSummary {
+    /// Files written, relative to `out_dir`, sorted.
+    pub files: Vec<PathBuf>,
+    /// Distinct shipped packages (name + version + architecture).
+    pub packages: usize,
+    /// How many of those carry review flags.
+    pub needs_review: usize,
+}
+
+/// Errors of SBOM generation.
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    /// Writing an output file failed.
+    #[error(
+        "cannot write {path}: {source}\nhelp: check that the output directory is writable and the disk is not full"
+    )]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A package's copyright file could not be read.
+    #[error(
+        "license detection failed for package {package}: {source}\nhelp: the .deb may be corrupt; delete it from the cache and fetch it again"
+    )]
+    License {
+        /// The package.
+        package: String,
+        /// Why.
+        #[source]
+        source: LicenseError,
+    },
+    /// base-files could not be read for its common-licenses texts.
+    #[error(
+        "cannot read /usr/share/common-licenses from {path}: {source}\nhelp: the base-files .deb may be corrupt; fetch it again"
+    )]
+    CommonLicenses {
+        /// The base-files package.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::deb::DebError,
+    },
+    /// Two images map to the same SBOM file name.
+    #[error(
+        "images {first:?} and {second:?} would both write sbom/{file}.*\nhelp: rename one of the images"
+    )]
+    NameClash {
+        /// One image.
+        first: String,
+        /// The other.
+        second: String,
+        /// The clashing file stem.
+        file: String,
+    },
+    /// The thread pool could not be created.
+    #[error("cannot start {jobs} license-detection threads: {reason}\nhelp: lower --jobs")]
+    Threads {
+        /// Requested jobs.
+        jobs: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// Small shared helpers
+
+/// Percent-encode a purl component (version or name): everything but
+/// unreserved characters is encoded (`+` → `%2B`, `:` → `%3A`).
+pub fn purl_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// purl of a binary package.
+pub fn purl(name: &str, version: &str, arch: &str, distro: &str) -> String {
+    format!(
+        "pkg:deb/debian/{}@{}?arch={}&distro={}",
+        purl_encode(name),
+        purl_encode(version),
+        purl_encode(arch),
+        purl_encode(distro)
+    )
+}
+
+/// RFC 3339 UTC timestamp for a Unix time, without a clock.
+pub fn rfc3339(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// A UUID (version 5 layout, variant RFC 4122) from the sha256 of `bytes`.
+pub fn uuid_from(bytes: &[u8]) -> String {
+    let h = crate::digest::sha256_hex(bytes);
+    let mut b: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect();
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// File stem for an image name (`/` and other unsafe characters → `_`).
+pub fn safe_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() { "image".into() } else { s }
+}
+
+/// Maintainer field split into (name, email).
+pub fn maintainer(pkg: &SbomPackage) -> Option<(String, Option<String>)> {
+    let m = pkg.control.get("Maintainer")?.trim();
+    if m.is_empty() {
+        return None;
+    }
+    match m.split_once('<') {
+        Some((n, rest)) => Some((
+            n.trim().to_string(),
+            rest.split('>')
+                .next()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty()),
+        )),
+        None => Some((m.to_string(), None)),
+    }
+}
+
+/// Names of packages this one depends on (first alternative of each
+/// `Depends`/`Pre-Depends` entry that is in `present`).
+pub fn depends_on(pkg: &SbomPackage, present: &BTreeSet<String>) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for field in ["Pre-Depends", "Depends"] {
+        let Some(v) = pkg.control.get(field) else {
+            continue;
+        };
+        for dep in v.split(',') {
+            for alt in dep.split('|') {
+                let name = alt
+                    .split(['(', '[', '<'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim();
+                if present.contains(name) && name != pkg.name {
+                    out.insert(name.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Key of a package for deduplication.
+pub(crate) fn key(p: &SbomPackage) -> (String, String, String) {
+    (p.name.clone(), p.version.clone(), p.architecture.clone())
+}
+
+/// Findings of every package, by key.
+pub type Findings = BTreeMap<(String, String, String), LicenseFinding>;
+
+fn write_file(
+    out: &Path,
+    rel: &Path,
+    bytes: &[u8],
+    files: &mut Vec<PathBuf>,
+) -> Result<(), SbomError> {
+    let path = out.join(rel);
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|source| SbomError::Write {
+            path: p.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(&path, bytes).map_err(|source| SbomError::Write { path, source })?;
+    files.push(rel.to_path_buf());
+    Ok(())
+}
+
+/// Texts of `/usr/share/common-licenses/*` from base-files, symlinks resolved.
+fn common_license_texts(
+    available: &BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, Vec<u8>>, SbomError> {
+    let Some(deb) = available.get("base-files") else {
+        return Ok(BTreeMap::new());
+    };
+    let prefix = "usr/share/common-licenses/";
+    let found =
+        crate::deb::read_data_files(deb, &Limits::default(), &|p| p.starts_with(prefix), 4 << 20)
+            .map_err(|source| SbomError::CommonLicenses {
+            path: deb.clone(),
+            source,
+        })?;
+    let mut files = BTreeMap::new();
+    let mut links = BTreeMap::new();
+    for (p, f) in found {
+        let Some(name) = p.strip_prefix(prefix).filter(|n| !n.contains('/')) else {
+            continue;
+        };
+        match f {
+            DataFile::File(b) => {
+                files.insert(name.to_string(), b);
+            }
+            DataFile::Symlink(t) => {
+                links.insert(name.to_string(), t);
+            }
+        }
+    }
+    for (name, target) in links {
+        let t = target.rsplit('/').next().unwrap_or("").to_string();
+        if let Some(b) = files.get(&t).cloned() {
+            files.insert(name, b);
+        }
+    }
+    Ok(files)
+}
+
+/// Write SBOMs and legal reports for every image of the build.
+pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
+    // Unique packages over all images, shipped or build-only.
+    let mut unique: BTreeMap<(String, String, String), &SbomPackage> = BTreeMap::new();
+    for img in &opts.images {
+        for p in img.packages.iter().chain(&img.build_packages) {
+            unique.entry(key(p)).or_insert(p);
+        }
+    }
+    let jobs = opts.jobs.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .map_err(|e| SbomError::Threads {
+            jobs,
+            reason: e.to_string(),
+        })?;
+    let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
+    let limits = Limits::default();
+    let results: Vec<Result<((String, String, String), LicenseFinding), SbomError>> =
+        pool.install(|| {
+            list.par_iter()
+                .map(|(k, p)| {
+                    license::detect(
+                        &p.name,
+                        &p.source,
+                        p.control.get("Section"),
+                        &p.deb_path,
+                        &opts.available,
+                        &limits,
+                    )
+                    .map(|f| ((*k).clone(), f))
+                    .map_err(|source| SbomError::License {
+                        package: p.name.clone(),
+                        source,
+                    })
+                })
+                .collect()
+        });
+    let mut findings: Findings = BTreeMap::new();
+    for r in results {
+        let (k, f) = r?;
+        findings.insert(k, f);
+    }
+
+    // Common-licenses texts referenced by shipped packages.
+    let texts = common_license_texts(&opts.available)?;
+    let shipped_keys: BTreeSet<(String, String, String)> = opts
+        .images
+        .iter()
+        .flat_map(|i| i.packages.iter().map(key))
+        .collect();
+    let mut referenced = BTreeSet::new();
+    for k in &shipped_keys {
+        if let Some(f) = findings.get_mut(k) {
+            for n in f.common_licenses_referenced.clone() {
+                if texts.contains_key(&n) {
+                    referenced.insert(n);
+                } else {
+                    f.flags.push(ReviewFlag::CommonLicenseMissing(n));
+                }
+            }
+            f.flags.sort();
+            f.flags.dedup();
+        }
+    }
+
+    let out = &opts.out_dir;
+    let mut files = Vec::new();
+    let mut stems: BTreeMap<String, String> = BTreeMap::new();
+    for img in &opts.images {
+        let stem = safe_name(&img.name);
+        if let Some(prev) = stems.insert(stem.clone(), img.name.clone()) {
+            if prev != img.name || opts.images.iter().filter(|i| i.name == img.name).count() > 1 {
+                return Err(SbomError::NameClash {
+                    first: prev,
+                    second: img.name.clone(),
+                    file: stem,
+                });
+            }
+        }
+        let spdx_doc = spdx::document(img, opts, &findings);
+        write_file(
+            out,
+            &Path::new("sbom").join(format!("{stem}.spdx.json")),
+            &crate::json::to_canonical_pretty(&spdx_doc),
+            &mut files,
+        )?;
+        let cdx = cyclonedx::document(img, opts, &findings);
+        write_file(
+            out,
+            &Path::new("sbom").join(format!("{stem}.cdx.json")),
+            &crate::json::to_canonical_pretty(&cdx),
+            &mut files,
+        )?;
+        let rows = report::rows(std::slice::from_ref(img), &findings);
+        let title = format!("{}:{}", img.name, img.tag);
+        write_file(
+            out,
+            &Path::new("legal").join(format!("{stem}.md")),
+            report::markdown(&title, &rows).as_bytes(),
+            &mut files,
+        )?;
+        write_file(
+            out,
+            &Path::new("legal").join(format!("{stem}.html")),
+            report::html(&title, &rows).as_bytes(),
+            &mut files,
+        )?;
+        write_file(
+            out,
+            &Path::new("legal").join(format!("{stem}.csv")),
+            report::csv(&rows).as_bytes(),
+            &mut files,
+        )?;
+    }
+    let rows = report::rows(&opts.images, &findings);
+    let title = "all images of the build";
+    write_file(
+        out,
+        Path::new("legal/all.md"),
+        report::markdown(title, &rows).as_bytes(),
+        &mut files,
+    )?;
+    write_file(
+        out,
+        Path::new("legal/all.html"),
+        report::html(title, &rows).as_bytes(),
+        &mut files,
+    )?;
+    write_file(
+        out,
+        Path::new("legal/all.csv"),
+        report::csv(&rows).as_bytes(),
+        &mut files,
+    )?;
+    write_file(
+        out,
+        Path::new("legal/source-offer.md"),
+        report::source_offer(&rows).as_bytes(),
+        &mut files,
+    )?;
+
+    // Attribution: verbatim copyright files of shipped packages.
+    let mut used_dirs: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for k in &shipped_keys {
+        let Some(f) = findings.get(k) else { continue };
+        let Some(text) = &f.copyright_text else {
+            continue;
+        };
+        let mut dir = safe_name(&k.0);
+        if used_dirs.get(&dir).is_some_and(|other| other != k) {
+            dir = safe_name(&format!("{}_{}_{}", k.0, k.1, k.2));
+        }
+        used_dirs.insert(dir.clone(), k.clone());
+        write_file(
+            out,
+            &Path::new("legal/attribution").join(&dir).join("copyright"),
+            text,
+            &mut files,
+        )?;
+    }
+    for n in &referenced {
+        if let Some(b) = texts.get(n) {
+            write_file(
+                out,
+                &Path::new("legal/attribution/common-licenses").join(n),
+                b,
+                &mut files,
+            )?;
+        }
+    }
+    files.sort();
+    files.dedup();
+    let needs_review = shipped_keys
+        .iter()
+        .filter(|k| findings.get(*k).is_some_and(|f| !f.flags.is_empty()))
+        .count();
+    Ok(SbomSummary {
+        files,
+        packages: shipped_keys.len(),
+        needs_review,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_uuids() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let u = uuid_from(b"x");
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "5");
+    }
+
+    #[test]
+    fn purls() {
+        assert_eq!(
+            purl("zlib1g", "1:1.2.13.dfsg-1", "amd64", "debian-12"),
+            "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+        );
+        assert_eq!(
+            purl("libstdc++6", "1+b1", "amd64", "d"),
+            "pkg:deb/debian/libstdc%2B%2B6@1%2Bb1?arch=amd64&distro=d"
+        );
+        assert_eq!(safe_name("library/nginx"), "library_nginx");
+    }
+}

@@ -35,7 +35,11 @@ pub fn fixture() -> Option<PathBuf> {
 
 /// The fixture's license answer key, if present.
 pub fn license_answers() -> Option<PathBuf> {
-    let p = root().join("..").join("shared").join("licenses").join("fixture-answers.tsv");
+    let p = root()
+        .join("..")
+        .join("shared")
+        .join("licenses")
+        .join("fixture-answers.tsv");
     if p.is_file() {
         return Some(p);
     }
@@ -65,7 +69,8 @@ pub fn require_tool(name: &str) -> bool {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The imgforge binary built for this test run.

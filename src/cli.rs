@@ -1,0 +1,136 @@
+//! Command-line arguments (clap types stay in this file).
+//!
+//! Each subcommand converts into a plain options struct of [`imgforge::ops`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use imgforge::ops;
+use std::path::PathBuf;
+
+/// Reproducible OCI images from pinned Debian packages.
+#[derive(Parser, Debug)]
+#[command(name = "imgforge", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print less (no progress).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate recipes: pinning policy, and resolution when a package source is available.
+    Check(CommonArgs),
+    /// Resolve every image and build stage and write recipes/imgforge.lock.
+    Lock {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Fail (and say what changed) instead of updating the lock.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Build every image into an OCI layout, with SBOMs and license reports.
+    Build {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        build: BuildArgs,
+    },
+    /// Build twice under perturbed conditions (or against a record) and compare bit for bit.
+    Verify {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Compare one build with this record (written by `imgforge build` as imgforge-record.json).
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
+        /// Output format of the report.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// The recipes directory.
+    #[arg(default_value = "recipes")]
+    pub recipes: PathBuf,
+    /// The base recipe [default: <RECIPES>/../base/base.toml].
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// A local package mirror: a flat repository (Packages index) or a directory of .deb files.
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Option<PathBuf>,
+    /// Never use the host's apt.
+    #[arg(long)]
+    pub no_apt: bool,
+    /// Cache for downloaded packages and build-stage results [default: ~/.cache/imgforge].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Output directory (an OCI image layout).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Also write one tar that `docker load` accepts and that is an OCI layout.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// Parallel jobs [default: all cores]. Output bytes never depend on it.
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = Compress::Gzip)]
+    pub compression: Compress,
+    /// Fail if the lock file would change.
+    #[arg(long)]
+    pub locked: bool,
+    /// Do not reuse cached build-stage results.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum Compress {
+    Gzip,
+    Zstd,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl CommonArgs {
+    pub fn to_options(&self) -> ops::CommonOptions {
+        ops::CommonOptions {
+            recipes: self.recipes.clone(),
+            base: self.base.clone(),
+            mirror: self.mirror.clone(),
+            apt: !self.no_apt,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl BuildArgs {
+    pub fn to_options(&self, common: &CommonArgs, quiet: bool) -> ops::BuildOptions {
+        ops::BuildOptions {
+            common: common.to_options(),
+            out: self.out.clone(),
+            bundle: self.bundle.clone(),
+            jobs: self.jobs,
+            compression: match self.compression {
+                Compress::Gzip => imgforge::layer::Compression::Gzip(6),
+                Compress::Zstd => imgforge::layer::Compression::Zstd(3),
+            },
+            locked: self.locked,
+            use_cache: !self.no_cache,
+            quiet,
+            source_date_epoch: None,
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The package index: every `.deb` imgforge may choose from.
+//!
+//! Sources, in order of preference:
+//! 1. a local mirror (`--mirror DIR`): a flat repository with a `Packages`
+//!    (or `Packages.gz`/`.xz`) index, or a plain directory of `.deb` files
+//!    that imgforge indexes by reading their control files;
+//! 2. the host's apt lists (`/var/lib/apt/lists/*_Packages*`), whose files
+//!    are fetched with `apt-get download` into the cache when needed.
+//!
+//! Each record keeps its sha256, so every `.deb` is checked before use.
+
+use debian_control::lossy::Relations;
+use debversion::Version;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where a record's `.deb` lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    /// In a mirror directory: `<root>/<Filename>`.
+    Mirror(PathBuf),
+    /// In the host's apt archive; fetched by `apt-get download`.
+    Apt,
+}
+
+/// One package version as an index describes it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub name: String,
+    pub version: Version,
+    pub architecture: String,
+    pub source: String,
+    pub source_version: String,
+    pub depends: Relations,
+    pub pre_depends: Relations,
+    pub provides: Relations,
+    pub conflicts: Relations,
+    pub breaks: Relations,
+    /// `Filename:` as in the index (relative to the mirror root).
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+    pub origin: Origin,
+}
+
+impl Record {
+    /// The `.deb` file name (basename).
+    pub fn file_name(&self) -> String {
+        Path::new(&self.filename)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.filename.clone())
+    }
+    /// `name=version`.
+    pub fn id(&self) -> String {
+        format!("{}={}", self.name, self.version)
+    }
+}
+
+/// Errors while indexing a package source.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot read {path}: {source}\nhelp: check that the mirror path is right and readable")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: stanza {stanza} ({package}): {reason}\nhelp: regenerate the index with `dpkg-scanpackages` or `apt-ftparchive packages`"
+    )]
+    BadStanza {
+        path: PathBuf,
+        stanza: usize,
+        package: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Deb(#[from] crate::deb::DebError),
+    #[error(
+        "{path} is neither a flat repository (no Packages index) nor a directory of .deb files\nhelp: point --mirror at a directory holding Packages (as dpkg-scanpackages writes it) or .deb files"
+    )]
+    EmptyMirror { path: PathBuf },
+}
+
+/// All known package records, by name and version.
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    /// name -> records, highest version first.
+    pub by_name: BTreeMap<String, Vec<Record>>,
+    /// virtual name -> (provider name, provided version).
+    pub providers: BTreeMap<String, Vec<(String, Option<Version>)>>,
+    /// Target architecture.
+    pub arch: String,
+}
+
+impl Index {
+    /// An empty index for `arch`.
+    pub fn new(arch: &str) -> Self {
+        Index {
+            arch: arch.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Add a record unless the same name+version is already known (earlier
+    /// sources win) or its architecture does not fit.
+    pub fn add(&mut self, r: Record) {
+        if r.architecture != self.arch && r.architecture != "all" {
+            return;
+        }
+        let list = self.by_name.entry(r.name.clone()).or_default();
+        if list.iter().any(|x| x.version == r.version) {
+            return;
+        }
+        for group in r.provides.iter() {
+            for p in group {
+                let v = p.version.as_ref().map(|(_, v)| v.clone());
+                let prov = self.providers.entry(p.name.clone()).or_default();
+                if !prov.iter().any(|(n, pv)| n == &r.name && pv == &v) {
+                    prov.push((r.name.clone(), v));
+                    prov.sort();
+                }
+            }
+        }
+        list.push(r);
+        list.sort_by(|a, b| b.version.cmp(&a.version));
+    }
+
+    /// The record for an exact name and version.
+    pub fn get(&self, name: &str, version: &Version) -> Option<&Record> {
+        self.by_name
+            .get(name)?
+            .iter()
+            .find(|r| &r.version == version)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(Vec::len).sum()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+fn relations(p: &deb822_fast::Paragraph, field: &str) -> Result<Relations, String> {
+    match p.get(field) {
+        None => Ok(Relations::new()),
+        Some(v) => {
+            let v = v.replace('\n', " ");
+            v.parse::<Relations>()
+                .map_err(|e| format!("cannot parse {field}: {e}"))
+        }
+    }
+}
+
+/// Build a [`Record`] from a control/index paragraph.
+pub fn record_from_paragraph(
+    p: &deb822_fast::Paragraph,
+    filename: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+    origin: Origin,
+) -> Result<Record, String> {
+    let name = p
+        .get("Package")
+        .ok_or("no Package field")?
+        .trim()
+        .to_string();
+    let version_s = p.get("Version").ok_or("no Version field")?.trim();
+    let version: Version = version_s
+        .parse()
+        .map_err(|e| format!("bad Version {version_s:?}: {e:?}"))?;
+    let architecture = p
+        .get("Architecture")
+        .ok_or("no Architecture field")?
+        .trim()
+        .to_string();
+    let (source, source_version) = match p.get("Source") {
+        None => (name.clone(), version_s.to_string()),
+        Some(s) => {
+            let s = s.trim();
+            match s.split_once('(') {
+                Some((n, v)) => (
+                    n.trim().to_string(),
+                    v.trim_end_matches(')').trim().to_string(),
+                ),
+                None => (s.to_string(), version_s.to_string()),
+            }
+        }
+    };
+    let filename = filename
+        .or_else(|| p.get("Filename").map(|s| s.trim().to_string()))
+        .ok_or("no Filename field")?;
+    if filename.split('/').any(|c| c == "..") || filename.starts_with('/') {
+        return Err(format!("Filename {filename:?} leaves the mirror"));
+    }
+    let sha256 = sha256
+        .or_else(|| p.get("SHA256").map(|s| s.trim().to_string()))
+        .ok_or("no SHA256 field")?;
+    if !crate::digest::is_sha256_hex(&sha256) {
+        return Err(format!("SHA256 {sha256:?} is not 64 hex digits"));
+    }
+    let size = match size {
+        Some(s) => s,
+        None => p
+            .get("Size")
+            .ok_or("no Size field")?
+            .trim()
+            .parse()
+            .map_err(|_| "bad Size field")?,
+    };
+    Ok(Record {
+        depends: relations(p, "Depends")?,
+        pre_depends: relations(p, "Pre-Depends")?,
+        provides: relations(p, "Provides")?,
+        conflicts: relations(p, "Conflicts")?,
+        breaks: relations(p, "Breaks")?,
+        name,
+        version,
+        architecture,
+        source,
+        source_version,
+        filename,
+        size,
+        sha256,
+        origin,
+    })
+}
+
+/// Parse a `Packages` index text into `index`.
+pub fn add_packages_text(
+    index: &mut Index,
+    text: &str,
+    path: &Path,
+    origin: Origin,
+) -> Result<usize, IndexError> {
+    let doc: deb822_fast::Deb822 = text.parse().map_err(|e| IndexError::BadStanza {
+        path: path.to_path_buf(),
+        stanza: 0,
+        package: String::new(),
+        reason: format!("{e:?}"),
+    })?;
+    let mut n = 0;
+    for (i, p) in doc.iter().enumerate() {
+        let rec = record_from_paragraph(p, None, None, None, origin.clone()).map_err(|reason| {
+            IndexError::BadStanza {
+                path: path.to_path_buf(),
+                stanza: i + 1,
+                package: p.get("Package").unwrap_or("?").to_string(),
+                reason,
+            }
+        })?;
+        index.add(rec);
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn read_maybe_compressed(path: &Path) -> Result<String, IndexError> {
+    let io = |source| IndexError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let name = path.to_string_lossy();
+    let mut r: Box<dyn Read> = if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else if name.ends_with(".xz") {
+        Box::new(xz2::read::XzDecoder::new(f))
+    } else if name.ends_with(".lz4") {
+        Box::new(lz4_flex::frame::FrameDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    let mut s = String::new();
+    r.read_to_string(&mut s).map_err(io)?;
+    Ok(s)
+}
+
+/// Index a local mirror directory.
+pub fn add_mirror(index: &mut Index, dir: &Path) -> Result<usize, IndexError> {
+    for name in ["Packages", "Packages.gz", "Packages.xz"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            let text = read_maybe_compressed(&p)?;
+            return add_packages_text(index, &text, &p, Origin::Mirror(dir.to_path_buf()));
+        }
+    }
+    // A plain directory of .deb files: read each control file (in parallel).
+    let mut debs = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.map_err(|e| IndexError::Io {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "deb") {
+            debs.push(e.into_path());
+        }
+    }
+    if debs.is_empty() {
+        return Err(IndexError::EmptyMirror {
+            path: dir.to_path_buf(),
+        });
+    }
+    use rayon::prelude::*;
+    let recs: Vec<Result<Record, IndexError>> = debs
+        .par_iter()
+        .map(|deb| {
+            let ctl = crate::deb::read_control(deb, &crate::deb::Limits::default())?;
+            let (sha, size) = crate::digest::sha256_file(deb).map_err(|source| IndexError::Io {
+                path: deb.clone(),
+                source,
+            })?;
+            let rel = deb
+                .strip_prefix(dir)
+                .unwrap_or(deb)
+                .to_string_lossy()
+                .into_owned();
+            record_from_paragraph(
+                &ctl.fields,
+                Some(rel),
+                Some(sha),
+                Some(size),
+                Origin::Mirror(dir.to_path_buf()),
+            )
+            .map_err(|reason| IndexError::BadStanza {
+                path: deb.clone(),
+                stanza: 1,
+                package: ctl.get("Package").unwrap_or("?").to_string(),
+                reason,
+            })
+        })
+        .collect();
+    let n = recs.len();
+    for r in recs {
+        index.add(r?);
+    }
+    Ok(n)
+}
+
+/// The host's apt `Packages` lists, sorted by file name.
+pub fn apt_lists(lists_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(lists_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.contains("_Packages")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Index the host's apt lists.
+pub fn add_apt(index: &mut Index, lists_dir: &Path) -> Result<usize, IndexError> {
+    let mut n = 0;
+    for p in apt_lists(lists_dir) {
+        let text = read_maybe_compressed(&p)?;
+        n += add_packages_text(index, &text, &p, Origin::Apt)?;
+    }
+    Ok(n)
+}

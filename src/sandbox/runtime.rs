@@ -1,0 +1,218 @@
+//! Running one build step in an OCI runtime (runc or crun).
+//!
+//! Each step gets a fresh bundle: a `config.json` written by [`spec`]
+//! (canonical JSON, so identical inputs give identical bytes) whose root is
+//! the build root, and runs as `<runtime> --root <state> run --bundle
+//! <bundle> <id>` with stdin closed and stdout/stderr appended to the step's
+//! log file. The container id embeds the stage's unique temporary directory
+//! name, so concurrent stages never collide (the id also names the cgroup).
+//!
+//! The spec is the `runc spec` default tightened for builds:
+//!
+//! * root: the build root, writable; `/src` is a read-only bind of
+//!   `<root>/src` (the copied context, never a host path); `/tmp` is a fresh
+//!   tmpfs (1777); `/proc`, `/dev` (tmpfs with the runtime's minimal device
+//!   set), `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` (read-only). No
+//!   host path is mounted.
+//! * namespaces: pid, network, ipc, uts, mount, cgroup. The new network
+//!   namespace has only loopback (the runtime brings `lo` up), so neither
+//!   the internet nor the host's loopback is reachable.
+//! * hostname `imgforge-build`; `process.terminal = false`; uid/gid 0 with
+//!   umask 022; `noNewPrivileges`; capabilities: a Docker-like build set
+//!   without `NET_RAW`, `MKNOD`, `SYS_ADMIN` (chown, dac_override, fowner,
+//!   fsetid, kill, setgid, setuid, setpcap, setfcap, net_bind_service,
+//!   sys_chroot, audit_write); devices cgroup deny-all (plus the runtime's
+//!   defaults); the usual masked and read-only `/proc` paths.
+//! * env: only `SOURCE_DATE_EPOCH`, `LC_ALL=C.UTF-8`, `TZ=UTC`,
+//!   `HOME=/root`, `PATH=/usr/local/sbin:...:/bin`, then the recipe env
+//!   (which may override all but `SOURCE_DATE_EPOCH`); cwd `/src`.
+//!
+//! No user namespace and no seccomp profile: the build runs as real root in
+//! its namespaces, as `docker build` does; the isolation is namespaces,
+//! capabilities and a root holding only copies.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Directories searched for a runtime besides `PATH`.
+const EXTRA_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/sbin"];
+
+/// The fixed `PATH` inside the sandbox.
+pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The fixed hostname inside the sandbox.
+pub const HOSTNAME: &str = "imgforge-build";
+
+fn is_executable(p: &Path) -> bool {
+    p.metadata().is_ok_and(|m| {
+        m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+    })
+}
+
+/// Find the runtime: `crun`, else `runc`, on `PATH` or in the sbin dirs.
+pub fn find() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(EXTRA_DIRS.iter().map(PathBuf::from));
+    for name in ["crun", "runc"] {
+        for d in &dirs {
+            let p = d.join(name);
+            if is_executable(&p) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Whether an explicitly given runtime path is usable.
+pub fn usable(p: &Path) -> bool {
+    is_executable(p)
+}
+
+/// The environment of a step: fixed values, then the recipe's.
+pub fn environment(sde: u64, recipe_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("HOME".to_string(), "/root".to_string());
+    env.insert("LC_ALL".to_string(), "C.UTF-8".to_string());
+    env.insert("PATH".to_string(), SANDBOX_PATH.to_string());
+    env.insert("TZ".to_string(), "UTC".to_string());
+    for (k, v) in recipe_env {
+        env.insert(k.clone(), v.clone());
+    }
+    env.insert("SOURCE_DATE_EPOCH".to_string(), sde.to_string());
+    env
+}
+
+/// The OCI runtime spec for one step.
+pub fn spec(rootfs: &Path, argv: &[String], env: &BTreeMap<String, String>) -> serde_json::Value {
+    use serde_json::json;
+    let caps = [
+        "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETFCAP",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_SETUID",
+        "CAP_SYS_CHROOT",
+    ];
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let src = rootfs.join("src");
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0, "umask": 0o022},
+            "args": argv,
+            "env": env,
+            "cwd": "/src",
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": rootfs.to_string_lossy(), "readonly": false},
+        "hostname": HOSTNAME,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777"]},
+            {"destination": "/src", "type": "bind", "source": src.to_string_lossy(),
+             "options": ["rbind", "ro", "nosuid", "nodev"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"},
+                {"type": "network"},
+                {"type": "ipc"},
+                {"type": "uts"},
+                {"type": "mount"},
+                {"type": "cgroup"},
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            ],
+        },
+    })
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code (128 + signal when killed).
+    pub code: i32,
+}
+
+/// Run one step: write the bundle, run the runtime, wait.
+pub fn run(
+    runtime: &Path,
+    bundle: &Path,
+    state: &Path,
+    id: &str,
+    config: &serde_json::Value,
+    log: &Path,
+) -> std::io::Result<Outcome> {
+    std::fs::create_dir_all(bundle)?;
+    std::fs::create_dir_all(state)?;
+    std::fs::write(
+        bundle.join("config.json"),
+        crate::json::to_canonical_pretty(config),
+    )?;
+    let out = File::options().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    let status = Command::new(runtime)
+        .arg("--root")
+        .arg(state)
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()?;
+    let code = match status.code() {
+        Some(c) => c,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+    };
+    if code != 0 {
+        // `run` deletes the container when it exits; after a runtime error
+        // it may be left behind: clean up, ignoring errors.
+        let _ = Command::new(runtime)
+            .arg("--root")
+            .arg(state)
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    Ok(Outcome { code })
+}

@@ -1,0 +1,240 @@
+//! Legal reports: the license inventory as Markdown, HTML and CSV, and the
+//! list of sources that need a written source offer.
+//!
+//! One row per shipped binary package: package, version, architecture,
+//! source and source version, declared license (or NOASSERTION), copyleft
+//! flag, detection method, review flags and the images that ship it.
+
+use super::license::{self, LicenseFinding};
+use super::{Findings, SbomImage, key};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// One row of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Binary package.
+    pub package: String,
+    /// Version.
+    pub version: String,
+    /// Architecture.
+    pub architecture: String,
+    /// Source package.
+    pub source: String,
+    /// Source version.
+    pub source_version: String,
+    /// Declared license or `NOASSERTION`.
+    pub license: String,
+    /// Copyleft license present.
+    pub copyleft: bool,
+    /// Source offer required.
+    pub source_offer: bool,
+    /// Detection method label.
+    pub method: String,
+    /// Review flags.
+    pub flags: Vec<String>,
+    /// Where the copyright file came from, when a symlink was followed.
+    pub copyright_from: Option<String>,
+    /// Images shipping the package.
+    pub images: Vec<String>,
+}
+
+/// Rows for the shipped packages of `images`, sorted by package.
+pub fn rows(images: &[SbomImage], findings: &Findings) -> Vec<Row> {
+    let mut by_key: BTreeMap<(String, String, String), Row> = BTreeMap::new();
+    for img in images {
+        let label = format!("{}:{}", img.name, img.tag);
+        for p in &img.packages {
+            let k = key(p);
+            let f: Option<&LicenseFinding> = findings.get(&k);
+            let row = by_key.entry(k).or_insert_with(|| {
+                let expr = f.and_then(|f| f.expression.clone());
+                Row {
+                    package: p.name.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    source: p.source.clone(),
+                    source_version: p.source_version.clone(),
+                    license: expr.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                    copyleft: expr.as_deref().is_some_and(license::is_copyleft),
+                    source_offer: expr.as_deref().is_some_and(license::requires_source_offer),
+                    method: f.map(|f| f.method.label()).unwrap_or("unknown").to_string(),
+                    flags: f
+                        .map(|f| f.flags.iter().map(ToString::to_string).collect())
+                        .unwrap_or_else(|| vec!["unknown-license".into()]),
+                    copyright_from: f
+                        .and_then(|f| f.followed_symlink.as_ref())
+                        .map(|(pkg, link)| format!("{pkg} ({link})")),
+                    images: Vec::new(),
+                }
+            });
+            if !row.images.contains(&label) {
+                row.images.push(label.clone());
+                row.images.sort();
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Markdown report.
+pub fn markdown(title: &str, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# License inventory: {}\n", md_cell(title));
+    let review = rows.iter().filter(|r| !r.flags.is_empty()).count();
+    let _ = writeln!(
+        s,
+        "{} shipped package(s); {} flagged for review. Licenses are SPDX expressions declared from each package's `/usr/share/doc/<package>/copyright`; NOASSERTION means none could be determined.\n",
+        rows.len(),
+        review
+    );
+    s.push_str("| Package | Version | Arch | Source | Source version | License | Copyleft | Method | Review flags | Images |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let mut flags = r.flags.join(", ");
+        if let Some(c) = &r.copyright_from {
+            flags = format!("{flags} (copyright from {c})");
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_cell(&r.package),
+            md_cell(&r.version),
+            md_cell(&r.architecture),
+            md_cell(&r.source),
+            md_cell(&r.source_version),
+            md_cell(&r.license),
+            if r.copyleft { "yes" } else { "no" },
+            md_cell(&r.method),
+            md_cell(flags.trim()),
+            md_cell(&r.images.join(", "))
+        );
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// HTML report (self-contained, no scripts).
+pub fn html(title: &str, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>License inventory: {t}</title>\n<style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px;text-align:left;vertical-align:top}}tr.review{{background:#fff4d6}}</style>\n</head>\n<body>\n<h1>License inventory: {t}</h1>\n<table>\n<tr><th>Package</th><th>Version</th><th>Arch</th><th>Source</th><th>Source version</th><th>License</th><th>Copyleft</th><th>Method</th><th>Review flags</th><th>Images</th></tr>\n",
+        t = esc(title)
+    );
+    for r in rows {
+        let mut flags = r.flags.join(", ");
+        if let Some(c) = &r.copyright_from {
+            flags = format!("{flags} (copyright from {c})");
+        }
+        let _ = writeln!(
+            s,
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if r.flags.is_empty() {
+                ""
+            } else {
+                " class=\"review\""
+            },
+            esc(&r.package),
+            esc(&r.version),
+            esc(&r.architecture),
+            esc(&r.source),
+            esc(&r.source_version),
+            esc(&r.license),
+            if r.copyleft { "yes" } else { "no" },
+            esc(&r.method),
+            esc(flags.trim()),
+            esc(&r.images.join(", "))
+        );
+    }
+    s.push_str("</table>\n</body>\n</html>\n");
+    s
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// CSV report (RFC 4180 quoting).
+pub fn csv(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "package,version,architecture,source,source_version,license,copyleft,source_offer,method,review_flags,copyright_from,images\r\n",
+    );
+    for r in rows {
+        let cells = [
+            r.package.clone(),
+            r.version.clone(),
+            r.architecture.clone(),
+            r.source.clone(),
+            r.source_version.clone(),
+            r.license.clone(),
+            r.copyleft.to_string(),
+            r.source_offer.to_string(),
+            r.method.clone(),
+            r.flags.join(";"),
+            r.copyright_from.clone().unwrap_or_default(),
+            r.images.join(";"),
+        ];
+        s.push_str(
+            &cells
+                .iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        s.push_str("\r\n");
+    }
+    s
+}
+
+/// `legal/source-offer.md`: source packages (exact versions) whose binaries
+/// carry GPL/LGPL/AGPL/MPL-style licenses.
+pub fn source_offer(rows: &[Row]) -> String {
+    let mut by_src: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
+    for r in rows.iter().filter(|r| r.source_offer) {
+        let e = by_src
+            .entry((r.source.clone(), r.source_version.clone()))
+            .or_default();
+        e.0.insert(r.package.clone());
+        e.1.insert(r.license.clone());
+    }
+    let mut s = String::from("# Written offer for source code\n\n");
+    s.push_str(
+        "The images of this build contain binaries built from the Debian source packages below, \
+         whose licenses (GPL, LGPL, AGPL, MPL and similar) require the corresponding source code to be made available. \
+         The exact sources are archived by Debian at the listed snapshot locations; on request we provide them \
+         on a physical medium for no more than the cost of distribution, for at least three years.\n\n",
+    );
+    s.push_str("| Source package | Source version | Binary packages | Licenses | Source location |\n|---|---|---|---|---|\n");
+    for ((src, ver), (bins, lics)) in &by_src {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | https://snapshot.debian.org/package/{}/{}/ |",
+            md_cell(src),
+            md_cell(ver),
+            md_cell(&bins.iter().cloned().collect::<Vec<_>>().join(", ")),
+            md_cell(&lics.iter().cloned().collect::<Vec<_>>().join("; ")),
+            super::purl_encode(src),
+            super::purl_encode(ver)
+        );
+    }
+    if by_src.is_empty() {
+        s.push_str("| (none) | | | | |\n");
+    }
+    s
+}

@@ -1,0 +1,279 @@
+//! SPDX 2.3 JSON for one image.
+//!
+//! * `SPDXRef-Image` (primaryPackagePurpose CONTAINER, manifest sha256) is
+//!   what the document DESCRIBES.
+//! * Shipped `.deb`s: packages with purl, supplier (Maintainer), sha256 of the
+//!   `.deb`, homepage, source package (sourceInfo plus an OTHER external ref
+//!   with the `arch=source` purl), `licenseDeclared` from detection,
+//!   `licenseConcluded` NOASSERTION. Image CONTAINS each; DEPENDS_ON follows
+//!   `Depends`/`Pre-Depends` among shipped packages.
+//! * Build-stage artifacts: packages with primaryPackagePurpose FILE and their
+//!   sha256 (SPDX files would require a SHA1 the build does not compute);
+//!   the image CONTAINS them.
+//! * Build-stage packages: packages related to the image by
+//!   BUILD_DEPENDENCY_OF only (not CONTAINS), with a comment saying so.
+//! * Every `LicenseRef-` used is defined in `hasExtractedLicensingInfos`.
+//! * `documentNamespace` is derived from a hash of the document itself.
+
+use super::license::{self, LicenseFinding};
+use super::{
+    Findings, SbomImage, SbomOptions, SbomPackage, depends_on, key, maintainer, purl, purl_encode,
+    rfc3339,
+};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An SPDXID-safe identifier from free text plus a short hash for uniqueness.
+fn spdx_id(prefix: &str, parts: &[&str]) -> String {
+    let text: String = parts
+        .first()
+        .copied()
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let h = crate::digest::sha256_hex(parts.join("\u{0}").as_bytes());
+    format!("SPDXRef-{prefix}-{text}-{}", &h[..12])
+}
+
+fn pkg_id(p: &SbomPackage) -> String {
+    spdx_id("Package-deb", &[&p.name, &p.version, &p.architecture])
+}
+
+fn deb_package(
+    p: &SbomPackage,
+    opts: &SbomOptions,
+    f: Option<&LicenseFinding>,
+    build: bool,
+) -> Value {
+    let mut v = json!({
+        "SPDXID": pkg_id(p),
+        "name": p.name,
+        "versionInfo": p.version,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "packageFileName": p.filename.rsplit('/').next().unwrap_or(&p.filename),
+        "checksums": [{"algorithm": "SHA256", "checksumValue": p.sha256}],
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": f.and_then(|f| f.expression.clone()).unwrap_or_else(|| "NOASSERTION".into()),
+        "copyrightText": "NOASSERTION",
+        "sourceInfo": format!("built from Debian source package {} {}", p.source, p.source_version),
+        "externalRefs": [
+            {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+             "referenceLocator": purl(&p.name, &p.version, &p.architecture, &opts.distro)},
+            {"referenceCategory": "OTHER", "referenceType": "debian-source-purl",
+             "referenceLocator": purl(&p.source, &p.source_version, "source", &opts.distro)},
+        ],
+    });
+    if let Some((name, email)) = maintainer(p) {
+        let s = match email {
+            Some(e) => format!("Organization: {name} ({e})"),
+            None => format!("Organization: {name}"),
+        };
+        v["supplier"] = json!(s);
+    }
+    if let Some(h) = p
+        .control
+        .get("Homepage")
+        .map(str::trim)
+        .filter(|h| h.starts_with("http"))
+    {
+        v["homepage"] = json!(h);
+    }
+    if let Some(d) = p.control.get("Description").and_then(|d| d.lines().next()) {
+        v["summary"] = json!(d.trim());
+    }
+    let mut comment = Vec::new();
+    if build {
+        comment.push(
+            "build-stage package: used to build artifacts, NOT shipped in the image".to_string(),
+        );
+    }
+    if let Some(f) = f {
+        comment.push(format!("license detection: {}", f.method.label()));
+        if let Some((pkg, link)) = &f.followed_symlink {
+            comment.push(format!("copyright file from package {pkg} via {link}"));
+        }
+        if !f.flags.is_empty() {
+            comment.push(format!(
+                "review flags: {}",
+                f.flags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if !comment.is_empty() {
+        v["comment"] = json!(comment.join("; "));
+    }
+    v
+}
+
+fn rel(a: &str, kind: &str, b: &str) -> Value {
+    json!({"spdxElementId": a, "relationshipType": kind, "relatedSpdxElement": b})
+}
+
+fn sort_by_str(v: &mut [Value], field: &str) {
+    v.sort_by(|a, b| {
+        let ka = crate::json::to_canonical(&a[field]);
+        let kb = crate::json::to_canonical(&b[field]);
+        ka.cmp(&kb)
+            .then_with(|| crate::json::to_canonical(a).cmp(&crate::json::to_canonical(b)))
+    });
+}
+
+/// The SPDX document of one image.
+pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Value {
+    let image_id = "SPDXRef-Image".to_string();
+    let digest_hex = img.manifest_digest.trim_start_matches("sha256:");
+    let short = img
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or(&img.name)
+        .to_ascii_lowercase();
+    let mut packages = vec![json!({
+        "SPDXID": image_id,
+        "name": img.name,
+        "versionInfo": img.tag,
+        "primaryPackagePurpose": "CONTAINER",
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "checksums": [{"algorithm": "SHA256", "checksumValue": digest_hex}],
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "comment": format!("OCI image; manifest {}, config {}", img.manifest_digest, img.config_digest),
+        "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+            "referenceLocator": format!("pkg:oci/{}@{}?tag={}", purl_encode(&short), purl_encode(&img.manifest_digest), purl_encode(&img.tag))}],
+    })];
+    let mut rels = vec![rel("SPDXRef-DOCUMENT", "DESCRIBES", &image_id)];
+    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let present: BTreeSet<String> = img.packages.iter().map(|p| p.name.clone()).collect();
+    for p in &img.packages {
+        if !seen.insert(key(p)) {
+            continue;
+        }
+        let f = findings.get(&key(p));
+        packages.push(deb_package(p, opts, f, false));
+        rels.push(rel(&image_id, "CONTAINS", &pkg_id(p)));
+        for d in depends_on(p, &present) {
+            if let Some(dp) = img.packages.iter().find(|q| q.name == d) {
+                rels.push(rel(&pkg_id(p), "DEPENDS_ON", &pkg_id(dp)));
+            }
+        }
+        if let Some(e) = f.and_then(|f| f.expression.as_deref()) {
+            for t in license::expression_terms(e) {
+                if let Some(r) = t.split(' ').find(|w| w.starts_with("LicenseRef-")) {
+                    refs.entry(r.to_string())
+                        .or_default()
+                        .insert(p.name.clone());
+                }
+            }
+        }
+    }
+    for p in &img.build_packages {
+        if !seen.insert(key(p)) {
+            continue;
+        }
+        let f = findings.get(&key(p));
+        packages.push(deb_package(p, opts, f, true));
+        rels.push(rel(&pkg_id(p), "BUILD_DEPENDENCY_OF", &image_id));
+        if let Some(e) = f.and_then(|f| f.expression.as_deref()) {
+            for t in license::expression_terms(e) {
+                if let Some(r) = t.split(' ').find(|w| w.starts_with("LicenseRef-")) {
+                    refs.entry(r.to_string())
+                        .or_default()
+                        .insert(p.name.clone());
+                }
+            }
+        }
+    }
+    let mut art_seen = BTreeSet::new();
+    for a in &img.artifacts {
+        if !art_seen.insert(a.path.clone()) {
+            continue;
+        }
+        let id = spdx_id("Artifact", &[&a.path, &a.sha256]);
+        packages.push(json!({
+            "SPDXID": id,
+            "name": a.path,
+            "primaryPackagePurpose": "FILE",
+            "packageFileName": format!("/{}", a.path),
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": a.sha256}],
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "comment": format!("build-stage artifact, {} bytes, copied into the image", a.size),
+        }));
+        rels.push(rel(&image_id, "CONTAINS", &id));
+    }
+    let extracted: Vec<Value> = refs
+        .iter()
+        .map(|(r, pkgs)| {
+            let name = r.trim_start_matches("LicenseRef-");
+            let text = if r == "LicenseRef-public-domain" {
+                "The Debian copyright file declares these files to be in the public domain; there is no license grant. See legal/attribution/<package>/copyright.".to_string()
+            } else {
+                format!(
+                    "License named {name:?} in the Debian copyright file, with no SPDX identifier; the text is in legal/attribution/<package>/copyright."
+                )
+            };
+            json!({
+                "licenseId": r,
+                "name": name,
+                "extractedText": text,
+                "comment": format!("used by: {}", pkgs.iter().cloned().collect::<Vec<_>>().join(", ")),
+            })
+        })
+        .collect();
+    sort_by_str(&mut packages, "SPDXID");
+    rels.sort_by_key(|r| crate::json::to_canonical(r));
+    rels.dedup();
+    let mut doc = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{}:{}", img.name, img.tag),
+        "documentNamespace": "",
+        "creationInfo": {
+            "created": rfc3339(opts.source_date_epoch),
+            "creators": [format!("Tool: imgforge-{}", opts.tool_version)],
+            "licenseListVersion": spdx_license_list_version(),
+        },
+        "packages": packages,
+        "relationships": rels,
+    });
+    if !extracted.is_empty() {
+        doc["hasExtractedLicensingInfos"] = Value::Array(extracted);
+    }
+    let h = crate::digest::sha256_hex(&crate::json::to_canonical(&doc));
+    doc["documentNamespace"] = json!(format!(
+        "https://imgforge.invalid/spdx/{}-{}",
+        super::safe_name(&img.name),
+        h
+    ));
+    doc
+}
+
+/// The SPDX license list version the `spdx` crate validates against
+/// (`major.minor`).
+fn spdx_license_list_version() -> String {
+    let v = ::spdx::license_version();
+    let mut parts = v.trim_start_matches('v').split('.');
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => format!("{a}.{b}"),
+        _ => "3.25".into(),
+    }
+}

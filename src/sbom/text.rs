@@ -1,0 +1,194 @@
+//! License grants recognized in free-form (non-DEP-5) copyright files.
+//!
+//! About a third of Debian packages still ship prose copyright files. This
+//! module looks for the sentences that actually grant a license, not for
+//! mentions of license names:
+//!
+//! * GNU grants: "under the terms of the GNU (Lesser|Library) General Public
+//!   License … version N" — "or (at your option) any later version" / "or
+//!   later" makes it `-or-later`; "version 2 dated June, 1991" or nothing makes
+//!   it `-only`. A bare path to `/usr/share/common-licenses/GPL-2` is *not* a
+//!   grant (it names where a text lives, not which versions apply).
+//! * the Python license stack (PSF License Version 2 … CWI) → `Python-2.0`;
+//! * Apache 2.0, MIT ("Permission is hereby granted, free of charge"),
+//!   BSD (2/3/4 clause by the clauses present), zlib, public domain.
+//!
+//! Also lists the `/usr/share/common-licenses/<Name>` files a copyright file
+//! points to, so their texts can be shipped as attribution.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Lowercase, with every run of whitespace (and comment stars) collapsed to
+/// one space.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = true;
+    for c in text.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_whitespace() || c == '*' || c == '#' {
+            if !space {
+                out.push(' ');
+                space = true;
+            }
+        } else {
+            out.push(c);
+            space = false;
+        }
+    }
+    out.trim_end().to_string()
+}
+
+static GNU_GRANT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"under the terms of the gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? (?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
+    )
+    .expect("valid regex")
+});
+static LATER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(any later version|or later|or newer|any newer version)").expect("valid regex")
+});
+static COMMON: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"/usr/share/common-licenses/([A-Za-z0-9][A-Za-z0-9.+_-]*)").expect("valid regex")
+});
+
+/// A license found in the text, with the words that showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// SPDX term.
+    pub expression: String,
+    /// The matched text (normalized).
+    pub evidence: String,
+}
+
+/// Grants recognized in `text`, in order of first appearance, deduplicated.
+pub fn grants(text: &str) -> Vec<Grant> {
+    let t = normalize(text);
+    let mut found: Vec<(usize, Grant)> = Vec::new();
+    for m in GNU_GRANT.captures_iter(&t) {
+        let Some(whole) = m.get(0) else { continue };
+        let kind = m.get(1).map(|k| k.as_str().trim()).unwrap_or("");
+        let ver = m.get(2).map(|v| v.as_str()).unwrap_or("");
+        let tail = whole.as_str();
+        let later = LATER.is_match(tail) && !tail.contains("dated june, 1991");
+        let base = match (kind, ver) {
+            ("", "1") => "GPL-1.0",
+            ("", "2") => "GPL-2.0",
+            ("", "3") => "GPL-3.0",
+            ("lesser" | "library", "2") => "LGPL-2.0",
+            ("lesser" | "library", "2.1") => "LGPL-2.1",
+            ("lesser" | "library", "3") => "LGPL-3.0",
+            ("affero", "3") => "AGPL-3.0",
+            _ => continue,
+        };
+        let id = format!("{base}-{}", if later { "or-later" } else { "only" });
+        found.push((
+            whole.start(),
+            Grant {
+                expression: id,
+                evidence: tail.to_string(),
+            },
+        ));
+    }
+    let simple: &[(&str, &str)] = &[
+        ("python software foundation license version 2", "Python-2.0"),
+        ("apache license, version 2.0", "Apache-2.0"),
+        ("apache license version 2.0", "Apache-2.0"),
+        (
+            "permission is hereby granted, free of charge, to any person obtaining a copy",
+            "MIT",
+        ),
+        (
+            "altered source versions must be plainly marked as such",
+            "Zlib",
+        ),
+        ("is in the public domain", "LicenseRef-public-domain"),
+        ("placed in the public domain", "LicenseRef-public-domain"),
+    ];
+    for (needle, id) in simple {
+        if let Some(pos) = t.find(needle) {
+            found.push((
+                pos,
+                Grant {
+                    expression: (*id).to_string(),
+                    evidence: (*needle).to_string(),
+                },
+            ));
+        }
+    }
+    // BSD: classify each "redistribution and use" block by its clauses.
+    let needle = "redistribution and use in source and binary forms";
+    let starts: Vec<usize> = t.match_indices(needle).map(|(i, _)| i).collect();
+    for (k, &s) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500);
+        let block = &t[s..end];
+        let id = if block.contains("all advertising materials") {
+            "BSD-4-Clause"
+        } else if block.contains("neither the name") || block.contains("may be used to endorse") {
+            "BSD-3-Clause"
+        } else {
+            "BSD-2-Clause"
+        };
+        found.push((
+            s,
+            Grant {
+                expression: id.to_string(),
+                evidence: needle.to_string(),
+            },
+        ));
+    }
+    found.sort_by_key(|(p, _)| *p);
+    let mut out: Vec<Grant> = Vec::new();
+    for (_, g) in found {
+        if !out.iter().any(|o| o.expression == g.expression) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// Names of `/usr/share/common-licenses/<Name>` files referenced, sorted,
+/// deduplicated (trailing punctuation trimmed).
+pub fn common_licenses(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = COMMON
+        .captures_iter(text)
+        .filter_map(|c| c.get(1))
+        .map(|m| {
+            m.as_str()
+                .trim_end_matches(['.', ',', '\'', '"', ')', '`', '-'])
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gnu_grants() {
+        let g = grants(
+            "it under the terms of the GNU General Public License as published by\n the Free Software Foundation; either version 2 of the License, or\n (at your option) any later version.",
+        );
+        assert_eq!(g[0].expression, "GPL-2.0-or-later");
+        let g = grants(
+            "under the terms of the GNU General Public License as published by the Free Software Foundation; version 2 dated June, 1991.",
+        );
+        assert_eq!(g[0].expression, "GPL-2.0-only");
+        assert!(grants("see /usr/share/common-licenses/GPL-2").is_empty());
+    }
+
+    #[test]
+    fn common_license_paths() {
+        assert_eq!(
+            common_licenses(
+                "in `/usr/share/common-licenses/GPL-2'. and /usr/share/common-licenses/LGPL-2.1."
+            ),
+            vec!["GPL-2", "LGPL-2.1"]
+        );
+    }
+}
