@@ -440,10 +440,39 @@ fn build_locked(
         lower_symlinks: bool,
         scratch: bool,
     }
+    // A vendor base (pinned by digest, from a local OCI layout) goes below.
+    let vendor = match &tree.base.from {
+        recipe::From::Pinned {
+            digest,
+            layout: Some(l),
+            ..
+        } => {
+            st.say("Importing", format!("{} from {}", digest, l.display()));
+            Some(image::vendor::import(l, digest, &blobs)?)
+        }
+        recipe::From::Pinned { reference, .. } => {
+            bail!(
+                "{reference}: no from-layout to read it from\nhelp: add from-layout = \"path/to/oci-layout\""
+            )
+        }
+        _ => None,
+    };
+    for img in &tree.images {
+        if let recipe::From::Pinned { reference, .. } = &img.from {
+            bail!(
+                "{}: from = {reference:?}: every image is built on the common base\nhelp: remove `from` from the recipe, or move the vendor image to base/base.toml",
+                img.file.display()
+            );
+        }
+    }
     let mut jobs_list = vec![LayerJob {
         key: "base".into(),
         entries: {
-            let mut v = layer::package::merged_usr_entries(sde_u);
+            let mut v = if vendor.is_none() {
+                layer::package::merged_usr_entries(sde_u)
+            } else {
+                Vec::new()
+            };
             v.extend(closure_entries(&tree.base.name, "runtime"));
             v.extend(file_entries(&tree.base, sde_u)?);
             v
@@ -492,19 +521,59 @@ fn build_locked(
             };
             let norm = layer::normalize(j.entries, lower, sde_u)
                 .with_context(|| format!("layer {}", j.key))?;
-            let wopts = layer::WriteOptions {
-                blobs_dir: if j.scratch {
-                    scratch_blobs.clone()
-                } else {
-                    blobs.clone()
-                },
-                compression: opts.compression,
+            // Build-stage roots never ship: compress them cheaply.
+            let wopts = if j.scratch {
+                layer::WriteOptions {
+                    blobs_dir: scratch_blobs.clone(),
+                    compression: Compression::Zstd(1),
+                }
+            } else {
+                layer::WriteOptions {
+                    blobs_dir: blobs.clone(),
+                    compression: opts.compression,
+                }
             };
             let blob = layer::write_layer(&norm, &wopts)?;
             Ok((j.key, blob))
         })
         .collect::<Result<_>>()?;
     let mut layer_bytes: u64 = written.values().map(|b| b.tar_size).sum();
+
+    let mut base_layers: Vec<LayerBlob> = vendor
+        .as_ref()
+        .map(|v| v.layers.clone())
+        .unwrap_or_default();
+    base_layers.push(written["base"].clone());
+    let mut base_history: Vec<image::History> = vendor
+        .as_ref()
+        .map(|v| {
+            v.history
+                .iter()
+                .map(|h| image::History {
+                    created_by: h.clone(),
+                    comment: Some("vendor base image".into()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    base_history.push(image::History {
+        created_by: format!(
+            "imgforge: base packages {}",
+            names(lock.get(&tree.base.name, "runtime"))
+        ),
+        comment: Some("merged-/usr root with dpkg status.d metadata".into()),
+    });
+    let mut base_config = tree.base.config.clone();
+    if let Some(v) = &vendor {
+        for kv in &v.env {
+            if let Some((k, val)) = kv.split_once('=') {
+                base_config
+                    .env
+                    .entry(k.to_string())
+                    .or_insert_with(|| val.to_string());
+            }
+        }
+    }
 
     // 5. Build stages.
     let mut cached_stages = 0;
@@ -519,10 +588,13 @@ fn build_locked(
         );
         let spec = sandbox::StageSpec {
             recipe: img.name.clone(),
-            layers: vec![
-                blobs.join(hex(&written["base"].digest)),
-                scratch_blobs.join(hex(&written[&format!("{}/build", img.name)].digest)),
-            ],
+            layers: base_layers
+                .iter()
+                .map(|l| blobs.join(hex(&l.digest)))
+                .chain(std::iter::once(
+                    scratch_blobs.join(hex(&written[&format!("{}/build", img.name)].digest)),
+                ))
+                .collect(),
             context: b.context.clone(),
             steps: b.steps.clone(),
             env: b.env.clone(),
@@ -583,27 +655,19 @@ fn build_locked(
 
     // 6. Images.
     let arch = tree.source.arch.clone();
-    let base_layer = written["base"].clone();
-    let base_history = image::History {
-        created_by: format!(
-            "imgforge: base packages {}",
-            names(lock.get(&tree.base.name, "runtime"))
-        ),
-        comment: Some("merged-/usr root with dpkg status.d metadata".into()),
-    };
     let mut specs = vec![image::ImageSpec {
         name: tree.base.name.clone(),
         tag: tree.base.tag.clone(),
-        config: tree.base.config.clone(),
-        layers: vec![base_layer.clone()],
-        history: vec![base_history.clone()],
+        config: base_config.clone(),
+        layers: base_layers.clone(),
+        history: base_history.clone(),
         source_date_epoch: sde,
         arch: arch.clone(),
         annotations: BTreeMap::new(),
     }];
     for img in &tree.images {
-        let mut layers = vec![base_layer.clone()];
-        let mut history = vec![base_history.clone()];
+        let mut layers = base_layers.clone();
+        let mut history = base_history.clone();
         if let Some(l) = written.get(&format!("{}/runtime", img.name)) {
             layers.push(l.clone());
             history.push(image::History {
@@ -641,7 +705,7 @@ fn build_locked(
         specs.push(image::ImageSpec {
             name: img.name.clone(),
             tag: img.tag.clone(),
-            config: merge_config(&tree.base.config, &img.config),
+            config: merge_config(&base_config, &img.config),
             layers,
             history,
             source_date_epoch: sde,

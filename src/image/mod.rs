@@ -7,6 +7,8 @@
 //! that is both an OCI layout and what `docker load` reads (`manifest.json`
 //! with `RepoTags`), blobs stored once.
 
+pub mod vendor;
+
 use crate::layer::LayerBlob;
 use crate::recipe::Config;
 use serde_json::{Value, json};

@@ -227,6 +227,21 @@ pub fn package_entries(
             }
             out.push(e);
         }
+        // Hard links must stay inside this package. `normalize` only checks
+        // that the target is somewhere in the layer, so without this a
+        // package could link to (and own, share modes with) a file another
+        // package of the same layer ships, which the README rejects.
+        let own: BTreeSet<&str> = out.iter().map(|e| e.path.as_str()).collect();
+        for e in &out {
+            if let Kind::Hardlink(t) = &e.kind
+                && !own.contains(t.as_str())
+            {
+                return Err(hostile(
+                    &e.path,
+                    format!("hard link to {t:?}, a path outside the package"),
+                ));
+            }
+        }
         Ok(out)
     })?;
     writer.flush().map_err(|source| LayerError::Io {

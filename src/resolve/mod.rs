@@ -214,9 +214,13 @@ impl Lock {
                     Some(q) if q.version != p.version => {
                         out.push(format!("  {label}: {name} {} -> {}", q.version, p.version))
                     }
-                    Some(q) if q != p => out.push(format!(
-                        "  {label}: {name} {}: sha256/metadata changed ({} -> {})",
+                    Some(q) if q.sha256 != p.sha256 => out.push(format!(
+                        "  {label}: {name} {}: sha256 changed ({} -> {})",
                         p.version, q.sha256, p.sha256
+                    )),
+                    Some(q) if q != p => out.push(format!(
+                        "  {label}: {name} {}: now {} (was {})",
+                        p.version, p.reason, q.reason
                     )),
                     _ => {}
                 }
@@ -335,16 +339,23 @@ pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
         |name: &str, stage: &str, pins: &BTreeMap<String, String>| match lock.get(name, stage) {
             None => out.push(format!("  {name} ({stage}): not in the lock")),
             Some(l) if l.pins != pins_digest(pins) => {
-                let locked: BTreeMap<&str, &str> = l
-                    .packages
+                let locked: BTreeMap<&str, &LockedPackage> =
+                    l.packages.iter().map(|p| (p.name.as_str(), p)).collect();
+                let mut changed: Vec<String> = pins
                     .iter()
-                    .map(|p| (p.name.as_str(), p.version.as_str()))
+                    .filter_map(|(k, v)| match locked.get(k.as_str()) {
+                        None => Some(format!("{k} {v} added")),
+                        Some(p) if p.version != *v => Some(format!("{k} {} -> {v}", p.version)),
+                        Some(p) if p.reason != "pinned" => Some(format!("{k} {v} newly pinned")),
+                        Some(_) => None,
+                    })
                     .collect();
-                let changed: Vec<String> = pins
-                    .iter()
-                    .filter(|(k, v)| locked.get(k.as_str()) != Some(&v.as_str()))
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect();
+                changed.extend(
+                    l.packages
+                        .iter()
+                        .filter(|p| p.reason == "pinned" && !pins.contains_key(&p.name))
+                        .map(|p| format!("{} {} unpinned", p.name, p.version)),
+                );
                 out.push(format!(
                     "  {name} ({stage}): pins changed{}",
                     if changed.is_empty() {

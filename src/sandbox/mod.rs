@@ -11,11 +11,11 @@
 //! 2. **Build root.** A fresh temporary directory under `work_dir` gets the
 //!    layers, bottom first, then the context at `/src`, plus `/out` (0755),
 //!    `/tmp` (1777) and `/root` (0700). All writes are resolved beneath the
-//!    root component by component with `O_NOFOLLOW` ([`beneath`]), never
+//!    root component by component with `O_NOFOLLOW` (module `beneath`), never
 //!    through a symlink: a hostile layer or context cannot touch the host.
 //! 3. **Steps.** Each step runs in an OCI runtime (crun if on `PATH`, else
 //!    runc; or [`SandboxOptions::runtime`]) with the spec described in
-//!    [`runtime`]: no network but loopback, new pid/ipc/uts/mount/cgroup
+//!    module `runtime`: no network but loopback, new pid/ipc/uts/mount/cgroup
 //!    namespaces, hostname `imgforge-build`, a fixed env, cwd `/src`
 //!    (read-only), `/tmp` a tmpfs. Output goes to a log file per step; the
 //!    first failing step stops the stage with [`SandboxError::StepFailed`]
@@ -24,7 +24,7 @@
 //! 4. **Artifacts.** Declared paths and globs are resolved beneath the root
 //!    without following symlinks and copied into the store (`cache_dir`, or
 //!    `work_dir/artifacts` without a cache) in a temporary directory renamed
-//!    into place ([`store`]). The build root is then deleted.
+//!    into place (module `store`). The build root is then deleted.
 //!
 //! [`artifact_entries`] maps the recipe's `[[copy]]` rules onto layer
 //! entries for the runtime image.
@@ -34,8 +34,8 @@
 //! * root (or `CAP_SYS_ADMIN` and friends): runc creates namespaces, mounts
 //!   and cgroups; rootless runtimes are not configured here;
 //! * `runc` (Debian: `apt-get install runc`) or `crun`. Verified here with
-//!   runc 1.1.5 (Debian 12) on Linux 6.18 in a Firecracker VM with a cgroup
-//!   v1 hierarchy: the default `runc spec` container runs unmodified (no
+//!   runc 1.1.5 (Debian 12) on Linux 6.18 in a Firecracker VM (a real kernel,
+//!   not gVisor) with a hybrid cgroup v1/v2 hierarchy: the default `runc spec` container runs unmodified (no
 //!   `--no-pivot`, no seccomp or cgroup tweaks needed), and the new network
 //!   namespace comes up with `lo` only. On another host, if a step fails
 //!   with a runtime error (`runc run failed: ...` in the log tail), run
@@ -152,8 +152,9 @@ pub enum SandboxError {
         help: String,
     },
     #[error(
-        "{recipe}: build step {step} failed with exit code {code}: {text}\n--- last lines of its output (full log: {}) ---\n{tail}\n---\nhelp: fix the step in the recipe; it runs with cwd /src (read-only), no network, and writes results to /out{hint}",
-        log.display()
+        "{recipe}: build step {step} failed with exit code {code}: {text}\n--- last lines of its output (full log: {}) ---\n{tail}\n---\nhelp: fix the step in the recipe; it runs with cwd /src (read-only), no network, and writes results to /out{}",
+        log.display(),
+        runtime_hint(tail)
     )]
     StepFailed {
         recipe: String,
@@ -166,8 +167,6 @@ pub enum SandboxError {
         tail: String,
         /// The full log, kept after the build root is removed.
         log: PathBuf,
-        /// Extra advice when the runtime itself failed.
-        hint: String,
     },
     #[error(
         "{recipe}: cannot start build step {step} ({text}) with {}: {source}\nhelp: check that the runtime runs at all: `runc spec && runc run --bundle . t` in a directory with a rootfs/",
@@ -343,6 +342,19 @@ fn tail(log: &Path, n: usize) -> String {
         .join("\n")
 }
 
+/// Extra advice when the tail shows the OCI runtime itself failed (e.g. the
+/// program does not exist in the build root).
+fn runtime_hint(tail: &str) -> &'static str {
+    let runtime_failed = tail.contains("runc run failed")
+        || tail.contains("level=error")
+        || tail.lines().any(|l| l.starts_with("crun: "));
+    if runtime_failed {
+        ".\nThe OCI runtime itself reported an error: check that the program exists in the build root (the stage's layers provide it; `cc` needs an alternatives link, call `gcc-12`) and that the runtime works on this host"
+    } else {
+        ""
+    }
+}
+
 /// A file-name-safe version of a recipe name.
 fn slug(s: &str) -> String {
     s.chars()
@@ -426,6 +438,15 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
     std::fs::create_dir(&logs).map_err(io_error("creating", &logs))?;
     for (i, step) in spec.steps.iter().enumerate() {
         let n = i + 1;
+        // `/src` is bind-mounted from `<root>/src` by host path: make sure no
+        // earlier step replaced it (e.g. by a symlink to a host directory).
+        if !matches!(root.lstat("src"), Ok((beneath::Found::Dir, _))) {
+            return Err(SandboxError::Invalid {
+                recipe: spec.recipe.clone(),
+                reason: format!("before build step {n} ({step}): /src is no longer a directory"),
+                help: "steps must not replace /src; write results to /out".into(),
+            });
+        }
         let config = runtime::spec(root.path(), &step.argv(), &env);
         let log = logs.join(format!("step-{n}.log"));
         let id = format!("imgforge-{}-{unique}-{n}", std::process::id());
@@ -454,27 +475,13 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
                 Ok(_) => kept,
                 Err(_) => log.clone(),
             };
-            let tail = tail(&log, TAIL_LINES);
-            let runtime_failed = tail.contains("runc run failed")
-                || tail.contains("level=error")
-                || tail.lines().any(|l| l.starts_with("crun: "));
-            let hint = if runtime_failed {
-                format!(
-                    ".\nThe OCI runtime itself reported an error: check that {:?} exists in the build root (the stage's layers) and that {} works on this host",
-                    step.argv()[0],
-                    runtime.display()
-                )
-            } else {
-                String::new()
-            };
             return Err(SandboxError::StepFailed {
                 recipe: spec.recipe.clone(),
                 step: n,
                 text: step.to_string(),
                 code: outcome.code,
-                tail,
+                tail: tail(&log, TAIL_LINES),
                 log: log_path,
-                hint,
             });
         }
     }

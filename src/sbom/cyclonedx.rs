@@ -56,7 +56,7 @@ fn component(p: &SbomPackage, opts: &SbomOptions, findings: &Findings, build: bo
             props.push(prop("imgforge:copyright_from", &format!("{pkg} ({link})")));
         }
     }
-    props.sort_by_key(|v| crate::json::to_canonical(v));
+    props.sort_by_key(crate::json::to_canonical);
     let mut c = json!({
         "type": "library",
         "bom-ref": pu,

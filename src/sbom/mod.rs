@@ -322,7 +322,10 @@ pub(crate) fn key(p: &SbomPackage) -> (String, String, String) {
 }
 
 /// Findings of every package, by key.
-pub type Findings = BTreeMap<(String, String, String), LicenseFinding>;
+pub type Findings = BTreeMap<PkgKey, LicenseFinding>;
+
+/// (name, version, architecture) of a package.
+pub type PkgKey = (String, String, String);
 
 fn write_file(
     out: &Path,
@@ -399,26 +402,25 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         })?;
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
     let limits = Limits::default();
-    let results: Vec<Result<((String, String, String), LicenseFinding), SbomError>> =
-        pool.install(|| {
-            list.par_iter()
-                .map(|(k, p)| {
-                    license::detect(
-                        &p.name,
-                        &p.source,
-                        p.control.get("Section"),
-                        &p.deb_path,
-                        &opts.available,
-                        &limits,
-                    )
-                    .map(|f| ((*k).clone(), f))
-                    .map_err(|source| SbomError::License {
-                        package: p.name.clone(),
-                        source,
-                    })
+    let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
+        list.par_iter()
+            .map(|(k, p)| {
+                license::detect(
+                    &p.name,
+                    &p.source,
+                    p.control.get("Section"),
+                    &p.deb_path,
+                    &opts.available,
+                    &limits,
+                )
+                .map(|f| ((*k).clone(), f))
+                .map_err(|source| SbomError::License {
+                    package: p.name.clone(),
+                    source,
                 })
-                .collect()
-        });
+            })
+            .collect()
+    });
     let mut findings: Findings = BTreeMap::new();
     for r in results {
         let (k, f) = r?;

@@ -216,9 +216,9 @@ pub fn source_offer(rows: &[Row]) -> String {
     let mut s = String::from("# Written offer for source code\n\n");
     s.push_str(
         "The images of this build contain binaries built from the Debian source packages below, \
-         whose licenses (GPL, LGPL, AGPL, MPL and similar) require the corresponding source code to be made available. \
-         The exact sources are archived by Debian at the listed snapshot locations; on request we provide them \
-         on a physical medium for no more than the cost of distribution, for at least three years.\n\n",
+         whose licenses (GPL, LGPL, AGPL, MPL and similar) oblige distributors to make the corresponding source available. \
+         Debian archives the exact sources at the listed snapshot locations. This is a template: legal review must \
+         add who to contact and for how long the offer stands before the images are distributed.\n\n",
     );
     s.push_str("| Source package | Source version | Binary packages | Licenses | Source location |\n|---|---|---|---|---|\n");
     for ((src, ver), (bins, lics)) in &by_src {

@@ -239,7 +239,7 @@ pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Val
         })
         .collect();
     sort_by_str(&mut packages, "SPDXID");
-    rels.sort_by_key(|r| crate::json::to_canonical(r));
+    rels.sort_by_key(crate::json::to_canonical);
     rels.dedup();
     let mut doc = json!({
         "spdxVersion": "SPDX-2.3",

@@ -281,3 +281,37 @@ fn prose_grants_are_recognized_without_curated_entry() {
     assert_eq!(e.expression, None);
     assert!(e.flags.contains(&ReviewFlag::UnknownLicense));
 }
+
+#[test]
+fn every_fixture_package_gets_a_valid_expression_or_a_flag() {
+    let Some(fx) = fixture() else { return };
+    let avail = pool(&fx);
+    let mut unknown = 0;
+    for (name, deb) in &avail {
+        let f = license::detect_deb(deb, &avail).unwrap();
+        match &f.expression {
+            Some(e) => assert_eq!(&license::canonical_expression(e).unwrap(), e, "{name}"),
+            None => {
+                unknown += 1;
+                assert!(f.flags.contains(&ReviewFlag::UnknownLicense), "{name}");
+            }
+        }
+        if !f.dep5 && !matches!(f.method, DetectionMethod::Curated { .. }) {
+            assert!(
+                !f.flags.is_empty(),
+                "{name}: uncurated prose must be flagged"
+            );
+        }
+        println!(
+            "{name:28} {:8} {} [{}]",
+            f.method.label(),
+            f.expression.as_deref().unwrap_or("NOASSERTION"),
+            f.flags
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    println!("{unknown} of {} without a license", avail.len());
+}

@@ -10,9 +10,11 @@ mod common;
 mod debgen;
 
 mod build;
+mod hostile;
 mod licenses;
 mod recipes;
 mod resolver;
 mod sandbox;
 mod sbom;
+mod vendor;
 mod verify;

@@ -161,8 +161,8 @@ fn locked_fails_after_a_pin_changes_and_names_the_package() {
     std::fs::write(
         &p,
         s.replace(
-            "python3.11-minimal = \"3.11.2-6+deb12u9\"",
-            "python3.11-minimal = \"3.11.2-6+deb12u9\"\nlibexpat1 = \"2.5.0-1+deb12u5\"",
+            "\"python3.11-minimal\" = \"3.11.2-6+deb12u9\"",
+            "\"python3.11-minimal\" = \"3.11.2-6+deb12u9\"\nlibexpat1 = \"2.5.0-1+deb12u5\"",
         ),
     )
     .unwrap();

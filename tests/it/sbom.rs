@@ -97,6 +97,7 @@ fn sbom_documents_are_valid_complete_and_reproducible() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let sa = sbom::write_all(&options(&fx, a.path(), 2)).unwrap();
+
     let sb = sbom::write_all(&options(&fx, b.path(), 1)).unwrap();
     assert_eq!(sa, sb);
     assert_eq!(sa.packages, SHIPPED.len());
@@ -231,6 +232,7 @@ fn validate_spdx(file: &Path) {
     }
     let o = run(Command::new("pyspdxtools").arg("-i").arg(file));
     let t = text(&o);
+    eprintln!("pyspdxtools {}: {t}", file.display());
     assert!(
         o.status.success() && !t.to_lowercase().contains("invalid"),
         "pyspdxtools: {t}"
@@ -254,5 +256,6 @@ err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).rea
 if err is not None:\n    print('INVALID', err); sys.exit(1)\n\
 print('valid')\n";
     let o = run(Command::new("python3").args(["-c", script]).arg(file));
+    eprintln!("cyclonedx {}: {}", file.display(), text(&o));
     assert!(o.status.success(), "CycloneDX validation: {}", text(&o));
 }

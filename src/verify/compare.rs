@@ -1,0 +1,700 @@
+//! Comparing build outputs: two output directories ([`compare_dirs`]), or a
+//! record against a new output ([`compare_record`]).
+//!
+//! The walk goes down the tree and stops at the first difference: images in
+//! `index.json` order (sorted by reference); inside an image its layers
+//! bottom first (a changed layer changes the config's `diff_ids` and the
+//! manifest, so the layer is the cause), then the config, then the manifest;
+//! then `index.json`; then every other file in path order, the record last
+//! (it only repeats the digests of the rest). Layers are diffed by streaming
+//! both tars ([`super::tardiff`]), JSON documents field by field
+//! ([`super::jsondiff`]), other files line by line or byte by byte.
+
+use super::record::{self, Record};
+use super::report::{Counts, Difference, Field, Object};
+use super::{VerifyError, jsondiff, tardiff};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// What a comparison found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub counts: Counts,
+    pub difference: Option<Difference>,
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> VerifyError + '_ {
+    move |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn hex(d: &str) -> &str {
+    d.trim_start_matches("sha256:")
+}
+
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs").join("sha256").join(hex(digest))
+}
+
+fn read_json(path: &Path) -> Result<Value, VerifyError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| VerifyError::BadOutput {
+        path: path.to_path_buf(),
+        reason: format!("not JSON: {e}"),
+    })
+}
+
+/// Files below `dir`, relative, sorted.
+fn list_files(dir: &Path) -> Result<BTreeSet<String>, VerifyError> {
+    let mut out = BTreeSet::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.map_err(|e| VerifyError::Io {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        if e.file_type().is_dir() {
+            continue;
+        }
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .expect("walk stays below the dir")
+            .to_string_lossy()
+            .into_owned();
+        out.insert(rel);
+    }
+    Ok(out)
+}
+
+/// True when both files have the same bytes; streams both.
+pub fn same_bytes(a: &Path, b: &Path) -> Result<bool, VerifyError> {
+    let (ma, mb) = (
+        std::fs::metadata(a).map_err(io_err(a))?,
+        std::fs::metadata(b).map_err(io_err(b))?,
+    );
+    if ma.len() != mb.len() {
+        return Ok(false);
+    }
+    let mut fa = io::BufReader::new(std::fs::File::open(a).map_err(io_err(a))?);
+    let mut fb = io::BufReader::new(std::fs::File::open(b).map_err(io_err(b))?);
+    let mut ba = vec![0u8; 1 << 16];
+    let mut bb = vec![0u8; 1 << 16];
+    loop {
+        let n = read_full(&mut fa, &mut ba).map_err(io_err(a))?;
+        let m = read_full(&mut fb, &mut bb).map_err(io_err(b))?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn sha_file(p: &Path) -> Result<String, VerifyError> {
+    let (h, _) = crate::digest::sha256_file(p).map_err(io_err(p))?;
+    Ok(format!("sha256:{h}"))
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The object kind of an output file, by name.
+fn object_of_file(rel: &str) -> Object {
+    if rel == "index.json" {
+        Object::Index
+    } else {
+        Object::File
+    }
+}
+
+/// The first difference between two files known to differ: JSON field,
+/// text line, or byte offset.
+pub fn diff_files(a: &Path, b: &Path, rel: &str) -> Result<Difference, VerifyError> {
+    let (da, db) = (sha_file(a)?, sha_file(b)?);
+    let ba = std::fs::read(a).map_err(io_err(a))?;
+    let bb = std::fs::read(b).map_err(io_err(b))?;
+    let obj = object_of_file(rel);
+    let mut d = if let (Ok(ja), Ok(jb)) = (
+        serde_json::from_slice::<Value>(&ba),
+        serde_json::from_slice::<Value>(&bb),
+    ) {
+        match jsondiff::diff(&ja, &jb) {
+            Some(j) => json_difference(obj, j, rel),
+            None => Difference::new(
+                obj,
+                Field::Content,
+                json!(da),
+                json!(db),
+                format!("{rel}: same JSON values, different bytes (formatting or key order)"),
+            ),
+        }
+    } else if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&ba), std::str::from_utf8(&bb)) {
+        let (la, lb): (Vec<&str>, Vec<&str>) = (ta.lines().collect(), tb.lines().collect());
+        let i = (0..la.len().max(lb.len()))
+            .find(|&i| la.get(i) != lb.get(i))
+            .unwrap_or(la.len().min(lb.len()));
+        let mut d = Difference::new(
+            obj,
+            Field::Line,
+            la.get(i).map_or(Value::Null, |l| json!(l)),
+            lb.get(i).map_or(Value::Null, |l| json!(l)),
+            format!("{rel}: line {} differs", i + 1),
+        );
+        d.path = Some(format!("line {}", i + 1));
+        d
+    } else {
+        let i = (0..ba.len().max(bb.len()))
+            .find(|&i| ba.get(i) != bb.get(i))
+            .unwrap_or(0);
+        let byte = |v: &[u8]| v.get(i).map_or(Value::Null, |x| json!(format!("{x:#04x}")));
+        let mut d = Difference::new(
+            obj,
+            Field::Byte,
+            byte(&ba),
+            byte(&bb),
+            format!("{rel}: byte {i} differs"),
+        );
+        d.path = Some(format!("byte {i}"));
+        d
+    };
+    d.file = Some(rel.to_string());
+    d.digest_a = Some(da);
+    d.digest_b = Some(db);
+    Ok(d)
+}
+
+fn json_difference(obj: Object, j: jsondiff::JsonDifference, what: &str) -> Difference {
+    let a = j.a.unwrap_or(Value::Null);
+    let b = j.b.unwrap_or(Value::Null);
+    let detail = format!("{what}: field {} differs: a {a}, b {b}", j.path);
+    let mut d = Difference::new(obj, Field::Json, a, b, detail);
+    d.path = Some(j.path);
+    d
+}
+
+/// Deep diff of two layer blobs known to differ.
+pub fn diff_layer_blobs(
+    a: &Path,
+    b: &Path,
+    diff_ids: (Option<&str>, Option<&str>),
+) -> Result<Difference, VerifyError> {
+    let ra = crate::layer::open_blob(a).map_err(io_err(a))?;
+    let rb = crate::layer::open_blob(b).map_err(io_err(b))?;
+    let out = tardiff::diff_tars(ra, rb).map_err(|e| VerifyError::BadOutput {
+        path: a.to_path_buf(),
+        reason: format!("reading the layers as tar streams: {e}"),
+    })?;
+    Ok(match out.difference {
+        Some(e) => {
+            let mut d = Difference::new(Object::Layer, e.field, e.a, e.b, e.detail);
+            d.path = Some(e.path);
+            d.also = e.also;
+            d
+        }
+        None if diff_ids.0.is_some() && diff_ids.0 == diff_ids.1 => Difference::new(
+            Object::Layer,
+            Field::Compression,
+            json!(diff_ids.0),
+            json!(diff_ids.1),
+            "the uncompressed tars are identical (same diff_id) but the compressed bytes differ: the compressor is not deterministic (check the flate2/zstd versions in Cargo.lock)".into(),
+        ),
+        None => Difference::new(
+            Object::Layer,
+            Field::Padding,
+            json!(diff_ids.0),
+            json!(diff_ids.1),
+            format!(
+                "all {} entries are identical, but the tar bytes differ outside them (padding or end-of-archive blocks)",
+                out.entries
+            ),
+        ),
+    })
+}
+
+/// Entries of a layer blob.
+fn count_layer(p: &Path) -> Result<u64, VerifyError> {
+    let r = crate::layer::open_blob(p).map_err(io_err(p))?;
+    tardiff::count_entries(r).map_err(|e| VerifyError::BadOutput {
+        path: p.to_path_buf(),
+        reason: format!("reading the layer as a tar stream: {e}"),
+    })
+}
+
+/// `ref -> manifest digest` from an `index.json`.
+fn index_refs(index: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for m in index["manifests"].as_array().into_iter().flatten() {
+        let r = m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap_or_default();
+        if let Some(d) = m["digest"].as_str() {
+            out.insert(r.to_string(), d.to_string());
+        }
+    }
+    out
+}
+
+/// Layer descriptors (digest) and config digest of a manifest.
+fn manifest_parts(m: &Value) -> (Vec<String>, Option<String>) {
+    let layers = m["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["digest"].as_str().map(String::from))
+        .collect();
+    (layers, m["config"]["digest"].as_str().map(String::from))
+}
+
+fn diff_ids_of(config: &Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect()
+}
+
+fn in_image(mut d: Difference, image: &str) -> Difference {
+    d.image = Some(image.to_string());
+    d
+}
+
+/// Compare two output directories of `imgforge build`.
+pub fn compare_dirs(a: &Path, b: &Path) -> Result<Outcome, VerifyError> {
+    let mut counts = Counts::default();
+    let files_a = list_files(a)?;
+    let files_b = list_files(b)?;
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let found = |counts: Counts, d: Difference| {
+        Ok(Outcome {
+            counts,
+            difference: Some(d),
+        })
+    };
+
+    // Images, down the tree.
+    let ia = read_json(&a.join("index.json"))?;
+    let ib = read_json(&b.join("index.json"))?;
+    let (ra, rb) = (index_refs(&ia), index_refs(&ib));
+    if ra.keys().ne(rb.keys()) {
+        let j = jsondiff::diff(&ia, &ib).expect("different refs, different documents");
+        let mut d = json_difference(Object::Index, j, "index.json");
+        d.file = Some("index.json".into());
+        d.detail = format!("the two builds list different images; {}", d.detail);
+        return found(counts, d);
+    }
+    let mut seen_layers: BTreeSet<String> = BTreeSet::new();
+    for (image, ma) in &ra {
+        let mb = &rb[image];
+        counts.images += 1;
+        let (pa, pb) = (blob_path(a, ma), blob_path(b, mb));
+        let (mja, mjb) = (read_json(&pa)?, read_json(&pb)?);
+        let (la, ca) = manifest_parts(&mja);
+        let (lb, cb) = manifest_parts(&mjb);
+        let cfg_a = ca
+            .as_deref()
+            .map(|c| read_json(&blob_path(a, c)))
+            .transpose()?;
+        let cfg_b = cb
+            .as_deref()
+            .map(|c| read_json(&blob_path(b, c)))
+            .transpose()?;
+        let (dia, dib) = (
+            cfg_a.as_ref().map(diff_ids_of).unwrap_or_default(),
+            cfg_b.as_ref().map(diff_ids_of).unwrap_or_default(),
+        );
+        for i in 0..la.len().max(lb.len()) {
+            let (Some(x), Some(y)) = (la.get(i), lb.get(i)) else {
+                let mut d = Difference::new(
+                    Object::Layer,
+                    Field::Presence,
+                    json!(la.get(i)),
+                    json!(lb.get(i)),
+                    format!(
+                        "the image has {} layer(s) in a and {} in b",
+                        la.len(),
+                        lb.len()
+                    ),
+                );
+                d.layer_index = Some(i);
+                return found(counts, in_image(d, image));
+            };
+            let (px, py) = (blob_path(a, x), blob_path(b, y));
+            done.insert(format!("blobs/sha256/{}", hex(x)));
+            done.insert(format!("blobs/sha256/{}", hex(y)));
+            if x == y && same_bytes(&px, &py)? {
+                if seen_layers.insert(x.clone()) {
+                    counts.layers += 1;
+                    counts.files += 1;
+                    counts.bytes += file_size(&py);
+                    counts.layer_entries += count_layer(&py)?;
+                }
+                continue;
+            }
+            let mut d = diff_layer_blobs(
+                &px,
+                &py,
+                (
+                    dia.get(i).map(String::as_str),
+                    dib.get(i).map(String::as_str),
+                ),
+            )?;
+            d.layer_index = Some(i);
+            d.digest_a = Some(x.clone());
+            d.digest_b = Some(y.clone());
+            d.hint = Some(
+                "something that must not matter (thread count, paths, umask, time zone, locale, environment, mirror file order or mtimes, or the clock) reached this layer; a build stage that records the time or randomness is the usual cause".into(),
+            );
+            return found(counts, in_image(d, image));
+        }
+        // Config, then manifest.
+        for (obj, da, db, va, vb) in [
+            (
+                Object::Config,
+                ca.clone(),
+                cb.clone(),
+                cfg_a.clone(),
+                cfg_b.clone(),
+            ),
+            (
+                Object::Manifest,
+                Some(ma.clone()),
+                Some(mb.clone()),
+                Some(mja.clone()),
+                Some(mjb.clone()),
+            ),
+        ] {
+            for dg in [&da, &db].into_iter().flatten() {
+                done.insert(format!("blobs/sha256/{}", hex(dg)));
+            }
+            let same = match (&da, &db) {
+                (Some(x), Some(y)) => x == y && same_bytes(&blob_path(a, x), &blob_path(b, y))?,
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                if let Some(x) = &da {
+                    counts.files += 1;
+                    counts.bytes += file_size(&blob_path(a, x));
+                }
+                continue;
+            }
+            let what = if obj == Object::Config {
+                "config"
+            } else {
+                "manifest"
+            };
+            let j = jsondiff::diff(
+                va.as_ref().unwrap_or(&Value::Null),
+                vb.as_ref().unwrap_or(&Value::Null),
+            );
+            let mut d = match j {
+                Some(j) => json_difference(obj, j, what),
+                None => Difference::new(
+                    obj,
+                    Field::Content,
+                    json!(da),
+                    json!(db),
+                    format!("{what}: same JSON values, different bytes"),
+                ),
+            };
+            d.digest_a = da;
+            d.digest_b = db;
+            return found(counts, in_image(d, image));
+        }
+    }
+
+    // index.json, every other file in path order, the record last.
+    let mut order: Vec<&String> = files_a.union(&files_b).collect();
+    order.sort_by_key(|f| {
+        (
+            f.as_str() != "index.json",
+            f.as_str() == record::FILE_NAME,
+            f.as_str(),
+        )
+    });
+    for rel in order {
+        if done.contains(rel) {
+            continue;
+        }
+        let (pa, pb) = (a.join(rel), b.join(rel));
+        if !(files_a.contains(rel) && files_b.contains(rel)) {
+            let (x, y) = (files_a.contains(rel), files_b.contains(rel));
+            let mut d = Difference::new(
+                object_of_file(rel),
+                Field::Presence,
+                json!(x.then_some(rel)),
+                json!(y.then_some(rel)),
+                format!("{rel} is only in {}", if x { "a" } else { "b" }),
+            );
+            d.file = Some(rel.clone());
+            return found(counts, d);
+        }
+        if !same_bytes(&pa, &pb)? {
+            return found(counts, diff_files(&pa, &pb, rel)?);
+        }
+        counts.files += 1;
+        counts.bytes += file_size(&pb);
+    }
+    Ok(Outcome {
+        counts,
+        difference: None,
+    })
+}
+
+/// The hint for a layer or document that changed against a record.
+const CHANGED_HINT: &str = "if recipes/imgforge.lock or a recipe changed since the record was written (a pin, a version, a file), this is expected: run `imgforge build` and commit the new imgforge-record.json. If nothing changed, the build is not reproducible; keep the recorded output directory (with blobs/) beside the record to see which file inside the layer differs";
+
+/// The old output directory beside a record, when its blobs are there.
+pub fn recorded_dir(record_path: &Path) -> Option<PathBuf> {
+    let dir = record_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.join("blobs")
+        .join("sha256")
+        .is_dir()
+        .then(|| dir.to_path_buf())
+}
+
+/// An old blob or file beside the record, only when its bytes still match
+/// the recorded digest.
+fn trusted(old_dir: Option<&Path>, rel: &str, digest: &str) -> Option<PathBuf> {
+    let p = old_dir?.join(rel);
+    (p.is_file() && sha_file(&p).ok().as_deref() == Some(digest)).then_some(p)
+}
+
+/// The `created_by` of a layer from the new build's config.
+fn created_by(new_dir: &Path, config: &str, i: usize) -> Option<String> {
+    let c = read_json(&blob_path(new_dir, config)).ok()?;
+    let h: Vec<&Value> = c["history"]
+        .as_array()?
+        .iter()
+        .filter(|h| h["empty_layer"] != json!(true))
+        .collect();
+    h.get(i)?["created_by"].as_str().map(String::from)
+}
+
+/// Compare `old` (a record, with its output directory when still there)
+/// with the output of a new build in `new_dir`.
+pub fn compare_record(
+    old: &Record,
+    old_dir: Option<&Path>,
+    new_dir: &Path,
+) -> Result<Outcome, VerifyError> {
+    let new_path = new_dir.join(record::FILE_NAME);
+    let new = record::read(&new_path).map_err(|reason| VerifyError::BadOutput {
+        path: new_path.clone(),
+        reason,
+    })?;
+    let mut counts = Counts::default();
+    let found = |counts: Counts, d: Difference| {
+        Ok(Outcome {
+            counts,
+            difference: Some(d),
+        })
+    };
+    if old.source_date_epoch != new.source_date_epoch {
+        let mut d = Difference::new(
+            Object::Record,
+            Field::SourceDateEpoch,
+            json!(old.source_date_epoch),
+            json!(new.source_date_epoch),
+            "SOURCE_DATE_EPOCH differs: every timestamp changes with it".into(),
+        );
+        d.hint = Some("set the same source-date-epoch in base/base.toml, or export the SOURCE_DATE_EPOCH the record was built with".into());
+        return found(counts, d);
+    }
+    let refs: BTreeSet<&String> = old.images.keys().chain(new.images.keys()).collect();
+    for r in &refs {
+        if !(old.images.contains_key(*r) && new.images.contains_key(*r)) {
+            let mut d = Difference::new(
+                Object::Image,
+                Field::Presence,
+                json!(old.images.contains_key(*r).then_some(r)),
+                json!(new.images.contains_key(*r).then_some(r)),
+                format!(
+                    "image {r} is only in the {}",
+                    if old.images.contains_key(*r) {
+                        "record"
+                    } else {
+                        "new build"
+                    }
+                ),
+            );
+            d.hint = Some("an image was added, removed or renamed (name or tag) since the record was written; commit the new record if that was intended".into());
+            return found(counts, in_image(d, r));
+        }
+    }
+    let mut seen_layers = BTreeSet::new();
+    for r in refs {
+        let (o, n) = (&old.images[r], &new.images[r]);
+        counts.images += 1;
+        for i in 0..o.layers.len().max(n.layers.len()) {
+            let (Some(x), Some(y)) = (o.layers.get(i), n.layers.get(i)) else {
+                let mut d = Difference::new(
+                    Object::Layer,
+                    Field::Presence,
+                    json!(o.layers.get(i).map(|l| &l.digest)),
+                    json!(n.layers.get(i).map(|l| &l.digest)),
+                    format!(
+                        "the image has {} layer(s) in the record and {} in the new build",
+                        o.layers.len(),
+                        n.layers.len()
+                    ),
+                );
+                d.layer_index = Some(i);
+                d.hint = Some(CHANGED_HINT.into());
+                return found(counts, in_image(d, r));
+            };
+            let new_blob = blob_path(new_dir, &y.digest);
+            if x == y {
+                if seen_layers.insert(y.digest.clone()) {
+                    counts.layers += 1;
+                    counts.files += 1;
+                    counts.bytes += y.size;
+                    counts.layer_entries += count_layer(&new_blob)?;
+                }
+                continue;
+            }
+            let rel = format!("blobs/sha256/{}", hex(&x.digest));
+            let mut d = match trusted(old_dir, &rel, &x.digest) {
+                Some(old_blob) => {
+                    let mut d = diff_layer_blobs(
+                        &old_blob,
+                        &new_blob,
+                        (Some(&x.diff_id), Some(&y.diff_id)),
+                    )?;
+                    d.hint = Some(CHANGED_HINT.into());
+                    d
+                }
+                None => {
+                    let mut d = Difference::new(
+                        Object::Layer,
+                        Field::Digest,
+                        json!(x.diff_id),
+                        json!(y.diff_id),
+                        format!(
+                            "layer {i} of {r} changed: digest {} in the record, {} now (diff_id {} -> {}, size {} -> {}); the record's blobs are not beside it, so only digests can be compared",
+                            x.digest, y.digest, x.diff_id, y.diff_id, x.size, y.size
+                        ),
+                    );
+                    let mut hint = CHANGED_HINT.to_string();
+                    if let Some(c) = created_by(new_dir, &n.config, i) {
+                        hint.push_str(&format!(". The new layer was made by: {c}"));
+                    }
+                    d.hint = Some(hint);
+                    d
+                }
+            };
+            d.layer_index = Some(i);
+            d.digest_a = Some(x.digest.clone());
+            d.digest_b = Some(y.digest.clone());
+            return found(counts, in_image(d, r));
+        }
+        for (obj, what, x, y) in [
+            (Object::Config, "config", &o.config, &n.config),
+            (Object::Manifest, "manifest", &o.manifest, &n.manifest),
+        ] {
+            if x == y {
+                counts.files += 1;
+                counts.bytes += file_size(&blob_path(new_dir, y));
+                continue;
+            }
+            let rel = format!("blobs/sha256/{}", hex(x));
+            let new_doc = read_json(&blob_path(new_dir, y))?;
+            let mut d = match trusted(old_dir, &rel, x) {
+                Some(p) => match jsondiff::diff(&read_json(&p)?, &new_doc) {
+                    Some(j) => json_difference(obj, j, what),
+                    None => Difference::new(
+                        obj,
+                        Field::Content,
+                        json!(x),
+                        json!(y),
+                        format!("{what}: same JSON values, different bytes"),
+                    ),
+                },
+                None => Difference::new(
+                    obj,
+                    Field::Digest,
+                    json!(x),
+                    json!(y),
+                    format!(
+                        "the {what} of {r} changed (its layers did not); the record's blobs are not beside it, so only digests can be compared"
+                    ),
+                ),
+            };
+            d.digest_a = Some(x.clone());
+            d.digest_b = Some(y.clone());
+            d.hint = Some(CHANGED_HINT.into());
+            return found(counts, in_image(d, r));
+        }
+    }
+    let mut names: Vec<&String> = old.files.keys().chain(new.files.keys()).collect();
+    names.sort_by_key(|f| (f.as_str() != "index.json", f.as_str()));
+    names.dedup();
+    for rel in names {
+        let (x, y) = (old.files.get(rel), new.files.get(rel));
+        let (Some(x), Some(y)) = (x, y) else {
+            let mut d = Difference::new(
+                object_of_file(rel),
+                Field::Presence,
+                json!(x.map(|_| rel)),
+                json!(y.map(|_| rel)),
+                format!(
+                    "{rel} is only in the {}",
+                    if x.is_some() { "record" } else { "new build" }
+                ),
+            );
+            d.file = Some(rel.clone());
+            d.hint = Some(CHANGED_HINT.into());
+            return found(counts, d);
+        };
+        if x == y {
+            counts.files += 1;
+            counts.bytes += file_size(&new_dir.join(rel));
+            continue;
+        }
+        let mut d = match trusted(old_dir, rel, x) {
+            Some(p) => diff_files(&p, &new_dir.join(rel), rel)?,
+            None => {
+                let mut d = Difference::new(
+                    object_of_file(rel),
+                    Field::Digest,
+                    json!(x),
+                    json!(y),
+                    format!(
+                        "{rel} changed; the recorded output is not beside the record, so only digests can be compared"
+                    ),
+                );
+                d.file = Some(rel.clone());
+                d.digest_a = Some(x.clone());
+                d.digest_b = Some(y.clone());
+                d
+            }
+        };
+        d.hint = Some(CHANGED_HINT.into());
+        return found(counts, d);
+    }
+    Ok(Outcome {
+        counts,
+        difference: None,
+    })
+}
