@@ -140,6 +140,7 @@ fn exception_id(words: &str, license: &str) -> Option<&'static str> {
             }
         }
         "libtool" => "Libtool-exception",
+        "texinfo" => "Texinfo-exception",
         "font" => "Font-exception-2.0",
         "classpath" => "Classpath-exception-2.0",
         "llvm" => "LLVM-exception",

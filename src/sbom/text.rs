@@ -41,7 +41,7 @@ pub fn normalize(text: &str) -> String {
 
 static GNU_GRANT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"under the terms of the gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? (?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
+        r"(?:under the terms of the|license(?: for \S+)? is the) gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? \(?(?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
     )
     .expect("valid regex")
 });
@@ -103,6 +103,10 @@ pub fn grants(text: &str) -> Vec<Grant> {
             "Zlib",
         ),
         ("is in the public domain", "LicenseRef-public-domain"),
+        (
+            "permission to use, copy, modify, and distribute this software and its documentation for any purpose and without fee is hereby granted",
+            "HPND",
+        ),
         ("placed in the public domain", "LicenseRef-public-domain"),
     ];
     for (needle, id) in simple {
@@ -180,6 +184,14 @@ mod tests {
         );
         assert_eq!(g[0].expression, "GPL-2.0-only");
         assert!(grants("see /usr/share/common-licenses/GPL-2").is_empty());
+        let g = grants(
+            "The overall license for libxcrypt is the GNU Lesser General Public\nLicense, version 2.1 (or, at your option, any later version); see",
+        );
+        assert_eq!(g[0].expression, "LGPL-2.1-or-later");
+        let g = grants(
+            "under the terms of the GNU Lesser General Public License (either version 3\nof the License, or, at your option, any later version).",
+        );
+        assert_eq!(g[0].expression, "LGPL-3.0-or-later");
     }
 
     #[test]
