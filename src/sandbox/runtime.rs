@@ -4,7 +4,9 @@
 //! (canonical JSON, so identical inputs give identical bytes) whose root is
 //! the build root, and runs as `<runtime> --root <state> run --bundle
 //! <bundle> <id>` with stdin closed and stdout/stderr appended to the step's
-//! log file. The container id embeds the stage's unique temporary directory
+//! log file. (runc relays a foreground container's stdout and stderr through
+//! one pipe each, so lines written to both streams within microseconds may
+//! appear in the log slightly out of order; each stream stays in order.) The container id embeds the stage's unique temporary directory
 //! name, so concurrent stages never collide (the id also names the cgroup).
 //!
 //! The spec is the `runc spec` default tightened for builds:

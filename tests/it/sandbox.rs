@@ -343,7 +343,10 @@ fn sandbox_failing_step_names_recipe_step_code_and_tail() {
         "failing-app",
         vec![
             sh("echo first step ok > /out/first"),
-            sh("for i in $(seq 1 40); do echo output-line-$i; done; echo the-last-words >&2; exit 7"),
+            // runc relays stdout and stderr through separate pipes, so their
+            // relative order in the log is only approximate: pause before
+            // the stderr line.
+            sh("for i in $(seq 1 40); do echo output-line-$i; done; sleep 0.3; echo the-last-words >&2; exit 7"),
             sh("echo never > /out/never"),
         ],
         &["/out/first"],
@@ -372,7 +375,10 @@ fn sandbox_failing_step_names_recipe_step_code_and_tail() {
                 "only the last lines: {tail}"
             );
             let full = std::fs::read_to_string(log).expect("the full log is kept");
-            assert!(full.contains("output-line-1\n"), "{full}");
+            assert!(
+                full.contains("output-line-1\n") && full.contains("the-last-words"),
+                "{full}"
+            );
         }
         other => panic!("expected StepFailed, got {other:?}"),
     }
