@@ -21,7 +21,10 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mirror = root.join("../shared/debian");
     if !mirror.join("Packages").is_file() {
-        eprintln!("SKIP: the build benchmark needs the package fixture at {}", mirror.display());
+        eprintln!(
+            "SKIP: the build benchmark needs the package fixture at {}",
+            mirror.display()
+        );
         return;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
