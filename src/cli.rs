@@ -49,6 +49,51 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Push the built images to an OCI registry, digests preserved.
+    Push(PushArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PushArgs {
+    /// The registry and an optional namespace: HOST[:PORT][/NAMESPACE].
+    /// Each image goes to NAMESPACE/<name>:<tag>.
+    #[arg(long, value_name = "REGISTRY")]
+    pub to: String,
+    /// The OCI layout written by `imgforge build`.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Push only this image (by name; repeatable).
+    #[arg(long = "image", value_name = "NAME")]
+    pub images: Vec<String>,
+    /// Use plain HTTP (loopback registries always do).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Retries of a transient failure (exponential backoff from 250 ms).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// Blobs uploaded at once.
+    #[arg(short, long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Directory holding the docker config.json [default: $DOCKER_CONFIG, else ~/.docker].
+    #[arg(long, value_name = "DIR")]
+    pub docker_config: Option<PathBuf>,
+    /// Output format of the summary (json: on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+impl PushArgs {
+    pub fn to_options(&self) -> imgforge::registry::PushOptions {
+        imgforge::registry::PushOptions {
+            layout: self.out.clone(),
+            destination: self.to.clone(),
+            images: self.images.clone(),
+            plain_http: self.plain_http,
+            retries: self.retries,
+            jobs: self.jobs,
+            docker_config: self.docker_config.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -15,6 +15,7 @@
 //!                          sandbox: build stages run in runc from the same
 //!                          layers; only declared artifacts reach the image.
 //!  verify: builds twice under perturbed conditions and diffs the outputs.
+//!  registry: `push` sends a built layout to an OCI registry unchanged.
 //! ```
 //!
 //! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
@@ -25,6 +26,7 @@
 //! * [`sandbox`]: build stages in an OCI runtime with no network.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
+//! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
 //! * [`ops`]: the commands (`check`, `lock`, `build`, `verify`) as functions
 //!   taking options structs; `main.rs` only parses arguments and calls them.
 //!
@@ -40,6 +42,7 @@ pub mod json;
 pub mod layer;
 pub mod ops;
 pub mod recipe;
+pub mod registry;
 pub mod resolve;
 pub mod sandbox;
 pub mod sbom;

@@ -36,6 +36,10 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         }),
+        cli::Command::Push(p) => {
+            imgforge::ops::push(&p.to_options(), p.format == cli::Format::Json, quiet)
+                .map(|_| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
