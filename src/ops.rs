@@ -942,7 +942,11 @@ pub fn push(opts: &crate::registry::PushOptions, json: bool, quiet: bool) -> Res
                 p.uploaded_bytes,
                 p.mounted,
                 p.skipped,
-                if p.manifest_sent { "" } else { "; tag unchanged" }
+                if p.manifest_sent {
+                    ""
+                } else {
+                    "; tag unchanged"
+                }
             ),
         )
     })?;

@@ -148,8 +148,8 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Credentials>, PushError
         }
         return Err(fail(format!("exited with {}: {msg}", out.status)));
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| fail(format!("unreadable answer: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable answer: {e}")))?;
     match (v["Username"].as_str(), v["Secret"].as_str()) {
         (Some(u), Some(s)) => Ok(Some(Credentials {
             username: u.to_string(),

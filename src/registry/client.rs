@@ -101,7 +101,10 @@ impl Client {
             if reply.status == 401 && !authed_once {
                 authed_once = true;
                 let header = self.authenticate(&reply, scopes)?;
-                self.tokens.lock().expect("token lock").insert(key.clone(), header);
+                self.tokens
+                    .lock()
+                    .expect("token lock")
+                    .insert(key.clone(), header);
                 continue;
             }
             return Ok(reply);
@@ -211,7 +214,11 @@ impl Client {
             ))
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "basic" => self.creds.as_ref().map(Credentials::basic).ok_or_else(no_creds),
+            "basic" => self
+                .creds
+                .as_ref()
+                .map(Credentials::basic)
+                .ok_or_else(no_creds),
             "bearer" => self.bearer_token(&params, scopes),
             _ => Err(Failure(format!(
                 "{}: unsupported authentication challenge {challenge:?}",

@@ -73,8 +73,7 @@ pub fn read_images(layout: &Path) -> Result<Vec<LayoutImage>, PushError> {
     let (_, index) = read_json(&index_path)?;
     let mut images = Vec::new();
     for m in index["manifests"].as_array().into_iter().flatten() {
-        let Some(reference) = m["annotations"]["org.opencontainers.image.ref.name"].as_str()
-        else {
+        let Some(reference) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() else {
             continue;
         };
         let Some((name, tag)) = reference.rsplit_once(':') else {
@@ -93,7 +92,10 @@ pub fn read_images(layout: &Path) -> Result<Vec<LayoutImage>, PushError> {
         if found != d.digest {
             return Err(bad(
                 &d.path,
-                format!("the manifest of {reference} hashes to {found}, not {}", d.digest),
+                format!(
+                    "the manifest of {reference} hashes to {found}, not {}",
+                    d.digest
+                ),
             ));
         }
         let mut blobs = vec![descriptor(layout, &mv["config"], &d.path)?];

@@ -3,10 +3,10 @@
 //!
 //! The layout's bytes go up unchanged: layers are never recompressed and the
 //! manifest is the stored blob, so the registry serves exactly the digests
-//! `imgforge build` wrote. For each blob: a cross-repository mount when this
-//! push already put it in another repository of the registry, else a `HEAD`
-//! (an existing blob is skipped), else a monolithic upload streamed from
-//! disk. A manifest whose tag already resolves to the same digest is not
+//! `imgforge build` wrote. For each blob: a `HEAD` (a blob the repository
+//! has is skipped), else a cross-repository mount when this push already put
+//! it in another repository of the registry, else a monolithic upload
+//! streamed from disk. A manifest whose tag already resolves to the same digest is not
 //! sent again. Images are pushed in order of layer count, so the base goes
 //! first and the images built on it mount its layers instead of uploading
 //! them. Credentials come from the docker config (see [`auth`]); transient
@@ -161,7 +161,9 @@ impl Destination {
         };
         let d = dest.trim_end_matches('/');
         if d.contains("://") {
-            return Err(err("no scheme: HTTPS is used, plain HTTP for loopback or with --plain-http"));
+            return Err(err(
+                "no scheme: HTTPS is used, plain HTTP for loopback or with --plain-http",
+            ));
         }
         let (host, ns) = d.split_once('/').unwrap_or((d, ""));
         if host.is_empty() || host.contains('@') {
@@ -190,9 +192,16 @@ impl Destination {
 
     /// Loopback registries speak plain HTTP (as docker assumes).
     pub fn is_loopback(&self) -> bool {
-        let h = self.host.rsplit_once(':').map_or(self.host.as_str(), |(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) { h } else { &self.host }
-        });
+        let h = self
+            .host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    &self.host
+                }
+            });
         h == "localhost" || h.starts_with("127.") || h == "[::1]"
     }
 }
@@ -317,6 +326,17 @@ fn push_blob(
         reason,
     };
     let rw = vec![scope(repo, "pull,push")];
+    let url = client.url(&format!("/v2/{repo}/blobs/{}", b.digest));
+    let r = client
+        .send(Method::HEAD, &url, &[], &Body::Empty, &rw)
+        .map_err(|f| fail(f.0))?;
+    if r.status == 200 {
+        remember(known, b, repo);
+        return Ok(Outcome::Skipped);
+    }
+    if r.status != 404 {
+        return Err(fail(status_reason("HEAD", &r)));
+    }
     let from = known
         .lock()
         .expect("known blobs")
@@ -335,22 +355,14 @@ fn push_blob(
             .send(Method::POST, &url, &[], &Body::Empty, &scopes)
             .map_err(|f| fail(f.0))?;
         match r.status {
-            201 => return Ok(Outcome::Mounted),
+            201 => {
+                remember(known, b, repo);
+                return Ok(Outcome::Mounted);
+            }
             202 => location(&r).map_err(fail)?,
             _ => return Err(fail(status_reason("mount", &r))),
         }
     } else {
-        let url = client.url(&format!("/v2/{repo}/blobs/{}", b.digest));
-        let r = client
-            .send(Method::HEAD, &url, &[], &Body::Empty, &rw)
-            .map_err(|f| fail(f.0))?;
-        if r.status == 200 {
-            remember(known, b, repo);
-            return Ok(Outcome::Skipped);
-        }
-        if r.status != 404 {
-            return Err(fail(status_reason("HEAD", &r)));
-        }
         let url = client.url(&format!("/v2/{repo}/blobs/uploads/"));
         let r = client
             .send(Method::POST, &url, &[], &Body::Empty, &rw)
@@ -426,7 +438,13 @@ fn push_manifest(client: &Client, repo: &str, img: &LayoutImage) -> Result<bool,
     }
     let headers = [("Content-Type", img.media_type.as_str())];
     let r = client
-        .send(Method::PUT, &url, &headers, &Body::Bytes(&img.manifest), &rw)
+        .send(
+            Method::PUT,
+            &url,
+            &headers,
+            &Body::Bytes(&img.manifest),
+            &rw,
+        )
         .map_err(|f| fail(f.0))?;
     if r.status != 201 {
         return Err(fail(status_reason("PUT", &r)));

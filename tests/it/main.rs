@@ -2,7 +2,7 @@
 //!
 //! Tests that need real packages use `../shared/debian` (see
 //! [`common::fixture`]); tests that need external tools (runc, docker,
-//! skopeo, umoci, oci-image-tool, pyspdxtools, syft) skip with a message when
+//! skopeo, umoci, oci-image-tool, pyspdxtools, syft, docker-registry) skip with a message when
 //! the tool is missing, and fail instead when `IMGFORGE_REQUIRE_TOOLS=1`
 //! (set by `.ci/run`).
 
@@ -12,6 +12,7 @@ mod debgen;
 mod build;
 mod hostile;
 mod licenses;
+mod push;
 mod recipes;
 mod resolver;
 mod sandbox;
