@@ -52,6 +52,7 @@ fn main() {
             locked: true,
             use_cache: false,
             quiet: true,
+            force: false,
             source_date_epoch: None,
         };
         let t = Instant::now();

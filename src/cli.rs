@@ -135,6 +135,9 @@ pub struct BuildArgs {
     /// Do not reuse cached build-stage results.
     #[arg(long)]
     pub no_cache: bool,
+    /// Write a --bundle with zstd layers although Docker before 23 cannot load it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -175,6 +178,7 @@ impl BuildArgs {
             locked: self.locked,
             use_cache: !self.no_cache,
             quiet,
+            force: self.force,
             source_date_epoch: None,
         }
     }

@@ -26,6 +26,7 @@
 //! * [`sandbox`]: build stages in an OCI runtime with no network.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
+//! * [`release`]: the Debian point release shipped; base tags must match it.
 //! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
 //! * [`ops`]: the commands (`check`, `lock`, `build`, `verify`) as functions
 //!   taking options structs; `main.rs` only parses arguments and calls them.
@@ -43,6 +44,7 @@ pub mod layer;
 pub mod ops;
 pub mod recipe;
 pub mod registry;
+pub mod release;
 pub mod resolve;
 pub mod sandbox;
 pub mod sbom;

@@ -36,6 +36,8 @@ pub struct BuildOptions {
     pub locked: bool,
     pub use_cache: bool,
     pub quiet: bool,
+    /// Build a zstd `--bundle` although old Docker cannot load it.
+    pub force: bool,
     /// Overrides the environment and the recipes.
     pub source_date_epoch: Option<i64>,
 }
@@ -302,6 +304,7 @@ struct Pkg {
 pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let st = Status { quiet: opts.quiet };
     let t0 = Instant::now();
+    image::compat::check_bundle(opts.compression, opts.bundle.is_some(), opts.force)?;
     let tree = load_tree(&opts.common)?;
     let src = source_options(&opts.common);
     let index = resolve::load_index(&tree, &src)?;
@@ -371,6 +374,10 @@ fn build_locked(
         .iter()
         .map(|p| ((p.locked.name.clone(), p.locked.version.clone()), p))
         .collect();
+    let release = debian_release(lock, &tree.base.name, &pkg_by_key)?;
+    if let Some(r) = &release {
+        crate::release::check_tag(&tree.base.file, &tree.base.tag, r)?;
+    }
 
     // 2. Staging area beside --out.
     let out = &opts.out;
@@ -833,6 +840,22 @@ fn build_locked(
         cached_stages,
         run_stages,
     })
+}
+
+/// The Debian point release the base ships (from its locked base-files).
+fn debian_release(
+    lock: &Lock,
+    base: &str,
+    pkgs: &BTreeMap<(String, String), &Pkg>,
+) -> Result<Option<crate::release::DebianRelease>> {
+    let Some(bf) = lock
+        .get(base, "runtime")
+        .and_then(|l| l.packages.iter().find(|p| p.name == "base-files"))
+    else {
+        return Ok(None);
+    };
+    let deb = &pkgs[&(bf.name.clone(), bf.version.clone())].deb;
+    Ok(Some(crate::release::read_release(deb, &bf.version)?))
 }
 
 fn hex(d: &str) -> &str {

@@ -7,6 +7,7 @@
 //! that is both an OCI layout and what `docker load` reads (`manifest.json`
 //! with `RepoTags`), blobs stored once.
 
+pub mod compat;
 pub mod vendor;
 
 use crate::layer::LayerBlob;

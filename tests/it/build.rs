@@ -289,13 +289,13 @@ fn build_layout_structure() {
     assert_eq!(
         names,
         [
-            "base:bookworm-12.12",
+            "base:bookworm-12.15",
             "hello:1.0.0",
             "nginx:1.22.1",
             "python:3.11.2"
         ]
     );
-    let base_layer = ms["base:bookworm-12.12"]["layers"][0]["digest"].clone();
+    let base_layer = ms["base:bookworm-12.15"]["layers"][0]["digest"].clone();
     let mut layers = BTreeSet::new();
     let mut configs = BTreeSet::new();
     let index = read_json(&s.out.join("index.json"));
@@ -619,7 +619,7 @@ fn build_bundle_loads_and_runs_in_docker() {
         return;
     }
     let refs = [
-        "base:bookworm-12.12",
+        "base:bookworm-12.15",
         "hello:1.0.0",
         "nginx:1.22.1",
         "python:3.11.2",

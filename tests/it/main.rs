@@ -12,6 +12,7 @@ mod debgen;
 mod build;
 mod hostile;
 mod licenses;
+mod outputs;
 mod push;
 mod recipes;
 mod resolver;

@@ -343,12 +343,16 @@ fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
     assert_eq!(mounted, 3, "{first:#}");
     let (up2, bytes2, mounted2, _) = totals(&second);
     assert_eq!((up2, bytes2, mounted2), (0, 0, 0), "{second:#}");
-    let hello = first["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["repository"].as_str().unwrap().ends_with("/hello"))
-        .unwrap();
+    let image = |name: &str| {
+        first["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["repository"].as_str().unwrap().ends_with(name))
+            .unwrap()
+            .clone()
+    };
+    let hello = image("/hello");
     // The digest the registry serves is the one in the layout's index.
     let index = std::fs::read_to_string(out.join("index.json")).unwrap();
     assert!(index.contains(hello["digest"].as_str().unwrap()));
@@ -365,4 +369,11 @@ fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
         String::from_utf8_lossy(&o.stdout).trim(),
         "Hello from imgforge!"
     );
+    // nginx keeps Debian's convention (command, no entrypoint): `nginx -t` runs.
+    let nginx = image("/nginx");
+    let pinned = nginx["pinned"].as_str().unwrap();
+    let o = run(Command::new("docker").args(["run", "--rm", pinned, "nginx", "-t"]));
+    let _ = Command::new("docker").args(["rmi", pinned]).output();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("test is successful"), "{}", text(&o));
 }
