@@ -53,6 +53,8 @@ fn main() {
             use_cache: false,
             quiet: true,
             force: false,
+            metadata_file: None,
+            json: false,
             source_date_epoch: None,
         };
         let t = Instant::now();

@@ -35,6 +35,9 @@ pub enum Command {
         common: CommonArgs,
         #[command(flatten)]
         build: BuildArgs,
+        /// json: print the build metadata (as --metadata-file writes it) on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Build twice under perturbed conditions (or against a record) and compare bit for bit.
     Verify {
@@ -138,6 +141,9 @@ pub struct BuildArgs {
     /// Write a --bundle with zstd layers although Docker before 23 cannot load it.
     #[arg(long)]
     pub force: bool,
+    /// Write per-image digests, sizes, layer counts and SBOM paths as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -179,6 +185,8 @@ impl BuildArgs {
             use_cache: !self.no_cache,
             quiet,
             force: self.force,
+            metadata_file: self.metadata_file.clone(),
+            json: false,
             source_date_epoch: None,
         }
     }

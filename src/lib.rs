@@ -26,6 +26,7 @@
 //! * [`sandbox`]: build stages in an OCI runtime with no network.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
+//! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.
 //! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
 //! * [`ops`]: the commands (`check`, `lock`, `build`, `verify`) as functions
@@ -41,6 +42,7 @@ pub mod digest;
 pub mod image;
 pub mod json;
 pub mod layer;
+pub mod metadata;
 pub mod ops;
 pub mod recipe;
 pub mod registry;

@@ -16,8 +16,14 @@ fn main() -> ExitCode {
         cli::Command::Lock { common, locked } => {
             imgforge::ops::lock(&common.to_options(), *locked, quiet).map(|_| ExitCode::SUCCESS)
         }
-        cli::Command::Build { common, build } => {
-            imgforge::ops::build(&build.to_options(common, quiet)).map(|_| ExitCode::SUCCESS)
+        cli::Command::Build {
+            common,
+            build,
+            format,
+        } => {
+            let mut opts = build.to_options(common, quiet);
+            opts.json = *format == cli::Format::Json;
+            imgforge::ops::build(&opts).map(|_| ExitCode::SUCCESS)
         }
         cli::Command::Verify {
             common,

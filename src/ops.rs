@@ -38,6 +38,10 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// Build a zstd `--bundle` although old Docker cannot load it.
     pub force: bool,
+    /// Write the build metadata (JSON) here.
+    pub metadata_file: Option<PathBuf>,
+    /// Print the build metadata as JSON on stdout.
+    pub json: bool,
     /// Overrides the environment and the recipes.
     pub source_date_epoch: Option<i64>,
 }
@@ -319,6 +323,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         .build()
         .context("cannot start worker threads")?;
     let summary = pool.install(|| build_locked(opts, &tree, &index, &src, &lock, sde, jobs, st))?;
+    let meta = crate::json::to_canonical_pretty(&crate::metadata::document(&summary.images));
+    if let Some(f) = &opts.metadata_file {
+        if let Some(p) = f.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+        }
+        write_atomic(f, &meta)?;
+        st.say("Metadata", f.display());
+    }
+    if opts.json {
+        use std::io::Write;
+        std::io::stdout().write_all(&meta)?;
+    }
     st.say(
         "Finished",
         format!(
@@ -826,10 +842,11 @@ fn build_locked(
         st.say(
             "Image",
             format!(
-                "{} {} ({} layers)",
+                "{} {} ({} layers, {})",
                 img.reference(),
                 img.manifest.digest,
-                img.layers.len()
+                img.layers.len(),
+                crate::metadata::human(img.layers.iter().map(|l| l.size).sum())
             ),
         );
     }

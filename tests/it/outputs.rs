@@ -63,3 +63,62 @@ fn base_tag_naming_another_point_release_is_refused() {
     insta::assert_snapshot!("base_tag_mismatch", err);
     assert!(!out.exists());
 }
+
+#[test]
+fn build_metadata_json_is_snapshotted() {
+    use crate::debgen::{Deb, T};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    std::fs::write(
+        dir.join("base/base.toml"),
+        "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
+         [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n[packages]\ngood = \"1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("recipes/app.toml"),
+        "[image]\nname = \"app\"\ntag = \"2.0\"\n\n[packages]\nextra = \"3.1\"\n",
+    )
+    .unwrap();
+    let debs = [
+        Deb::new("good", "1.0").entry(T::File("./usr/share/good", b"ok\n", 0o644)),
+        Deb::new("extra", "3.1").entry(T::File("./usr/bin/extra", b"#!/bin/sh\n", 0o755)),
+    ];
+    crate::debgen::mirror(&dir.join("mirror"), &debs);
+    let o = run(imgforge()
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args([
+            "build", "recipes", "--mirror", "mirror", "--no-apt", "--format", "json",
+        ])
+        .args([
+            "--out",
+            "out",
+            "--cache",
+            "cache",
+            "--metadata-file",
+            "meta/build.json",
+        ]));
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8(o.stdout.clone()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("meta/build.json")).unwrap(),
+        stdout
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // The paths and digests it names are real.
+    for (_, img) in v["images"].as_object().unwrap() {
+        for k in ["spdx", "cyclonedx"] {
+            assert!(
+                dir.join("out")
+                    .join(img["sbom"][k].as_str().unwrap())
+                    .is_file()
+            );
+        }
+        let d = img["manifest"]["digest"].as_str().unwrap();
+        assert!(dir.join("out/blobs/sha256").join(&d[7..]).is_file());
+    }
+    insta::assert_snapshot!("build_metadata", stdout);
+}
