@@ -827,6 +827,7 @@ fn build_locked(
 
     // 8. The record of what was produced.
     crate::verify::record::write(layout, &images, sde)?;
+    image::per_image::write_all(layout, &images, sde)?;
 
     // 9. Bundle, then swap the staging directory into place.
     if let Some(bundle) = &opts.bundle {

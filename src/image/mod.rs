@@ -8,6 +8,7 @@
 //! with `RepoTags`), blobs stored once.
 
 pub mod compat;
+pub mod per_image;
 pub mod vendor;
 
 use crate::layer::LayerBlob;

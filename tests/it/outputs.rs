@@ -1,7 +1,9 @@
 //! What `build` promises about its outputs beyond the layout: a zstd bundle
-//! refused unless forced, base tags that match the shipped Debian release.
+//! refused unless forced, base tags that match the shipped Debian release,
+//! machine-readable metadata, per-image outputs that syft accepts.
 
 use crate::common::*;
+use std::process::Command;
 
 #[test]
 fn zstd_bundle_is_refused_with_an_explanation() {
@@ -121,4 +123,66 @@ fn build_metadata_json_is_snapshotted() {
         assert!(dir.join("out/blobs/sha256").join(&d[7..]).is_file());
     }
     insta::assert_snapshot!("build_metadata", stdout);
+}
+
+/// syft reads every per-image output (OCI layout and docker archive): the
+/// Debian packages it finds are exactly the image's lock closure (base +
+/// runtime), the OS is detected, and no build-stage-only package appears.
+#[test]
+fn per_image_outputs_are_accepted_by_syft() {
+    use std::collections::BTreeSet;
+    let Some(fixture) = fixture() else { return };
+    if !require_tool("syft") {
+        return;
+    }
+    let tmp = copy_examples();
+    let out = tmp.path().join("out");
+    let o = run(imgforge()
+        .args(["build", "recipes", "--no-apt", "-q", "--mirror"])
+        .arg(&fixture)
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .current_dir(tmp.path()));
+    assert!(o.status.success(), "{}", text(&o));
+    let lock = imgforge::resolve::Lock::read(&tmp.path().join("recipes/imgforge.lock")).unwrap();
+    let names = |img: &str, stage: &str| -> BTreeSet<String> {
+        lock.get(img, stage)
+            .map(|l| l.packages.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    for img in ["base", "hello", "nginx", "python"] {
+        let mut want = names("base", "runtime");
+        want.extend(names(img, "runtime"));
+        let build_only: BTreeSet<String> = names(img, "build").difference(&want).cloned().collect();
+        let images = out.join("images");
+        for src in [
+            format!("oci-dir:{}", images.join(img).display()),
+            format!(
+                "docker-archive:{}",
+                images.join(format!("{img}.tar")).display()
+            ),
+        ] {
+            let o = run(Command::new("syft").args(["scan", &src, "-o", "json", "-q"]));
+            assert!(o.status.success(), "syft {src}: {}", text(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let found: BTreeSet<String> = v["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["type"] == "deb")
+                .map(|a| a["name"].as_str().unwrap().to_string())
+                .collect();
+            eprintln!(
+                "syft {src}: {} deb packages, distro {}",
+                found.len(),
+                v["distro"]["prettyName"]
+            );
+            assert_eq!(found, want, "{src}");
+            assert_eq!(v["distro"]["id"], "debian", "{src}");
+            assert_eq!(v["distro"]["versionID"], "12", "{src}");
+            assert!(found.is_disjoint(&build_only), "{src}");
+        }
+    }
 }
