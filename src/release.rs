@@ -18,15 +18,16 @@ pub struct DebianRelease {
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error(
-        "{file}: tag {tag:?} names Debian {named}, but the image ships base-files {base_files}, whose /etc/debian_version says {ships}\nhelp: set tag = {suggested:?} in [image], or pin the base-files version of Debian {named}"
+        "{file}: tag {tag:?} names Debian {named}, but the image ships base-files {}, whose /etc/debian_version says {}\nhelp: set tag = {suggested:?} in [image], or pin the base-files version of Debian {named}",
+        release.base_files,
+        release.version
     )]
     TagMismatch {
         file: PathBuf,
         tag: String,
         named: String,
-        ships: String,
-        base_files: String,
         suggested: String,
+        release: Box<DebianRelease>,
     },
     #[error(
         "cannot read /etc/debian_version from {deb}: {reason}\nhelp: base-files is the package that ships it; check the .deb (its sha256 is in the lock)"
@@ -78,9 +79,8 @@ pub fn check_tag(file: &Path, tag: &str, release: &DebianRelease) -> Result<(), 
                 file: file.to_path_buf(),
                 tag: tag.to_string(),
                 named: named.to_string(),
-                ships: release.version.clone(),
-                base_files: release.base_files.clone(),
                 suggested: tag.replace(named, &release.version),
+                release: Box::new(release.clone()),
             });
         }
     }
