@@ -128,6 +128,7 @@ fn build_metadata_json_is_snapshotted() {
 /// syft reads every per-image output (OCI layout and docker archive): the
 /// Debian packages it finds are exactly the image's lock closure (base +
 /// runtime), the OS is detected, and no build-stage-only package appears.
+/// The same with trivy when it is installed (`.ci/run` installs it).
 #[test]
 fn per_image_outputs_are_accepted_by_syft() {
     use std::collections::BTreeSet;
@@ -183,6 +184,51 @@ fn per_image_outputs_are_accepted_by_syft() {
             assert_eq!(v["distro"]["id"], "debian", "{src}");
             assert_eq!(v["distro"]["versionID"], "12", "{src}");
             assert!(found.is_disjoint(&build_only), "{src}");
+        }
+        // trivy (offline, package listing only, as a CycloneDX SBOM).
+        if !require_tool("trivy") {
+            continue;
+        }
+        for input in [images.join(img), images.join(format!("{img}.tar"))] {
+            let o = run(Command::new("trivy")
+                .args([
+                    "image",
+                    "--offline-scan",
+                    "--format",
+                    "cyclonedx",
+                    "-q",
+                    "--input",
+                ])
+                .arg(&input));
+            assert!(
+                o.status.success(),
+                "trivy {}: {}",
+                input.display(),
+                text(&o)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let comps = v["components"].as_array().unwrap();
+            let os: Vec<&serde_json::Value> = comps
+                .iter()
+                .filter(|c| c["type"] == "operating-system")
+                .collect();
+            let found: BTreeSet<String> = comps
+                .iter()
+                .filter(|c| {
+                    c["purl"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("pkg:deb/"))
+                })
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect();
+            eprintln!(
+                "trivy {}: {} deb packages, os {:?}",
+                input.display(),
+                found.len(),
+                os
+            );
+            assert_eq!(found, want, "trivy {}", input.display());
+            assert!(os.len() == 1 && os[0]["name"] == "debian", "{os:?}");
         }
     }
 }
