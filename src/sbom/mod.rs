@@ -27,10 +27,12 @@
 pub mod curated;
 pub mod cyclonedx;
 pub mod dep5;
+pub mod identify;
 pub mod license;
 pub mod names;
 pub mod report;
 pub mod spdx;
+pub mod terms;
 pub mod text;
 
 use crate::deb::{DataFile, Limits};
