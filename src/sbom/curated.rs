@@ -245,17 +245,6 @@ pub static TABLE: &[CuratedSource] = &[
         }],
         paths: &[],
     },
-    CuratedSource {
-        source: "binutils",
-        rules: &[CuratedRule {
-            binaries: &["*"],
-            expression: "GPL-3.0-or-later",
-            evidence: &["either version 3 of the license, or (at your option) any later version"],
-            reason: "The binutils grant is GPL version 3 or any later version; the GFDL applies to manuals not shipped as code. libbfd/libopcodes share the grant.",
-            review: true,
-        }],
-        paths: &[],
-    },
     // DEP-5 path decisions.
     CuratedSource {
         source: "bash",

@@ -26,11 +26,15 @@
 
 pub mod curated;
 pub mod cyclonedx;
+pub mod applies;
 pub mod dep5;
+pub mod evaluate;
 pub mod identify;
 pub mod license;
 pub mod names;
+pub mod prose;
 pub mod report;
+pub mod scan;
 pub mod spdx;
 pub mod terms;
 pub mod text;
@@ -382,18 +386,25 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             jobs,
             reason: e.to_string(),
         })?;
+    // Binary packages of each source in the build: a program linking a
+    // sibling's shared library does not contain the library's code.
+    let mut by_source: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for p in unique.values() {
+        by_source.entry(p.source.as_str()).or_default().insert(p.name.clone());
+    }
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
     let limits = Limits::default();
     let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
         list.par_iter()
             .map(|(k, p)| {
-                license::detect(
+                license::detect_with(
                     &p.name,
                     &p.source,
                     p.control.get("Section"),
                     &p.deb_path,
                     &opts.available,
                     &limits,
+                    by_source.get(p.source.as_str()).unwrap_or(&BTreeSet::new()),
                 )
                 .map(|f| ((*k).clone(), f))
                 .map_err(|source| SbomError::License {

@@ -41,7 +41,7 @@ pub fn normalize(text: &str) -> String {
 
 static GNU_GRANT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?:under the terms of the|license(?: for \S+)? is the) gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? \(?(?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
+        r"(?:under the terms of (?:either )?the|license(?: for \S+)? is the|^- the) gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? \(?(?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
     )
     .expect("valid regex")
 });
@@ -135,10 +135,33 @@ fn pointer_grants(t: &str, found: &mut Vec<(usize, Grant)>) {
     }
 }
 
+/// GNU (GPL/LGPL/AGPL/GFDL) grant sentences in `text`, including a
+/// `/usr/share/common-licenses` pointer used as the grant, in order.
+pub fn gnu_grants(text: &str) -> Vec<Grant> {
+    let t = normalize(text);
+    let mut found = Vec::new();
+    gnu_grants_in(&t, &mut found);
+    found.sort_by_key(|(p, _)| *p);
+    found.into_iter().map(|(_, g)| g).collect()
+}
+
 /// Grants recognized in `text`, in order of first appearance, deduplicated.
 pub fn grants(text: &str) -> Vec<Grant> {
     let t = normalize(text);
     let mut found: Vec<(usize, Grant)> = Vec::new();
+    gnu_grants_in(&t, &mut found);
+    simple_and_bsd(&t, &mut found);
+    found.sort_by_key(|(p, _)| *p);
+    let mut out: Vec<Grant> = Vec::new();
+    for (_, g) in found {
+        if !out.iter().any(|o| o.expression == g.expression) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+fn gnu_grants_in(t: &str, found: &mut Vec<(usize, Grant)>) {
     for m in GNU_GRANT.captures_iter(&t) {
         let Some(whole) = m.get(0) else { continue };
         let kind = m.get(1).map(|k| k.as_str().trim()).unwrap_or("");
@@ -165,10 +188,13 @@ pub fn grants(text: &str) -> Vec<Grant> {
             },
         ));
     }
-    gfdl_grants(&t, &mut found);
+    gfdl_grants(t, found);
     if !found.iter().any(|(_, g)| !g.expression.starts_with("GFDL-")) {
-        pointer_grants(&t, &mut found);
+        pointer_grants(t, found);
     }
+}
+
+fn simple_and_bsd(t: &str, found: &mut Vec<(usize, Grant)>) {
     let simple: &[(&str, &str)] = &[
         ("python software foundation license version 2", "Python-2.0"),
         ("apache license, version 2.0", "Apache-2.0"),
@@ -205,7 +231,7 @@ pub fn grants(text: &str) -> Vec<Grant> {
     let starts: Vec<usize> = t.match_indices(needle).map(|(i, _)| i).collect();
     for (k, &s) in starts.iter().enumerate() {
         // `s + 2500` may fall inside a multi-byte character: round down.
-        let end = floor_boundary(&t, starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500));
+        let end = floor_boundary(t, starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500));
         let block = &t[s..end];
         let id = if block.contains("all advertising materials") {
             "BSD-4-Clause"
@@ -223,14 +249,6 @@ pub fn grants(text: &str) -> Vec<Grant> {
             },
         ));
     }
-    found.sort_by_key(|(p, _)| *p);
-    let mut out: Vec<Grant> = Vec::new();
-    for (_, g) in found {
-        if !out.iter().any(|o| o.expression == g.expression) {
-            out.push(g);
-        }
-    }
-    out
 }
 
 /// Names of `/usr/share/common-licenses/<Name>` files referenced, sorted,

@@ -3,8 +3,8 @@
 
 use crate::common::*;
 use imgforge::sbom::license::{
-    self, DetectionMethod, ReviewFlag, Shipped, comparable_expression, evaluate_dep5,
-    evaluate_prose,
+    self, DetectionMethod, LicenseFinding, ReviewFlag, Shipped, comparable_expression,
+    evaluate_dep5, evaluate_prose,
 };
 use imgforge::sbom::names::{translate_line, translate_name};
 use std::collections::BTreeMap;
@@ -106,7 +106,6 @@ fn symlinked_doc_dir_is_followed_and_recorded() {
         link.contains("usr/share/doc/libstdc++6 -> gcc-12-base"),
         "{link}"
     );
-    assert!(f.flags.contains(&ReviewFlag::SymlinkedCopyright));
     // Two hops: libctf0 -> libbinutils -> binutils-common.
     let f = license::detect_deb(&avail["libctf0"], &avail).unwrap();
     assert_eq!(f.followed_symlink.unwrap().0, "binutils-common");
@@ -190,6 +189,8 @@ const HDR: &str = "Format: https://www.debian.org/doc/packaging-manuals/copyrigh
 fn shipped(paths: &[&str]) -> Shipped {
     Shipped {
         paths: paths.iter().map(|s| s.to_string()).collect(),
+        regular: paths.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -273,11 +274,16 @@ fn prose_grants_are_recognized_without_curated_entry() {
          On Debian systems, see /usr/share/common-licenses/GPL-2.\n",
         "someprog",
         "someprog",
+        &shipped(&["usr/bin/someprog"]),
     );
     assert_eq!(e.expression.as_deref(), Some("GPL-2.0-or-later"));
     assert_eq!(e.method, DetectionMethod::Text);
-    assert!(e.flags.contains(&ReviewFlag::NonDep5Uncurated));
-    let e = evaluate_prose("Copyright 2000 Someone. All rights reserved.", "x", "x");
+    let e = evaluate_prose(
+        "Copyright 2000 Someone. All rights reserved.",
+        "x",
+        "x",
+        &shipped(&["usr/bin/x"]),
+    );
     assert_eq!(e.expression, None);
     assert!(e.flags.contains(&ReviewFlag::UnknownLicense));
 }
