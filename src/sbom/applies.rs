@@ -116,6 +116,17 @@ impl PackageEvidence {
     pub fn has_man(&self) -> bool {
         self.ships_regular_under("usr/share/man/")
     }
+    /// Ships something under a directory with this name (e.g. `mozilla/`,
+    /// `bash-completion/`).
+    fn ships_dir(&self, dir: &str) -> bool {
+        let needle = format!("/{dir}/");
+        let alt = dir.replace("shell-completion", "bash-completion");
+        let needle2 = format!("/{alt}/");
+        self.paths
+            .iter()
+            .any(|p| p.contains(&needle) || p.contains(&needle2))
+    }
+
     /// Ships a file with this base name (maybe compressed).
     fn ships_basename(&self, base: &str) -> bool {
         !base.contains(['*', '?', '[']) && self.paths.iter().any(|p| {
@@ -197,7 +208,22 @@ const PLATFORM_DIRS: &[&str] = &[
     "cygwin",
 ];
 const CONTRIB_DIRS: &[&str] = &["contrib", "extra", "extras"];
-const PROGRAM_DIRS: &[&str] = &["programs", "tools", "utils", "util", "cli", "scripts", "bin"];
+const PROGRAM_DIRS: &[&str] = &["programs", "tools", "utils", "util", "cli", "scripts", "bin", "sbin"];
+/// Language-binding directories and the files that show they are shipped.
+const BINDINGS: &[(&str, &str)] = &[
+    ("python", ".py"),
+    ("perl", ".pm"),
+    ("ruby", ".rb"),
+    ("java", ".jar"),
+    ("lua", ".lua"),
+    ("tcl", ".tcl"),
+];
+/// Directory names too common to show anything by appearing in the
+/// package's installed paths.
+const GENERIC_DIRS: &[&str] = &[
+    "lib", "src", "source", "share", "include", "usr", "etc", "var", "local", "common", "core",
+    "data", "main", "x86_64-linux-gnu", "libexec", "internal", "private", "base",
+];
 /// Bundled replacements of C library functions, by file stem, with the
 /// symbols that show the system's copy is used instead.
 const REPLACEMENTS: &[(&str, &[&str])] = &[
@@ -310,8 +336,22 @@ pub fn decide(pattern: &str, ev: &PackageEvidence, cx: &FileContext) -> Decision
     if base.ends_with(".h") || base.ends_with(".hh") || base.ends_with(".hpp") {
         return Decision::drop("header file only: header-only inclusions are not counted");
     }
-    if let Some(d) = has_dir(PROGRAM_DIRS).filter(|_| !ev.has_programs()) {
-        return Decision::drop(format!("programs ({d}/), and the package ships no programs"));
+    if let Some(d) = has_dir(PROGRAM_DIRS) {
+        return if ev.has_programs() {
+            Decision::keep(format!("programs ({d}/), and the package ships programs"))
+        } else {
+            Decision::drop(format!("programs ({d}/), and the package ships no programs"))
+        };
+    }
+    if let Some((d, ext)) = BINDINGS.iter().find(|(d, _)| lower.iter().any(|x| x == d)) {
+        return if ev.paths.iter().any(|p| p.ends_with(ext)) {
+            Decision::keep(format!("{d} bindings, and the package ships {ext} files"))
+        } else {
+            Decision::drop(format!("{d} bindings ({d}/), and the package ships no {ext} files"))
+        };
+    }
+    if let Some(d) = lower.iter().find(|d| !GENERIC_DIRS.contains(&d.as_str()) && ev.ships_dir(d)) {
+        return Decision::keep(format!("the package installs files under a {d}/ directory"));
     }
     if let Some(d) = replacement_decision(base, ev) {
         return d;

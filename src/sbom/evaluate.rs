@@ -241,7 +241,12 @@ fn finish(
             .flat_map(|o| expression_terms(o))
             .map(|t| base(&t))
             .collect();
-        if expression_terms(&e).iter().any(|t| !others.contains(&base(t))) {
+        let new: Vec<String> = expression_terms(&e)
+            .into_iter()
+            .filter(|t| !others.contains(&base(t)))
+            .collect();
+        let top_level = !pat.contains(['/', '*', '?']);
+        if new.iter().any(|t| is_copyleft(t)) || top_level && !new.is_empty() {
             acc.flags.push(ReviewFlag::KeptByDefault(pat));
         }
     }

@@ -41,6 +41,17 @@ pub const USABLE: f32 = 0.80;
 /// Scores this close to the best are a tie decided by convention.
 const NEAR_TIE: f32 = 0.02;
 
+/// Margin within which a base id beats its suffixed variant.
+const BASE_MARGIN: f32 = 0.04;
+
+fn n_score<'a>(scored: &'a [(f32, &str)], name: &str) -> &'a f32 {
+    scored
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(s, _)| s)
+        .unwrap_or(&0.0)
+}
+
 fn usable_id(name: &str) -> bool {
     spdx::license_id(name).is_some_and(|l| !l.is_deprecated())
 }
@@ -76,6 +87,17 @@ pub fn identify(text: &str) -> Option<TextMatch> {
             let osi = spdx::license_id(n).is_some_and(|l| l.is_osi_approved());
             (!osi, n.len(), *n)
         })?;
+    // A rarely used variant named after its base (`X11-swapped`,
+    // `BSD-3-Clause-HP`) only wins when clearly better than the base.
+    let (score, id) = match id.rsplit_once('-').and_then(|(b, _)| {
+        scored
+            .iter()
+            .find(|(_, n)| *n == b && score - *n_score(&scored, n) <= BASE_MARGIN)
+            .copied()
+    }) {
+        Some(base) if id.starts_with(&format!("{}-", base.1)) => base,
+        _ => (score, id),
+    };
     if score < USABLE {
         return None;
     }
@@ -173,6 +195,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    #[ignore = "exploration helper"]
+    fn explore_top() {
+        let t = std::fs::read_to_string(std::env::var("FILE").unwrap()).unwrap();
+        let store = STORE.as_ref().unwrap();
+        let data = TextData::new(&t);
+        let mut v: Vec<(f32, &String)> = store.iter().map(|(n, e)| (e.original.match_score(&data), n)).collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        println!("{:?}\n{:?}", &v[..6], identify(&t));
     }
 
     #[test]

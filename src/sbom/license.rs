@@ -91,7 +91,7 @@ impl ReviewFlag {
         ("weak-text-match", "a license identified by a text match below 0.90: compare the text with the SPDX license"),
         ("kept-by-default", "copyleft terms, or the terms of individual top-level files, come only from a stanza that no evidence showed to be shipped: check whether those files are built into the package"),
         ("debian-files-may-ship", "a debian/* stanza with other terms was dropped, but the package ships scripts that may come from debian/"),
-        ("public-domain-claim", "the expression claims public domain: no license grant to rely on"),
+        ("public-domain-claim", "the package rests on a public-domain statement alone: no license grant to rely on"),
         ("non-free-section", "the package is from non-free or contrib"),
         ("curated-needs-review", "a curated rule applies that is marked partial"),
         ("curated-evidence-missing", "a curated rule exists but its evidence is no longer in the copyright file"),
@@ -517,11 +517,9 @@ pub fn detect_with(
     };
     flags.extend(ev.flags);
     notes.extend(ev.notes);
-    if ev
-        .expression
-        .as_deref()
-        .is_some_and(|e| e.contains("LicenseRef-public-domain"))
-    {
+    // Public domain is a risk when the package rests on it alone: no
+    // license grant covers the main code.
+    if ev.expression.as_deref() == Some("LicenseRef-public-domain") {
         flags.push(ReviewFlag::PublicDomainClaim);
     }
     flags.sort();

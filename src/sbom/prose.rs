@@ -156,8 +156,19 @@ fn identified_found(norm: &[String], pars: &[String], skip: &[bool]) -> Vec<Foun
                 break;
             }
             let window = pars[k..=j].concat();
+            // The longest window that still matches strongly wins (it holds
+            // the distinguishing clause, e.g. X11's advertising clause after
+            // the MIT text); otherwise the best score.
             if let Some(m) = identify::identify(&window) {
-                if best.as_ref().is_none_or(|(b, _)| m.score > b.score) {
+                let better = match &best {
+                    None => true,
+                    Some((b, _)) if m.score >= identify::STRONG => {
+                        let _ = b;
+                        true
+                    }
+                    Some((b, _)) => m.score > b.score,
+                };
+                if better {
                     best = Some((m, j));
                 }
             }
@@ -316,7 +327,7 @@ fn curated_rule(norm: &str, package: &str, source: &str) -> Result<Option<Evalua
             by_default: false,
             how: rule.evidence.iter().map(|e| format!("evidence: \"{e}\"")).collect(),
         }],
-        confidence: if rule.review { Confidence::Medium } else { Confidence::High },
+        confidence: if rule.review { Confidence::Low } else { Confidence::Medium },
     }))
 }
 

@@ -138,6 +138,18 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
     }
 }
 
+/// The paragraphs of `body` before the one holding an exception sentence.
+fn before_exception(body: &str) -> String {
+    let mut out = Vec::new();
+    for par in body.split("\n\n") {
+        if !identify::exceptions(&text::normalize(par)).is_empty() {
+            break;
+        }
+        out.push(par);
+    }
+    out.join("\n\n")
+}
+
 fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(140).collect();
     if out.len() < s.len() {
@@ -179,16 +191,21 @@ pub fn resolve_line<'a>(
         }
         let whole = words[i..j].join(" ");
         let body = body_for(&whole).or_else(|| body_for(name));
-        let t = resolve_name(name, body);
+        let text_exc = body
+            .map(|b| identify::exceptions(&text::normalize(b)))
+            .unwrap_or_default();
+        // The base license is identified without the exception's paragraphs.
+        let base_body = match (body, text_exc.first()) {
+            (Some(b), Some(_)) => Some(before_exception(b)),
+            (b, _) => b.map(str::to_string),
+        };
+        let t = resolve_name(name, base_body.as_deref());
         out_words.push(t.spdx.clone());
         let known_exception = !with_words.is_empty() && {
             let (b, _) = names::translate_name(name);
             names::translate_line(&format!("{b} with {}", with_words.join(" ")))
                 .is_ok_and(|x| x.unknown_names.is_empty())
         };
-        let text_exc = body
-            .map(|b| identify::exceptions(&text::normalize(b)))
-            .unwrap_or_default();
         if known_exception {
             out_words.push("with".into());
             out_words.extend(with_words.iter().map(|s| s.to_string()));
