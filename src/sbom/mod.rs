@@ -29,6 +29,7 @@ pub mod cyclonedx;
 pub mod applies;
 pub mod dep5;
 pub mod evaluate;
+pub mod html;
 pub mod identify;
 pub mod license;
 pub mod names;
@@ -369,6 +370,26 @@ fn common_license_texts(
     Ok(files)
 }
 
+/// Where each shipped package's copyright file goes, relative to `legal/`
+/// (`attribution/<package>/copyright`, with version and architecture when
+/// two versions of a package ship).
+fn attribution_dirs(shipped: &BTreeSet<PkgKey>, findings: &Findings) -> report::Attribution {
+    let mut used: BTreeMap<String, PkgKey> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for k in shipped {
+        if findings.get(k).and_then(|f| f.copyright_text.as_ref()).is_none() {
+            continue;
+        }
+        let mut dir = safe_name(&k.0);
+        if used.get(&dir).is_some_and(|other| other != k) {
+            dir = safe_name(&format!("{}_{}_{}", k.0, k.1, k.2));
+        }
+        used.insert(dir.clone(), k.clone());
+        out.insert(k.clone(), format!("attribution/{dir}/copyright"));
+    }
+    out
+}
+
 /// Write SBOMs and legal reports for every image of the build.
 pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     // Unique packages over all images, shipped or build-only.
@@ -442,6 +463,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         }
     }
 
+    let attribution = attribution_dirs(&shipped_keys, &findings);
     let out = &opts.out_dir;
     let mut files = Vec::new();
     let mut stems: BTreeMap<String, String> = BTreeMap::new();
@@ -470,7 +492,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             &crate::json::to_canonical_pretty(&cdx),
             &mut files,
         )?;
-        let rows = report::rows(std::slice::from_ref(img), &findings);
+        let rows = report::rows(std::slice::from_ref(img), &findings, &attribution);
         let title = format!("{}:{}", img.name, img.tag);
         write_file(
             out,
@@ -481,7 +503,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         write_file(
             out,
             &Path::new("legal").join(format!("{stem}.html")),
-            report::html(&title, &rows).as_bytes(),
+            html::html(&title, &rows).as_bytes(),
             &mut files,
         )?;
         write_file(
@@ -490,8 +512,14 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             report::csv(&rows).as_bytes(),
             &mut files,
         )?;
+        write_file(
+            out,
+            &Path::new("legal").join(format!("{stem}.licenses.json")),
+            &crate::json::to_canonical_pretty(&report::annex(&title, &rows)),
+            &mut files,
+        )?;
     }
-    let rows = report::rows(&opts.images, &findings);
+    let rows = report::rows(&opts.images, &findings, &attribution);
     let title = "all images of the build";
     write_file(
         out,
@@ -502,7 +530,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     write_file(
         out,
         Path::new("legal/all.html"),
-        report::html(title, &rows).as_bytes(),
+        html::html(title, &rows).as_bytes(),
         &mut files,
     )?;
     write_file(
@@ -513,29 +541,22 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     )?;
     write_file(
         out,
+        Path::new("legal/all.licenses.json"),
+        &crate::json::to_canonical_pretty(&report::annex(title, &rows)),
+        &mut files,
+    )?;
+    write_file(
+        out,
         Path::new("legal/source-offer.md"),
         report::source_offer(&rows).as_bytes(),
         &mut files,
     )?;
 
     // Attribution: verbatim copyright files of shipped packages.
-    let mut used_dirs: BTreeMap<String, (String, String, String)> = BTreeMap::new();
-    for k in &shipped_keys {
-        let Some(f) = findings.get(k) else { continue };
-        let Some(text) = &f.copyright_text else {
-            continue;
-        };
-        let mut dir = safe_name(&k.0);
-        if used_dirs.get(&dir).is_some_and(|other| other != k) {
-            dir = safe_name(&format!("{}_{}_{}", k.0, k.1, k.2));
+    for (k, rel) in &attribution {
+        if let Some(text) = findings.get(k).and_then(|f| f.copyright_text.as_ref()) {
+            write_file(out, &Path::new("legal").join(rel), text, &mut files)?;
         }
-        used_dirs.insert(dir.clone(), k.clone());
-        write_file(
-            out,
-            &Path::new("legal/attribution").join(&dir).join("copyright"),
-            text,
-            &mut files,
-        )?;
     }
     for n in &referenced {
         if let Some(b) = texts.get(n) {

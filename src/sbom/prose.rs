@@ -93,7 +93,7 @@ fn context_drop(intro: &str, own: &str, doc_grant: bool, ev: &PackageEvidence, c
 
 /// The introduction of paragraph `k`: a previous paragraph (up to three back,
 /// not past another grant) ending with a colon.
-fn intro(pars: &[String], norm: &[String], k: usize, has_grant: &[bool]) -> String {
+fn intro(norm: &[String], k: usize, has_grant: &[bool]) -> String {
     for back in 1..=3 {
         let Some(i) = k.checked_sub(back) else { break };
         if norm[i].ends_with(':') && !has_grant[i] {
@@ -162,10 +162,7 @@ fn identified_found(norm: &[String], pars: &[String], skip: &[bool]) -> Vec<Foun
             if let Some(m) = identify::identify(&window) {
                 let better = match &best {
                     None => true,
-                    Some((b, _)) if m.score >= identify::STRONG => {
-                        let _ = b;
-                        true
-                    }
+                    Some(_) if m.score >= identify::STRONG => true,
                     Some((b, _)) => m.score > b.score,
                 };
                 if better {
@@ -358,7 +355,7 @@ pub fn evaluate_prose(text_in: &str, package: &str, source: &str, ev: &PackageEv
     let ev_cx = FileContext::default();
     let mut stanzas = Vec::new();
     for f in &found {
-        let intro = intro(&pars, &norm, f.par, &has_grant);
+        let intro = intro(&norm, f.par, &has_grant);
         let drop = context_drop(&intro, &norm[f.par], f.expr.starts_with("GFDL-"), ev, &ev_cx);
         if f.weak {
             flags.push(ReviewFlag::WeakTextMatch(f.expr.clone()));
