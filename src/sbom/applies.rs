@@ -127,6 +127,20 @@ impl PackageEvidence {
             .any(|p| p.contains(&needle) || p.contains(&needle2))
     }
 
+    /// A shipped program whose name is this file's name or stem
+    /// (`run-parts.c` → `usr/bin/run-parts`).
+    fn installed_as(&self, base: &str) -> Option<&str> {
+        let stem = base.split('.').next().unwrap_or("");
+        if stem.is_empty() || base.contains(['*', '?', '[']) && !base.ends_with(".*") {
+            return None;
+        }
+        self.paths
+            .iter()
+            .filter(|p| is_exec_path(p))
+            .find(|p| p.rsplit('/').next() == Some(stem) || p.rsplit('/').next() == Some(base))
+            .map(String::as_str)
+    }
+
     /// Ships a file with this base name (maybe compressed).
     fn ships_basename(&self, base: &str) -> bool {
         !base.contains(['*', '?', '[']) && self.paths.iter().any(|p| {
@@ -369,6 +383,9 @@ pub fn decide(pattern: &str, ev: &PackageEvidence, cx: &FileContext) -> Decision
             ));
         }
         return Decision::keep("inside the shipped library's sources");
+    }
+    if let Some(installed) = ev.installed_as(base) {
+        return Decision::keep(format!("installed as /{installed}"));
     }
     if let Some((prog, so, sib)) = ev.linked_siblings().first() {
         return Decision::drop(format!(

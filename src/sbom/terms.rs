@@ -73,7 +73,13 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
         };
     };
     // GNU names: the grant sentence of the text decides version and "or later".
-    if let Some(fam) = known.then(|| gnu_family(&by_name)).flatten() {
+    // (GFDL labels keep their invariant-sections part; their or-later
+    // wording is read by the caller.)
+    if let Some(fam) = known
+        .then(|| gnu_family(&by_name))
+        .flatten()
+        .filter(|f| *f != "GFDL-")
+    {
         let norm = text::normalize(body);
         if norm.len() < 3000 && !norm.contains("terms and conditions for copying") {
             let grants: Vec<text::Grant> = text::grants(body)
