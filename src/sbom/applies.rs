@@ -143,13 +143,16 @@ impl PackageEvidence {
 
     /// Ships a file with this base name (maybe compressed).
     fn ships_basename(&self, base: &str) -> bool {
-        !base.contains(['*', '?', '[']) && self.paths.iter().any(|p| {
-            let b = p.rsplit('/').next().unwrap_or("");
-            b == base || b.strip_suffix(".gz") == Some(base)
-        })
+        !base.contains(['*', '?', '['])
+            && self.paths.iter().any(|p| {
+                let b = p.rsplit('/').next().unwrap_or("");
+                b == base || b.strip_suffix(".gz") == Some(base)
+            })
     }
     fn has_locales(&self) -> bool {
-        self.paths.iter().any(|p| p.starts_with("usr/share/locale/"))
+        self.paths
+            .iter()
+            .any(|p| p.starts_with("usr/share/locale/"))
     }
     /// Library stems from shared library file names (`liblzma.so.5` →
     /// `liblzma`, `lzma`).
@@ -202,19 +205,58 @@ pub fn library_package_name(soname: &str) -> String {
 }
 
 const TEST_DIRS: &[&str] = &[
-    "tests", "test", "testsuite", "t", "testing", "regress", "fuzz", "ci", ".github", "testdata",
-    "unittests", "gnulib-tests", "bench", "benchmarks",
+    "tests",
+    "test",
+    "testsuite",
+    "t",
+    "testing",
+    "regress",
+    "fuzz",
+    "ci",
+    ".github",
+    "testdata",
+    "unittests",
+    "gnulib-tests",
+    "bench",
+    "benchmarks",
 ];
 const EXAMPLE_DIRS: &[&str] = &["examples", "example", "demo", "demos", "samples", "sample"];
 const DOC_DIRS: &[&str] = &["doc", "docs", "man", "manual", "texinfo", "info"];
 const BUILD_DIRS: &[&str] = &[
-    "m4", "build-aux", "autom4te.cache", "cmake", "support", "autoconf", "buildtools",
+    "m4",
+    "build-aux",
+    "autom4te.cache",
+    "cmake",
+    "support",
+    "autoconf",
+    "buildtools",
 ];
 const BUILD_FILES: &[&str] = &[
-    "configure", "configure.ac", "configure.in", "aclocal.m4", "config.guess", "config.sub",
-    "install-sh", "ltmain.sh", "missing", "depcomp", "compile", "Makefile.in", "Makefile.am",
-    "Makefile", "autogen.sh", "mkinstalldirs", "ylwrap", "test-driver", "config.rpath",
-    "CMakeLists.txt", "meson.build", "Doxyfile", "Doxyfile.in", "INSTALL", "INSTALL.generic",
+    "configure",
+    "configure.ac",
+    "configure.in",
+    "aclocal.m4",
+    "config.guess",
+    "config.sub",
+    "install-sh",
+    "ltmain.sh",
+    "missing",
+    "depcomp",
+    "compile",
+    "Makefile.in",
+    "Makefile.am",
+    "Makefile",
+    "autogen.sh",
+    "mkinstalldirs",
+    "ylwrap",
+    "test-driver",
+    "config.rpath",
+    "CMakeLists.txt",
+    "meson.build",
+    "Doxyfile",
+    "Doxyfile.in",
+    "INSTALL",
+    "INSTALL.generic",
 ];
 const PLATFORM_DIRS: &[&str] = &[
     "windows", "win32", "win64", "dos", "djgpp", "os2", "amiga", "vms", "macos", "macosx", "msvc",
@@ -222,7 +264,9 @@ const PLATFORM_DIRS: &[&str] = &[
     "cygwin",
 ];
 const CONTRIB_DIRS: &[&str] = &["contrib", "extra", "extras"];
-const PROGRAM_DIRS: &[&str] = &["programs", "tools", "utils", "util", "cli", "scripts", "bin", "sbin"];
+const PROGRAM_DIRS: &[&str] = &[
+    "programs", "tools", "utils", "util", "cli", "scripts", "bin", "sbin",
+];
 /// Language-binding directories and the files that show they are shipped.
 const BINDINGS: &[(&str, &str)] = &[
     ("python", ".py"),
@@ -235,8 +279,24 @@ const BINDINGS: &[(&str, &str)] = &[
 /// Directory names too common to show anything by appearing in the
 /// package's installed paths.
 const GENERIC_DIRS: &[&str] = &[
-    "lib", "src", "source", "share", "include", "usr", "etc", "var", "local", "common", "core",
-    "data", "main", "x86_64-linux-gnu", "libexec", "internal", "private", "base",
+    "lib",
+    "src",
+    "source",
+    "share",
+    "include",
+    "usr",
+    "etc",
+    "var",
+    "local",
+    "common",
+    "core",
+    "data",
+    "main",
+    "x86_64-linux-gnu",
+    "libexec",
+    "internal",
+    "private",
+    "base",
 ];
 /// Bundled replacements of C library functions, by file stem, with the
 /// symbols that show the system's copy is used instead.
@@ -308,95 +368,155 @@ pub fn decide(pattern: &str, ev: &PackageEvidence, cx: &FileContext) -> Decision
     let dirs = &comps[..comps.len() - 1];
     let base = comps[comps.len() - 1];
     let lower: Vec<String> = dirs.iter().map(|d| d.to_ascii_lowercase()).collect();
-    let has_dir = |set: &[&str]| lower.iter().find(|d| set.contains(&d.as_str())).cloned();
+    layout_decision(&comps, &lower, ev)
+        .or_else(|| evidence_decision(p, &lower, base, ev, cx))
+        .unwrap_or(Decision {
+            keep: true,
+            reason: "no evidence it is left out".into(),
+            by_default: true,
+        })
+}
+
+fn has_dir(lower: &[String], set: &[&str]) -> Option<String> {
+    lower.iter().find(|d| set.contains(&d.as_str())).cloned()
+}
+
+/// Rules read from the path alone: packaging, tests, examples, platforms,
+/// build machinery, contrib, translations, documentation, headers.
+fn layout_decision(comps: &[&str], lower: &[String], ev: &PackageEvidence) -> Option<Decision> {
+    let dirs = &comps[..comps.len() - 1];
+    let base = comps[comps.len() - 1];
+    let has_dir = |set: &[&str]| has_dir(lower, set);
     if comps[0] == "debian" {
-        return Decision::drop("Debian packaging (debian/*)");
+        return Some(Decision::drop("Debian packaging (debian/*)"));
     }
     if let Some(d) = has_dir(TEST_DIRS) {
-        return Decision::drop(format!("test files ({d}/), not installed"));
+        return Some(Decision::drop(format!("test files ({d}/), not installed")));
     }
-    if base.starts_with("test-") || base.starts_with("test_") || base.ends_with(".test") || base.ends_with(".tests") {
-        return Decision::drop("test files, not installed");
+    if base.starts_with("test-")
+        || base.starts_with("test_")
+        || base.ends_with(".test")
+        || base.ends_with(".tests")
+    {
+        return Some(Decision::drop("test files, not installed"));
     }
     if let Some(d) = has_dir(EXAMPLE_DIRS) {
-        return if ev.ships_basename(base) {
+        return Some(if ev.ships_basename(base) {
             Decision::keep(format!("example {base} is installed"))
         } else {
             Decision::drop(format!("examples ({d}/), not installed by the package"))
-        };
+        });
     }
     if let Some(d) = has_dir(PLATFORM_DIRS) {
-        return Decision::drop(format!("other platform ({d}/), not built for Linux"));
+        return Some(Decision::drop(format!(
+            "other platform ({d}/), not built for Linux"
+        )));
     }
     if let Some(d) = has_dir(BUILD_DIRS) {
-        return Decision::drop(format!("build machinery ({d}/), not installed"));
+        return Some(Decision::drop(format!(
+            "build machinery ({d}/), not installed"
+        )));
     }
-    if BUILD_FILES.contains(&base) || base.ends_with(".m4") || base.ends_with(".cmake") || base.starts_with("Find") && dirs.iter().any(|d| d.eq_ignore_ascii_case("cmake")) {
-        return Decision::drop("build machinery, not installed");
+    if BUILD_FILES.contains(&base)
+        || base.ends_with(".m4")
+        || base.ends_with(".cmake")
+        || base.starts_with("Find") && dirs.iter().any(|d| d.eq_ignore_ascii_case("cmake"))
+    {
+        return Some(Decision::drop("build machinery, not installed"));
     }
     if let Some(d) = has_dir(CONTRIB_DIRS) {
-        return Decision::drop(format!("contributed extras ({d}/), not part of the build"));
+        return Some(Decision::drop(format!(
+            "contributed extras ({d}/), not part of the build"
+        )));
     }
     if lower.iter().any(|d| d == "po") || base.ends_with(".po") {
-        return if ev.has_locales() {
+        return Some(if ev.has_locales() {
             Decision::keep("translations, and the package ships message catalogs")
         } else {
             Decision::drop("translations (po/), and the package ships no message catalogs")
-        };
+        });
     }
-    if let Some(d) = doc_decision(&lower, base, ev) {
-        return d;
+    if let Some(d) = doc_decision(lower, base, ev) {
+        return Some(d);
     }
     if base.ends_with(".h") || base.ends_with(".hh") || base.ends_with(".hpp") {
-        return Decision::drop("header file only: header-only inclusions are not counted");
+        return Some(Decision::drop(
+            "header file only: header-only inclusions are not counted",
+        ));
     }
+    None
+}
+
+/// Rules that need the package's evidence: programs, bindings, installed
+/// directories and names, replaced bundled code, library-only packages,
+/// libraries of sibling packages.
+fn evidence_decision(
+    p: &str,
+    lower: &[String],
+    base: &str,
+    ev: &PackageEvidence,
+    cx: &FileContext,
+) -> Option<Decision> {
+    let has_dir = |set: &[&str]| has_dir(lower, set);
+    let top_level = !p.contains('/');
     if let Some(d) = has_dir(PROGRAM_DIRS) {
-        return if ev.has_programs() {
+        return Some(if ev.has_programs() {
             Decision::keep(format!("programs ({d}/), and the package ships programs"))
         } else {
-            Decision::drop(format!("programs ({d}/), and the package ships no programs"))
-        };
+            Decision::drop(format!(
+                "programs ({d}/), and the package ships no programs"
+            ))
+        });
     }
     if let Some((d, ext)) = BINDINGS.iter().find(|(d, _)| lower.iter().any(|x| x == d)) {
-        return if ev.paths.iter().any(|p| p.ends_with(ext)) {
+        return Some(if ev.paths.iter().any(|p| p.ends_with(ext)) {
             Decision::keep(format!("{d} bindings, and the package ships {ext} files"))
         } else {
-            Decision::drop(format!("{d} bindings ({d}/), and the package ships no {ext} files"))
-        };
+            Decision::drop(format!(
+                "{d} bindings ({d}/), and the package ships no {ext} files"
+            ))
+        });
     }
-    if let Some(d) = lower.iter().find(|d| !GENERIC_DIRS.contains(&d.as_str()) && ev.ships_dir(d)) {
-        return Decision::keep(format!("the package installs files under a {d}/ directory"));
+    if let Some(d) = lower
+        .iter()
+        .find(|d| !GENERIC_DIRS.contains(&d.as_str()) && ev.ships_dir(d))
+    {
+        return Some(Decision::keep(format!(
+            "the package installs files under a {d}/ directory"
+        )));
     }
     if let Some(d) = replacement_decision(base, ev) {
-        return d;
+        return Some(d);
     }
     let stem = base.split('.').next().unwrap_or("");
-    if ev.library_only() && dirs.is_empty() && ev.library_stems().contains(stem) {
-        return Decision::keep(format!("names the shipped library ({stem})"));
+    if ev.library_only() && top_level && ev.library_stems().contains(stem) {
+        return Some(Decision::keep(format!(
+            "names the shipped library ({stem})"
+        )));
     }
     if ev.library_only() && !cx.library_dirs.is_empty() {
         let inside = cx.library_dirs.iter().any(|d| p.starts_with(d.as_str()));
         if !inside {
-            return Decision::drop(format!(
+            return Some(Decision::drop(format!(
                 "outside the library's own sources ({}): another part of the source package",
-                cx.library_dirs.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
+                cx.library_dirs
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
-        return Decision::keep("inside the shipped library's sources");
+        return Some(Decision::keep("inside the shipped library's sources"));
     }
     if let Some(installed) = ev.installed_as(base) {
-        return Decision::keep(format!("installed as /{installed}"));
+        return Some(Decision::keep(format!("installed as /{installed}")));
     }
     if let Some((prog, so, sib)) = ev.linked_siblings().first() {
-        return Decision::drop(format!(
+        return Some(Decision::drop(format!(
             "compiled into {so} of sibling package {sib}, which /{prog} links dynamically"
-        ));
+        )));
     }
-    Decision {
-        keep: true,
-        reason: "no evidence it is left out".into(),
-        by_default: true,
-    }
+    None
 }
 
 fn doc_decision(dirs: &[String], base: &str, ev: &PackageEvidence) -> Option<Decision> {

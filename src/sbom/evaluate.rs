@@ -8,8 +8,7 @@
 
 use crate::sbom::applies::{self, Decision, FileContext, PackageEvidence};
 use crate::sbom::license::{
-    Confidence, DetectionMethod, ReviewFlag, StanzaEvidence, and_all, expression_terms,
-    is_copyleft,
+    Confidence, DetectionMethod, ReviewFlag, StanzaEvidence, and_all, expression_terms, is_copyleft,
 };
 use crate::sbom::{curated, dep5, terms, text};
 use std::collections::BTreeSet;
@@ -100,7 +99,11 @@ fn decide_stanza(
 /// In a library-only package, the umbrella `Files: *` stanza is the rest of
 /// the source (its programs) when another stanza names the library's own
 /// sources with a wildcard (`libacl/*.c`, `keyutils.*`).
-fn umbrella_is_other_parts(d: &dep5::Dep5, ev: &PackageEvidence, cx: &FileContext) -> Option<String> {
+fn umbrella_is_other_parts(
+    d: &dep5::Dep5,
+    ev: &PackageEvidence,
+    cx: &FileContext,
+) -> Option<String> {
     if !ev.library_only() {
         return None;
     }
@@ -112,8 +115,7 @@ fn umbrella_is_other_parts(d: &dep5::Dep5, ev: &PackageEvidence, cx: &FileContex
             p.contains('*')
                 && *p != "*"
                 && (cx.named && cx.library_dirs.iter().any(|l| p.starts_with(l.as_str()))
-                    || !p.contains('/')
-                        && stems.contains(p.split('.').next().unwrap_or("")))
+                    || !p.contains('/') && stems.contains(p.split('.').next().unwrap_or("")))
         })
         .cloned()
 }
@@ -126,7 +128,11 @@ struct Acc {
     weak: bool,
 }
 
-fn license_of(st: &dep5::FilesStanza, d: &dep5::Dep5, acc: &mut Acc) -> Option<(String, Vec<String>)> {
+fn license_of(
+    st: &dep5::FilesStanza,
+    d: &dep5::Dep5,
+    acc: &mut Acc,
+) -> Option<(String, Vec<String>)> {
     let label = st.license.trim();
     if label.is_empty() || label.eq_ignore_ascii_case("none") {
         return None;
@@ -158,13 +164,16 @@ fn license_of(st: &dep5::FilesStanza, d: &dep5::Dep5, acc: &mut Acc) -> Option<(
                 .or_else(|| d.text_for(label))
                 .and_then(|b| upgrade_only(&expr, b))
             {
-                how.push(format!("{expr} → {up}: its grant text says 'or any later version'"));
+                how.push(format!(
+                    "{expr} → {up}: its grant text says 'or any later version'"
+                ));
                 expr = up;
             }
             Some((expr, how))
         }
         Err(e) => {
-            acc.flags.push(ReviewFlag::UnknownLicenseName(label.to_string()));
+            acc.flags
+                .push(ReviewFlag::UnknownLicenseName(label.to_string()));
             acc.notes.push(e.to_string());
             None
         }
@@ -175,12 +184,22 @@ fn license_of(st: &dep5::FilesStanza, d: &dep5::Dep5, acc: &mut Acc) -> Option<(
 pub fn evaluate_dep5(text_in: &str, source: &str, ev: &PackageEvidence) -> Evaluation {
     let d = dep5::parse(text_in);
     let cur = curated::for_source(source);
-    let all: Vec<&str> = d.files.iter().flat_map(|s| s.patterns.iter().map(String::as_str)).collect();
+    let all: Vec<&str> = d
+        .files
+        .iter()
+        .flat_map(|s| s.patterns.iter().map(String::as_str))
+        .collect();
     let cx = FileContext::new(&all, ev);
     let has_star = all.contains(&"*");
     let doc_only = ev.doc_only() && has_star;
     let umbrella_other = umbrella_is_other_parts(&d, ev, &cx);
-    let mut acc = Acc { parts: Vec::new(), flags: Vec::new(), notes: Vec::new(), stanzas: Vec::new(), weak: false };
+    let mut acc = Acc {
+        parts: Vec::new(),
+        flags: Vec::new(),
+        notes: Vec::new(),
+        stanzas: Vec::new(),
+        weak: false,
+    };
     let mut by_default_copyleft = Vec::new();
     let mut dropped_debian = Vec::new();
     for st in &d.files {
@@ -189,12 +208,18 @@ pub fn evaluate_dep5(text_in: &str, source: &str, ev: &PackageEvidence) -> Evalu
             if !doc_only {
                 dec = Decision {
                     keep: false,
-                    reason: format!("*: the package ships only the library, whose sources {lib} names; the umbrella stanza covers the other parts of the source"),
+                    reason: format!(
+                        "*: the package ships only the library, whose sources {lib} names; the umbrella stanza covers the other parts of the source"
+                    ),
                     by_default: false,
                 };
             }
         }
-        let resolved = if dec.keep { license_of(st, &d, &mut acc) } else { None };
+        let resolved = if dec.keep {
+            license_of(st, &d, &mut acc)
+        } else {
+            None
+        };
         if !dec.keep && st.patterns.iter().all(|p| p.starts_with("debian/")) {
             dropped_debian.push(st.license.clone());
         }
@@ -207,7 +232,12 @@ pub fn evaluate_dep5(text_in: &str, source: &str, ev: &PackageEvidence) -> Evalu
             acc.parts.push(e.clone());
         }
         if !dec.keep {
-            acc.notes.push(format!("dropped Files: {} ({}): {}", st.patterns.join(" "), st.license, dec.reason));
+            acc.notes.push(format!(
+                "dropped Files: {} ({}): {}",
+                st.patterns.join(" "),
+                st.license,
+                dec.reason
+            ));
         }
         acc.stanzas.push(StanzaEvidence {
             scope: format!("Files: {}", st.patterns.join(" ")),
@@ -229,7 +259,10 @@ fn finish(
     ev: &PackageEvidence,
 ) -> Evaluation {
     let expression = and_all(&acc.parts);
-    let terms = expression.as_deref().map(expression_terms).unwrap_or_default();
+    let terms = expression
+        .as_deref()
+        .map(expression_terms)
+        .unwrap_or_default();
     // Terms that only a default-kept stanza brings in: copyleft, or any
     // terms of individual top-level files (often stand-alone helpers).
     for (pat, e) in by_default_copyleft {
@@ -259,7 +292,11 @@ fn finish(
             }
         }
     }
-    let method = if expression.is_some() { DetectionMethod::Dep5 } else { DetectionMethod::Unknown };
+    let method = if expression.is_some() {
+        DetectionMethod::Dep5
+    } else {
+        DetectionMethod::Unknown
+    };
     if expression.is_none() {
         acc.flags.push(ReviewFlag::UnknownLicense);
     }
@@ -283,7 +320,9 @@ fn finish(
 
 fn names_differ(label: &str, terms: &[String]) -> bool {
     match crate::sbom::names::translate_line(label) {
-        Ok(t) => expression_terms(&t.expression).iter().any(|x| !terms.contains(x)),
+        Ok(t) => expression_terms(&t.expression)
+            .iter()
+            .any(|x| !terms.contains(x)),
         Err(_) => true,
     }
 }

@@ -65,15 +65,29 @@ fn summary(s: &mut String, rows: &[Row]) {
 fn legend(s: &mut String) {
     s.push_str("<h2>Review flags</h2>\n<table class=\"legend\"><tr><th>Flag</th><th>What to look at</th></tr>\n");
     for (f, what) in ReviewFlag::LEGEND {
-        let _ = writeln!(s, "<tr><td><span class=\"flag\">{}</span></td><td>{}</td></tr>", esc(f), esc(what));
+        let _ = writeln!(
+            s,
+            "<tr><td><span class=\"flag\">{}</span></td><td>{}</td></tr>",
+            esc(f),
+            esc(what)
+        );
     }
     s.push_str("</table>\n");
 }
 
 fn row(s: &mut String, r: &Row) {
-    let flags: String = r.flags.iter().map(|f| format!("<span class=\"flag\">{}</span>", esc(f))).collect();
+    let flags: String = r
+        .flags
+        .iter()
+        .map(|f| format!("<span class=\"flag\">{}</span>", esc(f)))
+        .collect();
     let mut ev = String::new();
-    for st in r.stanzas.iter().filter(|x| x.kept).chain(r.stanzas.iter().filter(|x| !x.kept)) {
+    for st in r
+        .stanzas
+        .iter()
+        .filter(|x| x.kept)
+        .chain(r.stanzas.iter().filter(|x| !x.kept))
+    {
         let _ = write!(
             ev,
             "<li class=\"{}\"><b>{}</b> {} <code>{}</code> → <code>{}</code>: {}{}</li>",
@@ -83,7 +97,11 @@ fn row(s: &mut String, r: &Row) {
             esc(&st.label),
             esc(st.expression.as_deref().unwrap_or("-")),
             esc(&st.reason),
-            if st.how.is_empty() { String::new() } else { format!("<br><i>identified:</i> {}", esc(&st.how.join("; "))) }
+            if st.how.is_empty() {
+                String::new()
+            } else {
+                format!("<br><i>identified:</i> {}", esc(&st.how.join("; ")))
+            }
         );
     }
     for n in r.notes.iter().filter(|n| !n.starts_with("dropped ")) {

@@ -86,17 +86,47 @@ pub enum ReviewFlag {
 impl ReviewFlag {
     /// One line per flag kind, for the legend of every report.
     pub const LEGEND: &'static [(&'static str, &'static str)] = &[
-        ("unknown-license", "no license could be determined (NOASSERTION): read the copyright file"),
-        ("unknown-license-name", "a license name neither translated nor recognized by its text (became a LicenseRef-)"),
-        ("weak-text-match", "a license identified by a text match below 0.90: compare the text with the SPDX license"),
-        ("kept-by-default", "copyleft terms, or the terms of individual top-level files, come only from a stanza that no evidence showed to be shipped: check whether those files are built into the package"),
-        ("debian-files-may-ship", "a debian/* stanza with other terms was dropped, but the package ships scripts that may come from debian/"),
-        ("public-domain-claim", "the package rests on a public-domain statement alone: no license grant to rely on"),
-        ("non-free-section", "the package is from non-free or contrib"),
-        ("curated-needs-review", "a curated rule applies that is marked partial"),
-        ("curated-evidence-missing", "a curated rule exists but its evidence is no longer in the copyright file"),
+        (
+            "unknown-license",
+            "no license could be determined (NOASSERTION): read the copyright file",
+        ),
+        (
+            "unknown-license-name",
+            "a license name neither translated nor recognized by its text (became a LicenseRef-)",
+        ),
+        (
+            "weak-text-match",
+            "a license identified by a text match below 0.90: compare the text with the SPDX license",
+        ),
+        (
+            "kept-by-default",
+            "copyleft terms, or the terms of individual top-level files, come only from a stanza that no evidence showed to be shipped: check whether those files are built into the package",
+        ),
+        (
+            "debian-files-may-ship",
+            "a debian/* stanza with other terms was dropped, but the package ships scripts that may come from debian/",
+        ),
+        (
+            "public-domain-claim",
+            "the package rests on a public-domain statement alone: no license grant to rely on",
+        ),
+        (
+            "non-free-section",
+            "the package is from non-free or contrib",
+        ),
+        (
+            "curated-needs-review",
+            "a curated rule applies that is marked partial",
+        ),
+        (
+            "curated-evidence-missing",
+            "a curated rule exists but its evidence is no longer in the copyright file",
+        ),
         ("no-copyright-file", "the package has no copyright file"),
-        ("common-license-missing", "a referenced /usr/share/common-licenses text is not in the build"),
+        (
+            "common-license-missing",
+            "a referenced /usr/share/common-licenses text is not in the build",
+        ),
     ];
 }
 
@@ -594,49 +624,5 @@ mod tests {
             resolve("usr/share/doc/a", "../b/copyright"),
             "usr/share/doc/b/copyright"
         );
-    }
-}
-
-#[cfg(test)]
-mod explore {
-    use super::*;
-
-    /// Exploration only: `KEY=answers.tsv POOL=dir cargo test --lib explore -- --ignored`.
-    #[test]
-    #[ignore = "exploration helper"]
-    fn score_key() {
-        let key = std::env::var("KEY").unwrap();
-        let pool = std::env::var("POOL").unwrap();
-        let mut avail = BTreeMap::new();
-        let mut sources: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut src_of = BTreeMap::new();
-        for e in std::fs::read_dir(&pool).unwrap() {
-            let p = e.unwrap().path();
-            let c = deb::read_control(&p, &Limits::default()).unwrap();
-            let name = c.get("Package").unwrap().to_string();
-            let src = c.get("Source").and_then(|s| s.split_whitespace().next()).unwrap_or(&name).to_string();
-            sources.entry(src.clone()).or_default().insert(name.clone());
-            src_of.insert(name.clone(), (src, c.get("Section").map(str::to_string)));
-            avail.insert(name, p);
-        }
-        let tsv = std::fs::read_to_string(key).unwrap();
-        let mut exact = 0;
-        let mut flagged = 0;
-        for line in tsv.lines().skip(1) {
-            let c: Vec<&str> = line.split('\t').collect();
-            let (src, sec) = &src_of[c[0]];
-            let f = detect_with(c[0], src, sec.as_deref(), &avail[c[0]], &avail, &Limits::default(), &sources[src]).unwrap();
-            let got = f.expression.clone().unwrap_or("NOASSERTION".into());
-            let ok = comparable_expression(&got).ok() == comparable_expression(c[3]).ok();
-            exact += ok as usize;
-            flagged += (!f.flags.is_empty()) as usize;
-            println!("{} {} {:?}\n   got {got}\n   exp {}\n   flags {:?}", if ok {"OK  "} else {"MISS"}, c[0], f.confidence, c[3], f.flags.iter().map(|x| x.to_string()).collect::<Vec<_>>());
-            if !ok || std::env::var("V").is_ok() {
-                for s in &f.stanzas {
-                    println!("      [{}] {} | {} => {:?} | {} | {:?}", if s.kept {"keep"} else {"drop"}, s.scope.chars().take(80).collect::<String>(), s.label, s.expression, s.reason.chars().take(150).collect::<String>(), s.how);
-                }
-            }
-        }
-        println!("exact {exact}, flagged {flagged}");
     }
 }

@@ -24,9 +24,9 @@
 //! License detection ([`license`]) runs per package in parallel (rayon,
 //! `jobs` threads).
 
+pub mod applies;
 pub mod curated;
 pub mod cyclonedx;
-pub mod applies;
 pub mod dep5;
 pub mod evaluate;
 pub mod html;
@@ -377,7 +377,11 @@ fn attribution_dirs(shipped: &BTreeSet<PkgKey>, findings: &Findings) -> report::
     let mut used: BTreeMap<String, PkgKey> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for k in shipped {
-        if findings.get(k).and_then(|f| f.copyright_text.as_ref()).is_none() {
+        if findings
+            .get(k)
+            .and_then(|f| f.copyright_text.as_ref())
+            .is_none()
+        {
             continue;
         }
         let mut dir = safe_name(&k.0);
@@ -411,7 +415,10 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     // sibling's shared library does not contain the library's code.
     let mut by_source: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for p in unique.values() {
-        by_source.entry(p.source.as_str()).or_default().insert(p.name.clone());
+        by_source
+            .entry(p.source.as_str())
+            .or_default()
+            .insert(p.name.clone());
     }
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
     let limits = Limits::default();

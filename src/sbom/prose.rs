@@ -58,12 +58,24 @@ static PATH: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Why a grant in this context does not apply, if it does not.
-fn context_drop(intro: &str, own: &str, doc_grant: bool, ev: &PackageEvidence, cx: &FileContext) -> Option<String> {
+fn context_drop(
+    intro: &str,
+    own: &str,
+    doc_grant: bool,
+    ev: &PackageEvidence,
+    cx: &FileContext,
+) -> Option<String> {
     let ctx = format!("{intro} {own}");
     let ctx = ctx.as_str();
     const DEBIAN: &[&str] = &[
-        "debian packaging", "debian specific", "debian-specific", "packaging is", "packaging was",
-        "debian package was", "debian modifications", "debian changes",
+        "debian packaging",
+        "debian specific",
+        "debian-specific",
+        "packaging is",
+        "packaging was",
+        "debian package was",
+        "debian modifications",
+        "debian changes",
     ];
     if let Some(k) = DEBIAN.iter().find(|k| ctx.contains(*k)) {
         return Some(format!("about the Debian packaging (\"{k}\")"));
@@ -126,7 +138,12 @@ fn gnu_found(norm: &[String], pars: &[String]) -> Vec<Found> {
                     continue;
                 }
             }
-            out.push(Found { expr: g.expression, par: k, evidence: g.evidence, weak: false });
+            out.push(Found {
+                expr: g.expression,
+                par: k,
+                evidence: g.evidence,
+                weak: false,
+            });
         }
     }
     out
@@ -175,15 +192,33 @@ fn identified_found(norm: &[String], pars: &[String], skip: &[bool]) -> Vec<Foun
                 out.push(Found {
                     expr: m.id.clone(),
                     par: k,
-                    evidence: format!("text match {:.2} over paragraphs {}-{}: \"{}…\"", m.score, k + 1, j + 1, clip(&norm[k], 90)),
+                    evidence: format!(
+                        "text match {:.2} over paragraphs {}-{}: \"{}…\"",
+                        m.score,
+                        k + 1,
+                        j + 1,
+                        clip(&norm[k], 90)
+                    ),
                     weak: m.score < identify::STRONG,
                 });
                 k = j + 1;
             }
             None => {
-                const PD: &[&str] = &["is in the public domain", "placed in the public domain", "public domain software", "released into the public domain", "put into the public domain", "is public domain"];
+                const PD: &[&str] = &[
+                    "is in the public domain",
+                    "placed in the public domain",
+                    "public domain software",
+                    "released into the public domain",
+                    "put into the public domain",
+                    "is public domain",
+                ];
                 if let Some(ph) = PD.iter().find(|ph| norm[k].contains(*ph)) {
-                    out.push(Found { expr: "LicenseRef-public-domain".into(), par: k, evidence: format!("\"{ph}\""), weak: false });
+                    out.push(Found {
+                        expr: "LicenseRef-public-domain".into(),
+                        par: k,
+                        evidence: format!("\"{ph}\""),
+                        weak: false,
+                    });
                 }
                 k += 1;
             }
@@ -212,7 +247,14 @@ fn bullet_license(head: &str) -> Option<String> {
             ("lgpl", "3") => "LGPL-3.0",
             _ => return None,
         };
-        return Some(format!("{base}-{}", if c.get(3).is_some() { "or-later" } else { "only" }));
+        return Some(format!(
+            "{base}-{}",
+            if c.get(3).is_some() {
+                "or-later"
+            } else {
+                "only"
+            }
+        ));
     }
     if let Some(n) = c.get(4) {
         return Some(match n.as_str() {
@@ -236,20 +278,38 @@ fn inventory(text_in: &str, ev: &PackageEvidence, cx: &FileContext, out: &mut Ve
             continue;
         };
         let mut head = first.to_string();
-        while !head.trim_end().ends_with(':') && i + 1 < lines.len() && !lines[i + 1].trim().is_empty() && !head.contains("):") {
+        while !head.trim_end().ends_with(':')
+            && i + 1 < lines.len()
+            && !lines[i + 1].trim().is_empty()
+            && !head.contains("):")
+        {
             i += 1;
             head.push(' ');
             head.push_str(lines[i].trim());
         }
         let mut files = Vec::new();
-        while i + 1 < lines.len() && !lines[i + 1].trim().is_empty() && !lines[i + 1].trim_start().starts_with("* ") {
+        while i + 1 < lines.len()
+            && !lines[i + 1].trim().is_empty()
+            && !lines[i + 1].trim_start().starts_with("* ")
+        {
             i += 1;
-            files.extend(lines[i].split([',', ' ']).map(str::trim).filter(|f| !f.is_empty() && f.contains('.')).map(str::to_string));
+            files.extend(
+                lines[i]
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty() && f.contains('.'))
+                    .map(str::to_string),
+            );
         }
         i += 1;
         let norm = text::normalize(&head);
-        let Some(expr) = bullet_license(&norm) else { continue };
-        let decisions: Vec<(String, applies::Decision)> = files.iter().map(|f| (f.clone(), applies::decide(f, ev, cx))).collect();
+        let Some(expr) = bullet_license(&norm) else {
+            continue;
+        };
+        let decisions: Vec<(String, applies::Decision)> = files
+            .iter()
+            .map(|f| (f.clone(), applies::decide(f, ev, cx)))
+            .collect();
         let kept = decisions.iter().find(|(_, d)| d.keep);
         out.push(StanzaEvidence {
             scope: format!("inventory: {}", clip(head.trim(), 120)),
@@ -258,27 +318,52 @@ fn inventory(text_in: &str, ev: &PackageEvidence, cx: &FileContext, out: &mut Ve
             kept: kept.is_some(),
             reason: match kept {
                 Some((f, d)) => format!("{f}: {}", d.reason),
-                None => decisions.iter().map(|(f, d)| format!("{f}: {}", d.reason)).take(3).collect::<Vec<_>>().join("; "),
+                None => decisions
+                    .iter()
+                    .map(|(f, d)| format!("{f}: {}", d.reason))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("; "),
             },
             by_default: kept.is_some_and(|(_, d)| d.by_default),
-            how: vec![format!("license named in the inventory line: {}", clip(&norm, 120))],
+            how: vec![format!(
+                "license named in the inventory line: {}",
+                clip(&norm, 120)
+            )],
         });
     }
 }
 
 /// DEP-5 stanzas appended to a prose file.
-fn appended_stanzas(text_in: &str, ev: &PackageEvidence, out: &mut Vec<StanzaEvidence>, flags: &mut Vec<ReviewFlag>) {
+fn appended_stanzas(
+    text_in: &str,
+    ev: &PackageEvidence,
+    out: &mut Vec<StanzaEvidence>,
+    flags: &mut Vec<ReviewFlag>,
+) {
     let d = dep5::parse(text_in);
-    let all: Vec<&str> = d.files.iter().flat_map(|s| s.patterns.iter().map(String::as_str)).collect();
+    let all: Vec<&str> = d
+        .files
+        .iter()
+        .flat_map(|s| s.patterns.iter().map(String::as_str))
+        .collect();
     let cx = FileContext::new(&all, ev);
     for st in &d.files {
-        let dec = st.patterns.iter().map(|p| applies::decide(p, ev, &cx)).find(|d| d.keep)
+        let dec = st
+            .patterns
+            .iter()
+            .map(|p| applies::decide(p, ev, &cx))
+            .find(|d| d.keep)
             .unwrap_or_else(|| applies::decide(&st.patterns.join(" "), ev, &cx));
         let body = (!st.text.is_empty()).then_some(st.text.as_str());
         let expr = if dec.keep {
             match terms::resolve_line(&st.license, &|n| body.or_else(|| d.text_for(n))) {
                 Ok(r) => {
-                    flags.extend(r.unknown_names.into_iter().map(ReviewFlag::UnknownLicenseName));
+                    flags.extend(
+                        r.unknown_names
+                            .into_iter()
+                            .map(ReviewFlag::UnknownLicenseName),
+                    );
                     Some(r.expression)
                 }
                 Err(_) => {
@@ -306,14 +391,28 @@ fn curated_rule(norm: &str, package: &str, source: &str) -> Result<Option<Evalua
     let Some(rule) = curated::for_source(source).and_then(|c| c.rule_for(package)) else {
         return Ok(None);
     };
-    let missing: Vec<&str> = rule.evidence.iter().copied().filter(|e| !norm.contains(e)).collect();
+    let missing: Vec<&str> = rule
+        .evidence
+        .iter()
+        .copied()
+        .filter(|e| !norm.contains(e))
+        .collect();
     if !missing.is_empty() {
-        return Err(format!("curated rule for source {source} not applied: evidence missing: {}", missing.join(" | ")));
+        return Err(format!(
+            "curated rule for source {source} not applied: evidence missing: {}",
+            missing.join(" | ")
+        ));
     }
     Ok(Some(Evaluation {
         expression: canonical_expression(rule.expression).ok(),
-        method: DetectionMethod::Curated { reason: rule.reason.to_string() },
-        flags: if rule.review { vec![ReviewFlag::CuratedNeedsReview] } else { Vec::new() },
+        method: DetectionMethod::Curated {
+            reason: rule.reason.to_string(),
+        },
+        flags: if rule.review {
+            vec![ReviewFlag::CuratedNeedsReview]
+        } else {
+            Vec::new()
+        },
         notes: Vec::new(),
         stanzas: vec![StanzaEvidence {
             scope: format!("curated rule for source {source}"),
@@ -322,14 +421,27 @@ fn curated_rule(norm: &str, package: &str, source: &str) -> Result<Option<Evalua
             kept: true,
             reason: rule.reason.to_string(),
             by_default: false,
-            how: rule.evidence.iter().map(|e| format!("evidence: \"{e}\"")).collect(),
+            how: rule
+                .evidence
+                .iter()
+                .map(|e| format!("evidence: \"{e}\""))
+                .collect(),
         }],
-        confidence: if rule.review { Confidence::Low } else { Confidence::Medium },
+        confidence: if rule.review {
+            Confidence::Low
+        } else {
+            Confidence::Medium
+        },
     }))
 }
 
 /// Evaluate a prose copyright file for binary `package` of `source`.
-pub fn evaluate_prose(text_in: &str, package: &str, source: &str, ev: &PackageEvidence) -> Evaluation {
+pub fn evaluate_prose(
+    text_in: &str,
+    package: &str,
+    source: &str,
+    ev: &PackageEvidence,
+) -> Evaluation {
     let mut flags = Vec::new();
     let mut notes = Vec::new();
     match curated_rule(&text::normalize(text_in), package, source) {
@@ -342,8 +454,20 @@ pub fn evaluate_prose(text_in: &str, package: &str, source: &str, ev: &PackageEv
     }
     let pars = paragraphs(text_in);
     let norm: Vec<String> = pars.iter().map(|p| text::normalize(p)).collect();
-    let is_dep5_par: Vec<bool> = norm.iter().map(|n| n.starts_with("files:") || n.starts_with("license:") && n.lines().count() > 0 && n.len() > 9 && !n.ends_with(':')).collect();
-    let gnu = gnu_found(&norm, &pars).into_iter().filter(|f| !is_dep5_par[f.par]).collect::<Vec<_>>();
+    let is_dep5_par: Vec<bool> = norm
+        .iter()
+        .map(|n| {
+            n.starts_with("files:")
+                || n.starts_with("license:")
+                    && n.lines().count() > 0
+                    && n.len() > 9
+                    && !n.ends_with(':')
+        })
+        .collect();
+    let gnu = gnu_found(&norm, &pars)
+        .into_iter()
+        .filter(|f| !is_dep5_par[f.par])
+        .collect::<Vec<_>>();
     let mut skip = is_dep5_par.clone();
     for f in &gnu {
         skip[f.par] = true;
@@ -351,12 +475,20 @@ pub fn evaluate_prose(text_in: &str, package: &str, source: &str, ev: &PackageEv
     let mut found = gnu;
     found.extend(identified_found(&norm, &pars, &skip));
     found.sort_by_key(|f| f.par);
-    let has_grant: Vec<bool> = (0..pars.len()).map(|k| found.iter().any(|f| f.par == k)).collect();
+    let has_grant: Vec<bool> = (0..pars.len())
+        .map(|k| found.iter().any(|f| f.par == k))
+        .collect();
     let ev_cx = FileContext::default();
     let mut stanzas = Vec::new();
     for f in &found {
         let intro = intro(&norm, f.par, &has_grant);
-        let drop = context_drop(&intro, &norm[f.par], f.expr.starts_with("GFDL-"), ev, &ev_cx);
+        let drop = context_drop(
+            &intro,
+            &norm[f.par],
+            f.expr.starts_with("GFDL-"),
+            ev,
+            &ev_cx,
+        );
         if f.weak {
             flags.push(ReviewFlag::WeakTextMatch(f.expr.clone()));
         }
@@ -375,10 +507,22 @@ pub fn evaluate_prose(text_in: &str, package: &str, source: &str, ev: &PackageEv
     finish_prose(stanzas, flags, notes, found.iter().any(|f| f.weak))
 }
 
-fn finish_prose(stanzas: Vec<StanzaEvidence>, mut flags: Vec<ReviewFlag>, notes: Vec<String>, weak: bool) -> Evaluation {
-    let parts: Vec<String> = stanzas.iter().filter_map(|s| s.expression.clone()).collect();
+fn finish_prose(
+    stanzas: Vec<StanzaEvidence>,
+    mut flags: Vec<ReviewFlag>,
+    notes: Vec<String>,
+    weak: bool,
+) -> Evaluation {
+    let parts: Vec<String> = stanzas
+        .iter()
+        .filter_map(|s| s.expression.clone())
+        .collect();
     let expression = and_all(&parts);
-    let method = if expression.is_some() { DetectionMethod::Text } else { DetectionMethod::Unknown };
+    let method = if expression.is_some() {
+        DetectionMethod::Text
+    } else {
+        DetectionMethod::Unknown
+    };
     if expression.is_none() {
         flags.push(ReviewFlag::UnknownLicense);
     }
@@ -387,5 +531,12 @@ fn finish_prose(stanzas: Vec<StanzaEvidence>, mut flags: Vec<ReviewFlag>, notes:
     } else {
         Confidence::Medium
     };
-    Evaluation { expression, method, flags, notes, stanzas, confidence }
+    Evaluation {
+        expression,
+        method,
+        flags,
+        notes,
+        stanzas,
+        confidence,
+    }
 }

@@ -53,7 +53,12 @@ impl Row {
     /// The evidence as short lines: kept stanzas first, then dropped ones.
     pub fn evidence_lines(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
-        for s in self.stanzas.iter().filter(|s| s.kept).chain(self.stanzas.iter().filter(|s| !s.kept)) {
+        for s in self
+            .stanzas
+            .iter()
+            .filter(|s| s.kept)
+            .chain(self.stanzas.iter().filter(|s| !s.kept))
+        {
             v.push(format!(
                 "{} {} [{}] → {}: {}{}",
                 if s.kept { "KEPT" } else { "DROPPED" },
@@ -61,10 +66,19 @@ impl Row {
                 s.label,
                 s.expression.as_deref().unwrap_or("-"),
                 s.reason,
-                if s.how.is_empty() { String::new() } else { format!(" (identified: {})", s.how.join("; ")) }
+                if s.how.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (identified: {})", s.how.join("; "))
+                }
             ));
         }
-        v.extend(self.notes.iter().filter(|n| !n.starts_with("dropped ")).cloned());
+        v.extend(
+            self.notes
+                .iter()
+                .filter(|n| !n.starts_with("dropped "))
+                .cloned(),
+        );
         v
     }
 }
@@ -108,7 +122,10 @@ pub fn rows(images: &[SbomImage], findings: &Findings, attribution: &Attribution
                         .map(|f| {
                             f.common_licenses_referenced
                                 .iter()
-                                .filter(|n| !f.flags.contains(&ReviewFlag::CommonLicenseMissing((*n).clone())))
+                                .filter(|n| {
+                                    !f.flags
+                                        .contains(&ReviewFlag::CommonLicenseMissing((*n).clone()))
+                                })
                                 .map(|n| format!("attribution/common-licenses/{n}"))
                                 .collect()
                         })
@@ -169,7 +186,11 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
     s.push_str("\n## Evidence per package\n");
     for r in rows {
         let _ = writeln!(s, "\n### {} {}\n", md_cell(&r.package), md_cell(&r.version));
-        let _ = writeln!(s, "`{}` (confidence {}, method {})\n", r.license, r.confidence, r.method);
+        let _ = writeln!(
+            s,
+            "`{}` (confidence {}, method {})\n",
+            r.license, r.confidence, r.method
+        );
         if let Some(a) = &r.attribution {
             let _ = writeln!(s, "Copyright file: [{a}]({a})\n");
         }

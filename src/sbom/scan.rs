@@ -50,7 +50,11 @@ pub fn scan(deb: &Path, doc: &str, limits: &Limits) -> Result<Scan, DebError> {
         let entries = dt.archive.entries().map_err(|e| dt.ctx.error(e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| dt.ctx.error(e))?;
-            let raw = entry.path().map_err(|e| dt.ctx.error(e))?.to_string_lossy().to_string();
+            let raw = entry
+                .path()
+                .map_err(|e| dt.ctx.error(e))?
+                .to_string_lossy()
+                .to_string();
             let Some(name) = deb::strip_data_prefix(&raw).map(str::to_string) else {
                 continue;
             };

@@ -73,30 +73,8 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
         };
     };
     // GNU names: the grant sentence of the text decides version and "or later".
-    // (GFDL labels keep their invariant-sections part; their or-later
-    // wording is read by the caller.)
-    if let Some(fam) = known
-        .then(|| gnu_family(&by_name))
-        .flatten()
-        .filter(|f| *f != "GFDL-")
-    {
-        let norm = text::normalize(body);
-        if norm.len() < 3000 && !norm.contains("terms and conditions for copying") {
-            let grants: Vec<text::Grant> = text::grants(body)
-                .into_iter()
-                .filter(|g| gnu_family(&g.expression) == Some(fam))
-                .collect();
-            if let [g] = grants.as_slice() {
-                if g.expression != by_name {
-                    return ev(
-                        g.expression.clone(),
-                        format!("grant text: \"{}\"", clip(&g.evidence)),
-                        false,
-                    );
-                }
-            }
-        }
-        return ev(by_name, "name".into(), false);
+    if known && gnu_family(&by_name).is_some_and(|f| f != "GFDL-") {
+        return gnu_from_text(name, &by_name, body);
     }
     let m = identify::identify(body);
     match (known, m) {
@@ -154,6 +132,33 @@ fn before_exception(body: &str) -> String {
         out.push(par);
     }
     out.join("\n\n")
+}
+
+/// A GNU name resolved by the single grant sentence of its own text (GFDL
+/// labels keep their invariant-sections part; the caller reads their
+/// or-later wording).
+fn gnu_from_text(name: &str, by_name: &str, body: &str) -> TermEvidence {
+    let fam = gnu_family(by_name);
+    let norm = text::normalize(body);
+    let mut ev = TermEvidence {
+        name: name.to_string(),
+        spdx: by_name.to_string(),
+        how: "name".into(),
+        weak: false,
+    };
+    if norm.len() < 3000 && !norm.contains("terms and conditions for copying") {
+        let grants: Vec<text::Grant> = text::grants(body)
+            .into_iter()
+            .filter(|g| gnu_family(&g.expression) == fam)
+            .collect();
+        if let [g] = grants.as_slice() {
+            if g.expression != by_name {
+                ev.spdx = g.expression.clone();
+                ev.how = format!("grant text: \"{}\"", clip(&g.evidence));
+            }
+        }
+    }
+    ev
 }
 
 fn clip(s: &str) -> String {

@@ -162,7 +162,7 @@ pub fn grants(text: &str) -> Vec<Grant> {
 }
 
 fn gnu_grants_in(t: &str, found: &mut Vec<(usize, Grant)>) {
-    for m in GNU_GRANT.captures_iter(&t) {
+    for m in GNU_GRANT.captures_iter(t) {
         let Some(whole) = m.get(0) else { continue };
         let kind = m.get(1).map(|k| k.as_str().trim()).unwrap_or("");
         let ver = m.get(2).map(|v| v.as_str()).unwrap_or("");
@@ -189,7 +189,10 @@ fn gnu_grants_in(t: &str, found: &mut Vec<(usize, Grant)>) {
         ));
     }
     gfdl_grants(t, found);
-    if !found.iter().any(|(_, g)| !g.expression.starts_with("GFDL-")) {
+    if !found
+        .iter()
+        .any(|(_, g)| !g.expression.starts_with("GFDL-"))
+    {
         pointer_grants(t, found);
     }
 }
@@ -231,7 +234,10 @@ fn simple_and_bsd(t: &str, found: &mut Vec<(usize, Grant)>) {
     let starts: Vec<usize> = t.match_indices(needle).map(|(i, _)| i).collect();
     for (k, &s) in starts.iter().enumerate() {
         // `s + 2500` may fall inside a multi-byte character: round down.
-        let end = floor_boundary(t, starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500));
+        let end = floor_boundary(
+            t,
+            starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500),
+        );
         let block = &t[s..end];
         let id = if block.contains("all advertising materials") {
             "BSD-4-Clause"
@@ -316,11 +322,16 @@ mod tests {
             "Permission is granted to copy, distribute and/or modify this document under the terms of the GNU Free Documentation License, Version 1.3 or any later version published by the Free Software Foundation; with no Invariant Sections, no Front-Cover Texts, and no Back-Cover Texts.",
         );
         assert_eq!(g[0].expression, "GFDL-1.3-no-invariants-or-later");
-        let g = grants("This package is distributed under /usr/share/common-licenses/GPL-3, or (at your option) any later version.");
+        let g = grants(
+            "This package is distributed under /usr/share/common-licenses/GPL-3, or (at your option) any later version.",
+        );
         assert_eq!(g[0].expression, "GPL-3.0-or-later");
         let g = grants("It is licensed under `/usr/share/common-licenses/LGPL-2.1'.");
         assert_eq!(g[0].expression, "LGPL-2.1-only");
-        assert!(grants("the complete text can be found in /usr/share/common-licenses/GPL-3.").is_empty());
+        assert!(
+            grants("the complete text can be found in /usr/share/common-licenses/GPL-3.")
+                .is_empty()
+        );
     }
 
     #[test]

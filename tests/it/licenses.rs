@@ -3,8 +3,8 @@
 
 use crate::common::*;
 use imgforge::sbom::license::{
-    self, DetectionMethod, ReviewFlag, Shipped, comparable_expression,
-    evaluate_dep5, evaluate_prose,
+    self, DetectionMethod, ReviewFlag, Shipped, comparable_expression, evaluate_dep5,
+    evaluate_prose,
 };
 use imgforge::sbom::names::{translate_line, translate_name};
 use std::collections::{BTreeMap, BTreeSet};
@@ -390,7 +390,8 @@ fn score_key(name: &str, tsv: &std::path::Path, annex: &serde_json::Value) -> Sc
         if verdict != "EXACT" && flags.is_empty() {
             s.unflagged_misses.push(pkg.clone());
         }
-        s.wrong_variants.extend(wrong_gnu_variants(&pkg, got, &expected));
+        s.wrong_variants
+            .extend(wrong_gnu_variants(&pkg, got, &expected));
         println!(
             "{name} {verdict:7} {pkg:26} got={got}\n{:44}exp={expected} [confidence {}; flags: {}]",
             "",
@@ -513,11 +514,27 @@ fn license_keys_score_on_a_built_image() {
         100.0 * flagged as f64 / total as f64
     );
     assert_eq!((fx.exact, fx.total), (19, 19), "fixture key");
-    assert!(dev.exact >= 27 && dev.total == 30, "dev key {}/{}", dev.exact, dev.total);
-    let wrong: Vec<&String> = fx.wrong_variants.iter().chain(&dev.wrong_variants).collect();
+    assert!(
+        dev.exact >= 27 && dev.total == 30,
+        "dev key {}/{}",
+        dev.exact,
+        dev.total
+    );
+    let wrong: Vec<&String> = fx
+        .wrong_variants
+        .iter()
+        .chain(&dev.wrong_variants)
+        .collect();
     assert!(wrong.is_empty(), "wrong -only/-or-later: {wrong:?}");
-    let unflagged: Vec<&String> = fx.unflagged_misses.iter().chain(&dev.unflagged_misses).collect();
-    assert!(unflagged.is_empty(), "answers off the key without a flag: {unflagged:?}");
+    let unflagged: Vec<&String> = fx
+        .unflagged_misses
+        .iter()
+        .chain(&dev.unflagged_misses)
+        .collect();
+    assert!(
+        unflagged.is_empty(),
+        "answers off the key without a flag: {unflagged:?}"
+    );
     assert!(flagged * 5 <= total, "{flagged}/{total} flagged (over 20%)");
 }
 
@@ -583,7 +600,10 @@ fn legal_reports_carry_evidence_and_the_flag_legend() {
     assert!(csv.lines().next().unwrap().ends_with(",evidence"));
     // Self-contained: no external script, style sheet, image or font.
     for needle in [" src=", "<link", "@import", "url("] {
-        assert!(!html.contains(needle), "HTML report loads a resource: {needle}");
+        assert!(
+            !html.contains(needle),
+            "HTML report loads a resource: {needle}"
+        );
     }
     assert!(html.contains("href=\"attribution/libzstd1/copyright\""));
     assert!(b.legal.join("attribution/libzstd1/copyright").is_file());
@@ -597,10 +617,18 @@ fn html_report_renders_in_headless_chromium() {
     }
     let page = b.legal.join("license-keys.html");
     let url = format!("file://{}", page.display());
-    let shot = std::env::temp_dir().join(format!("imgforge-license-report-{}.png", std::process::id()));
+    let shot = std::env::temp_dir().join(format!(
+        "imgforge-license-report-{}.png",
+        std::process::id()
+    ));
     let chromium = |extra: &[&str]| {
         run(std::process::Command::new("chromium")
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
             .args(["--window-size=1600,1200", "--virtual-time-budget=3000"])
             .args(extra)
             .arg(&url))
@@ -616,6 +644,10 @@ fn html_report_renders_in_headless_chromium() {
     );
     let o = chromium(&[&format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", text(&o)));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
     println!("screenshot of the HTML report: {}", shot.display());
 }
