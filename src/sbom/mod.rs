@@ -12,6 +12,7 @@
 //!                               build-stage packages as components with
 //!                               scope "excluded" (property imgforge:stage=build)
 //! legal/<image>.{md,html,csv}   license inventory of the image
+//! legal/<image>.licenses.json   the same, with per-stanza evidence
 //! legal/all.{md,html,csv}       the same over the whole build
 //! legal/source-offer.md         sources whose licenses require a source offer
 //! legal/attribution/<pkg>/copyright           verbatim copyright files
