@@ -125,7 +125,7 @@ pub static TABLE: &[CuratedSource] = &[
                     "developed at sunpro",
                 ],
                 reason: "The shared libraries are LGPL 2.1-or-later ('most of the GNU C library'). Built into the Linux libraries as well: 4.4BSD-derived code, the WIDE rcmd.c and the Sun RPC code (3-clause BSD texts), the ISC portions of the BIND resolver (ISC text), getaddrinfo/getnameinfo (Inner Net License 2.00) and fdlibm-derived libm code (SunPro notice). Moshier's long double code and des_impl.c are LGPL 2.1+ as well. Left out: the GPL-2+ utilities (shipped in libc-bin), the Mach/CMU notices (Hurd only), if_ppp.h (a header in libc6-dev), the Intel IA-64 math (other architecture), libidn notes (libidn no longer in glibc) and notices on test files (Spencer regex tests, PCRE tests, tst-printf). The DEC notice on resolver parts has no verified SPDX id and is not recorded.",
-                review: true,
+                review: false,
             },
             CuratedRule {
                 binaries: &["libc-bin", "libc-dev-bin", "locales", "locales-all", "nscd"],
@@ -212,7 +212,7 @@ pub static TABLE: &[CuratedSource] = &[
                     "files: modules/syslogmodule.c",
                 ],
                 reason: "The interpreter is under the Python license stack (PSF 2 / BeOpen / CNRI / CWI, SPDX Python-2.0). Compiled into the binary: the _random Mersenne Twister code (3-clause BSD), Python/dtoa.c (Lucent/David Gay notice = dtoa) and syslogmodule.c / getopt.c (HPND-style permission notices). zlib and expat come from system libraries; unicodeobject.h and dynamic_annotations are headers; Lib/* notices belong to the libpython packages.",
-                review: true,
+                review: false,
             },
             CuratedRule {
                 binaries: &["libpython3.*-minimal"],
@@ -222,7 +222,7 @@ pub static TABLE: &[CuratedSource] = &[
                     "files: lib/logging/",
                 ],
                 reason: "The minimal standard library is Python-2.0; it includes logging/* (Vinay Sajip's HPND-style notice) and uu.py (Lance Ellinghouse's HPND-style notice). The OpenSSL paragraph is about a linked library, not this package; the other notices cover modules shipped in libpython3.x-stdlib or not built.",
-                review: true,
+                review: false,
             },
             CuratedRule {
                 binaries: &["*"],
@@ -241,17 +241,6 @@ pub static TABLE: &[CuratedSource] = &[
             expression: "GPL-1.0-or-later OR Artistic-1.0-Perl",
             evidence: &["artistic"],
             reason: "Perl is distributed under the terms of either the GPL version 1 or later or the Artistic License, at the user's choice.",
-            review: true,
-        }],
-        paths: &[],
-    },
-    CuratedSource {
-        source: "binutils",
-        rules: &[CuratedRule {
-            binaries: &["*"],
-            expression: "GPL-3.0-or-later",
-            evidence: &["either version 3 of the license, or (at your option) any later version"],
-            reason: "The binutils grant is GPL version 3 or any later version; the GFDL applies to manuals not shipped as code. libbfd/libopcodes share the grant.",
             review: true,
         }],
         paths: &[],

@@ -21,9 +21,9 @@
 //! duplicate operands removed.
 
 use crate::deb::{self, DataFile, DebError, Limits};
-use crate::sbom::{curated, dep5, names, text};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use crate::sbom::scan::Scan;
+use crate::sbom::{dep5, text};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// How a license was determined.
@@ -61,8 +61,6 @@ pub enum ReviewFlag {
     UnknownLicense,
     /// A license name that is not in the translation table (became a `LicenseRef-`).
     UnknownLicenseName(String),
-    /// Prose copyright file with no curated entry: recognized by text only.
-    NonDep5Uncurated,
     /// A curated entry applies but is marked as partial / low confidence.
     CuratedNeedsReview,
     /// A curated entry exists but its evidence is no longer in the file.
@@ -71,12 +69,65 @@ pub enum ReviewFlag {
     PublicDomainClaim,
     /// The package is from a `non-free`/`contrib` section.
     NonFreeSection(String),
-    /// The copyright file was reached through a symlink into another package.
-    SymlinkedCopyright,
     /// No copyright file in the package (or the symlink target is unavailable).
     NoCopyrightFile,
     /// A referenced `/usr/share/common-licenses` text was not found.
     CommonLicenseMissing(String),
+    /// A license identified by a weak text match (below the strong score).
+    WeakTextMatch(String),
+    /// Terms that only a stanza kept by default brings in (copyleft, or
+    /// individual top-level files).
+    KeptByDefault(String),
+    /// A dropped `debian/*` stanza with other terms, while the package ships
+    /// scripts that may come from `debian/`.
+    DebianFilesMayShip(String),
+}
+
+impl ReviewFlag {
+    /// One line per flag kind, for the legend of every report.
+    pub const LEGEND: &'static [(&'static str, &'static str)] = &[
+        (
+            "unknown-license",
+            "no license could be determined (NOASSERTION): read the copyright file",
+        ),
+        (
+            "unknown-license-name",
+            "a license name neither translated nor recognized by its text (became a LicenseRef-)",
+        ),
+        (
+            "weak-text-match",
+            "a license identified by a text match below 0.90: compare the text with the SPDX license",
+        ),
+        (
+            "kept-by-default",
+            "copyleft terms, or the terms of individual top-level files, come only from a stanza that no evidence showed to be shipped: check whether those files are built into the package",
+        ),
+        (
+            "debian-files-may-ship",
+            "a debian/* stanza with other terms was dropped, but the package ships scripts that may come from debian/",
+        ),
+        (
+            "public-domain-claim",
+            "the package rests on a public-domain statement alone: no license grant to rely on",
+        ),
+        (
+            "non-free-section",
+            "the package is from non-free or contrib",
+        ),
+        (
+            "curated-needs-review",
+            "a curated rule applies that is marked partial",
+        ),
+        (
+            "curated-evidence-missing",
+            "a curated rule exists but its evidence is no longer in the copyright file",
+        ),
+        ("no-copyright-file", "the package has no copyright file"),
+        (
+            "common-license-missing",
+            "a referenced /usr/share/common-licenses text is not in the build",
+        ),
+    ];
 }
 
 impl std::fmt::Display for ReviewFlag {
@@ -84,16 +135,58 @@ impl std::fmt::Display for ReviewFlag {
         match self {
             ReviewFlag::UnknownLicense => f.write_str("unknown-license"),
             ReviewFlag::UnknownLicenseName(n) => write!(f, "unknown-license-name:{n}"),
-            ReviewFlag::NonDep5Uncurated => f.write_str("non-dep5-uncurated"),
             ReviewFlag::CuratedNeedsReview => f.write_str("curated-needs-review"),
             ReviewFlag::CuratedEvidenceMissing => f.write_str("curated-evidence-missing"),
             ReviewFlag::PublicDomainClaim => f.write_str("public-domain-claim"),
             ReviewFlag::NonFreeSection(s) => write!(f, "non-free-section:{s}"),
-            ReviewFlag::SymlinkedCopyright => f.write_str("symlinked-copyright"),
             ReviewFlag::NoCopyrightFile => f.write_str("no-copyright-file"),
             ReviewFlag::CommonLicenseMissing(n) => write!(f, "common-license-missing:{n}"),
+            ReviewFlag::WeakTextMatch(n) => write!(f, "weak-text-match:{n}"),
+            ReviewFlag::KeptByDefault(n) => write!(f, "kept-by-default:{n}"),
+            ReviewFlag::DebianFilesMayShip(n) => write!(f, "debian-files-may-ship:{n}"),
         }
     }
+}
+
+/// How sure the engine is of an expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confidence {
+    /// Weak text matches, unknown names or no license.
+    Low,
+    /// Prose read by grant sentences, or stanzas kept by default.
+    Medium,
+    /// Every kept part shown by a rule or a strong match; nothing flagged.
+    High,
+}
+
+impl Confidence {
+    /// Label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+/// Why one stanza (or prose grant) was kept or dropped, and what it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StanzaEvidence {
+    /// `Files: a b`, `paragraph 3`, `inventory: …`, `curated rule …`.
+    pub scope: String,
+    /// The license as written (short name or recognized id).
+    pub label: String,
+    /// The SPDX expression it contributed (None when dropped).
+    pub expression: Option<String>,
+    /// Kept or dropped.
+    pub kept: bool,
+    /// Why.
+    pub reason: String,
+    /// Kept only because nothing showed it is left out.
+    pub by_default: bool,
+    /// How each license name was identified (text span, match score).
+    pub how: Vec<String>,
 }
 
 /// The license record of one binary package.
@@ -116,6 +209,10 @@ pub struct LicenseFinding {
     pub dep5: bool,
     /// What was decided and why (dropped stanzas, or-later upgrades, …).
     pub notes: Vec<String>,
+    /// Per stanza / grant evidence.
+    pub stanzas: Vec<StanzaEvidence>,
+    /// How sure the engine is.
+    pub confidence: Confidence,
 }
 
 /// Errors of license detection (only I/O and malformed packages: an
@@ -265,7 +362,7 @@ pub fn is_copyleft(expr: &str) -> bool {
             .any(|t| t.starts_with("GFDL-"))
 }
 
-fn and_all(parts: &[String]) -> Option<String> {
+pub(crate) fn and_all(parts: &[String]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
@@ -277,349 +374,21 @@ fn and_all(parts: &[String]) -> Option<String> {
     canonical_expression(&joined).ok()
 }
 
-// ---------------------------------------------------------------------------
-// What a binary package ships
+pub use crate::sbom::applies::PackageEvidence;
+pub use crate::sbom::evaluate::{Evaluation, evaluate_dep5};
+pub use crate::sbom::prose::evaluate_prose;
 
-/// The paths a binary package installs (normalized, no leading `/`).
-#[derive(Debug, Clone, Default)]
-pub struct Shipped {
-    /// All paths of regular files and symlinks.
-    pub paths: Vec<String>,
-}
-
-impl Shipped {
-    /// Nothing outside documentation/metadata directories.
-    pub fn doc_only(&self) -> bool {
-        !self.paths.iter().any(|p| {
-            ![
-                "usr/share/doc/",
-                "usr/share/doc-base/",
-                "usr/share/lintian/",
-                "usr/share/bug/",
-            ]
-            .iter()
-            .any(|d| p.starts_with(d))
-        })
-    }
-    fn has_info(&self) -> bool {
-        self.paths.iter().any(|p| p.starts_with("usr/share/info/"))
-    }
-    fn has_examples(&self) -> bool {
-        self.paths.iter().any(|p| p.contains("/examples/"))
-    }
-}
-
-/// Whether files matching a `Files:` pattern are shipped, and why not.
-pub fn pattern_shipped(
-    pattern: &str,
-    cur: Option<&curated::CuratedSource>,
-    shipped: &Shipped,
-) -> Result<(), String> {
-    if let Some(d) = cur.and_then(|c| c.path_decision(pattern)) {
-        return if d.shipped {
-            Ok(())
-        } else {
-            Err(format!("curated: {}", d.reason))
-        };
-    }
-    let p = pattern.trim_start_matches("./");
-    if p == "*" {
-        return Ok(());
-    }
-    let comps: Vec<&str> = p.split('/').collect();
-    let first = comps.first().copied().unwrap_or("");
-    let base = comps.last().copied().unwrap_or("");
-    if first == "debian" {
-        return Err("Debian packaging only".into());
-    }
-    const TEST_DIRS: &[&str] = &[
-        "tests",
-        "test",
-        "testsuite",
-        "t",
-        "testing",
-        "regress",
-        "fuzz",
-        "ci",
-        ".github",
-    ];
-    if comps[..comps.len().saturating_sub(1)]
-        .iter()
-        .any(|c| TEST_DIRS.contains(c))
-        || base.ends_with(".tests")
-        || base.ends_with(".test")
-    {
-        return Err("test suite, not installed".into());
-    }
-    const EXAMPLE_DIRS: &[&str] = &["examples", "example", "demo", "demos", "samples"];
-    if comps[..comps.len().saturating_sub(1)]
-        .iter()
-        .any(|c| EXAMPLE_DIRS.contains(c))
-        && !shipped.has_examples()
-    {
-        return Err("examples, and the package installs no examples".into());
-    }
-    if (base.ends_with(".texi") || base.ends_with(".texinfo") || base.ends_with(".txi"))
-        && !shipped.has_info()
-    {
-        return Err("texinfo source, and the package installs no info manual".into());
-    }
-    const BUILD_DIRS: &[&str] = &["m4", "build-aux", "autom4te.cache"];
-    const BUILD_FILES: &[&str] = &[
-        "configure",
-        "configure.ac",
-        "configure.in",
-        "aclocal.m4",
-        "config.guess",
-        "config.sub",
-        "install-sh",
-        "ltmain.sh",
-        "missing",
-        "depcomp",
-        "compile",
-        "Makefile.in",
-        "Makefile.am",
-        "autogen.sh",
-        "mkinstalldirs",
-        "ylwrap",
-        "test-driver",
-        "config.rpath",
-    ];
-    if (comps.len() > 1 && BUILD_DIRS.contains(&first)) || BUILD_FILES.contains(&base) {
-        return Err("build system, not installed".into());
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Evaluation
-
-/// Result of evaluating a copyright text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evaluation {
-    /// The expression (None = NOASSERTION).
-    pub expression: Option<String>,
-    /// How.
-    pub method: DetectionMethod,
-    /// Flags raised.
-    pub flags: Vec<ReviewFlag>,
-    /// Decisions taken.
-    pub notes: Vec<String>,
-}
-
-const LATER_GRANT: &[&str] = &[
-    "or (at your option) any later version",
-    "or any later version",
-    ", or any later version",
-    "or (at your option) any later",
-];
-
-/// Evaluate a DEP-5 copyright file for a binary package of `source`.
-pub fn evaluate_dep5(text_in: &str, source: &str, shipped: &Shipped) -> Evaluation {
-    let d = dep5::parse(text_in);
-    let cur = curated::for_source(source);
-    let mut flags = Vec::new();
-    let mut notes = Vec::new();
-    let doc_only = shipped.doc_only() && !shipped.paths.is_empty();
-    let has_star = d.files.iter().any(|s| s.patterns.iter().any(|p| p == "*"));
-    let mut parts: Vec<String> = Vec::new();
-    for st in &d.files {
-        let keep = if doc_only && has_star {
-            let k = st.patterns.iter().any(|p| p == "*");
-            if !k {
-                notes.push(format!(
-                    "dropped Files: {} ({}): the package ships only documentation; its umbrella Files: * stanza applies",
-                    st.patterns.join(" "),
-                    st.license
-                ));
-            }
-            k
-        } else {
-            let reasons: Vec<Result<(), String>> = st
-                .patterns
-                .iter()
-                .map(|p| pattern_shipped(p, cur, shipped))
-                .collect();
-            let k = reasons.iter().any(Result::is_ok);
-            if !k {
-                let why: Vec<String> = reasons.into_iter().filter_map(Result::err).collect();
-                notes.push(format!(
-                    "dropped Files: {} ({}): {}",
-                    st.patterns.join(" "),
-                    st.license,
-                    why.join("; ")
-                ));
-            }
-            k
-        };
-        if !keep {
-            continue;
-        }
-        if st.license.trim().is_empty() {
-            flags.push(ReviewFlag::UnknownLicense);
-            notes.push(format!(
-                "Files: {} has no License: name",
-                st.patterns.join(" ")
-            ));
-            continue;
-        }
-        match names::translate_line(&st.license) {
-            Ok(t) => {
-                for n in t.unknown_names {
-                    flags.push(ReviewFlag::UnknownLicenseName(n));
-                }
-                let mut expr = t.expression;
-                // A GNU "-only" label whose own grant text says "or any later
-                // version" is an or-later grant (e.g. GFDL-NIV-1.3 labels with
-                // "Version 1.3 or any later version" text). Full license texts
-                // are excluded: their appendix quotes the or-later wording.
-                let single = !expr.contains(' ');
-                if single && expr.ends_with("-only") {
-                    let body = if st.text.is_empty() {
-                        d.text_for(&st.license).unwrap_or("")
-                    } else {
-                        st.text.as_str()
-                    };
-                    let norm = text::normalize(body);
-                    if norm.len() < 2000
-                        && !norm.contains("terms and conditions")
-                        && LATER_GRANT.iter().any(|g| norm.contains(g))
-                    {
-                        let upgraded = expr.replace("-only", "-or-later");
-                        notes.push(format!(
-                            "License: {} upgraded to {upgraded}: its grant text says 'or any later version'",
-                            st.license
-                        ));
-                        expr = upgraded;
-                    }
-                }
-                parts.push(expr);
-            }
-            Err(e) => {
-                flags.push(ReviewFlag::UnknownLicenseName(st.license.clone()));
-                notes.push(e.to_string());
-            }
-        }
-    }
-    let expression = and_all(&parts);
-    let method = if expression.is_some() {
-        DetectionMethod::Dep5
-    } else {
-        flags.push(ReviewFlag::UnknownLicense);
-        DetectionMethod::Unknown
-    };
-    Evaluation {
-        expression,
-        method,
-        flags,
-        notes,
-    }
-}
-
-/// Evaluate a prose copyright file for binary `package` of `source`.
-pub fn evaluate_prose(text_in: &str, package: &str, source: &str) -> Evaluation {
-    let norm = text::normalize(text_in);
-    let mut flags = Vec::new();
-    let mut notes = Vec::new();
-    if let Some(rule) = curated::for_source(source).and_then(|c| c.rule_for(package)) {
-        let missing: Vec<&str> = rule
-            .evidence
-            .iter()
-            .copied()
-            .filter(|e| !norm.contains(e))
-            .collect();
-        if missing.is_empty() {
-            if rule.review {
-                flags.push(ReviewFlag::CuratedNeedsReview);
-            }
-            return Evaluation {
-                expression: canonical_expression(rule.expression).ok(),
-                method: DetectionMethod::Curated {
-                    reason: rule.reason.to_string(),
-                },
-                flags,
-                notes,
-            };
-        }
-        flags.push(ReviewFlag::CuratedEvidenceMissing);
-        notes.push(format!(
-            "curated rule for source {source} not applied: evidence missing: {}",
-            missing.join(" | ")
-        ));
-    }
-    let grants = text::grants(text_in);
-    let parts: Vec<String> = grants.iter().map(|g| g.expression.clone()).collect();
-    let expression = and_all(&parts);
-    for g in &grants {
-        notes.push(format!("recognized {} from: {}", g.expression, g.evidence));
-    }
-    let method = if expression.is_some() {
-        flags.push(ReviewFlag::NonDep5Uncurated);
-        DetectionMethod::Text
-    } else {
-        flags.push(ReviewFlag::UnknownLicense);
-        DetectionMethod::Unknown
-    };
-    Evaluation {
-        expression,
-        method,
-        flags,
-        notes,
-    }
-}
+/// The evidence a package is evaluated with (kept under its old name).
+pub type Shipped = PackageEvidence;
 
 // ---------------------------------------------------------------------------
 // Reading packages
 
-struct Scan {
-    paths: Vec<String>,
-    dir: Option<DataFile>,
-    copyright: Option<DataFile>,
-}
-
 fn scan(package: &str, deb: &Path, doc: &str, limits: &Limits) -> Result<Scan, LicenseError> {
-    let dir = format!("usr/share/doc/{doc}");
-    let file = format!("{dir}/copyright");
-    let seen = RefCell::new(Vec::new());
-    let found = deb::read_data_files(
-        deb,
-        limits,
-        &|p| {
-            seen.borrow_mut().push(p.to_string());
-            p == dir || p == file
-        },
-        16 << 20,
-    )
-    .map_err(|source| LicenseError::Deb {
+    crate::sbom::scan::scan(deb, doc, limits).map_err(|source| LicenseError::Deb {
         package: package.to_string(),
         source,
-    })?;
-    // Keep leaves only: an entry that is the parent of another is a directory.
-    let mut all = seen.into_inner();
-    all.sort();
-    all.dedup();
-    let parents: std::collections::BTreeSet<&str> = all
-        .iter()
-        .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
-        .collect();
-    let leaves: Vec<String> = all
-        .iter()
-        .filter(|p| !parents.contains(p.as_str()))
-        .cloned()
-        .collect();
-    let mut s = Scan {
-        paths: leaves,
-        dir: None,
-        copyright: None,
-    };
-    for (name, f) in found {
-        if name == dir {
-            s.dir = Some(f);
-        } else if name == file {
-            s.copyright = Some(f);
-        }
-    }
-    Ok(s)
+    })
 }
 
 /// Resolve a symlink target relative to the directory holding the link.
@@ -660,10 +429,33 @@ pub fn detect(
     available: &BTreeMap<String, PathBuf>,
     limits: &Limits,
 ) -> Result<LicenseFinding, LicenseError> {
+    detect_with(
+        package,
+        source,
+        section,
+        deb,
+        available,
+        limits,
+        &BTreeSet::new(),
+    )
+}
+
+/// [`detect`], knowing the other binary packages built from the same source
+/// (`siblings`), so that code compiled into a sibling's shared library is
+/// attributed to it.
+pub fn detect_with(
+    package: &str,
+    source: &str,
+    section: Option<&str>,
+    deb: &Path,
+    available: &BTreeMap<String, PathBuf>,
+    limits: &Limits,
+    siblings: &BTreeSet<String>,
+) -> Result<LicenseFinding, LicenseError> {
     let first = scan(package, deb, package, limits)?;
-    let shipped = Shipped {
-        paths: first.paths.clone(),
-    };
+    let mut shipped = first.evidence.clone();
+    shipped.package = package.to_string();
+    shipped.siblings = siblings.iter().filter(|s| *s != package).cloned().collect();
     let mut flags = Vec::new();
     let mut notes = Vec::new();
     let mut followed: Option<(String, String)> = None;
@@ -720,9 +512,6 @@ pub fn detect(
         cur_pkg = next_pkg;
         cur_doc = next_doc;
     }
-    if followed.is_some() {
-        flags.push(ReviewFlag::SymlinkedCopyright);
-    }
     if let Some(sec) = section {
         let area = sec.split('/').next().unwrap_or("");
         if sec.contains('/')
@@ -745,6 +534,8 @@ pub fn detect(
             flags,
             dep5: false,
             notes,
+            stanzas: Vec::new(),
+            confidence: Confidence::Low,
         });
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -752,15 +543,13 @@ pub fn detect(
     let ev = if is_dep5 {
         evaluate_dep5(&text, source, &shipped)
     } else {
-        evaluate_prose(&text, package, source)
+        evaluate_prose(&text, package, source, &shipped)
     };
     flags.extend(ev.flags);
     notes.extend(ev.notes);
-    if ev
-        .expression
-        .as_deref()
-        .is_some_and(|e| e.contains("LicenseRef-public-domain"))
-    {
+    // Public domain is a risk when the package rests on it alone: no
+    // license grant covers the main code.
+    if ev.expression.as_deref() == Some("LicenseRef-public-domain") {
         flags.push(ReviewFlag::PublicDomainClaim);
     }
     flags.sort();
@@ -774,6 +563,8 @@ pub fn detect(
         flags,
         dep5: is_dep5,
         notes,
+        stanzas: ev.stanzas,
+        confidence: ev.confidence,
     })
 }
 

@@ -12,6 +12,7 @@
 //!                               build-stage packages as components with
 //!                               scope "excluded" (property imgforge:stage=build)
 //! legal/<image>.{md,html,csv}   license inventory of the image
+//! legal/<image>.licenses.json   the same, with per-stanza evidence
 //! legal/all.{md,html,csv}       the same over the whole build
 //! legal/source-offer.md         sources whose licenses require a source offer
 //! legal/attribution/<pkg>/copyright           verbatim copyright files
@@ -24,13 +25,20 @@
 //! License detection ([`license`]) runs per package in parallel (rayon,
 //! `jobs` threads).
 
+pub mod applies;
 pub mod curated;
 pub mod cyclonedx;
 pub mod dep5;
+pub mod evaluate;
+pub mod html;
+pub mod identify;
 pub mod license;
 pub mod names;
+pub mod prose;
 pub mod report;
+pub mod scan;
 pub mod spdx;
+pub mod terms;
 pub mod text;
 
 use crate::deb::{DataFile, Limits};
@@ -363,6 +371,30 @@ fn common_license_texts(
     Ok(files)
 }
 
+/// Where each shipped package's copyright file goes, relative to `legal/`
+/// (`attribution/<package>/copyright`, with version and architecture when
+/// two versions of a package ship).
+fn attribution_dirs(shipped: &BTreeSet<PkgKey>, findings: &Findings) -> report::Attribution {
+    let mut used: BTreeMap<String, PkgKey> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for k in shipped {
+        if findings
+            .get(k)
+            .and_then(|f| f.copyright_text.as_ref())
+            .is_none()
+        {
+            continue;
+        }
+        let mut dir = safe_name(&k.0);
+        if used.get(&dir).is_some_and(|other| other != k) {
+            dir = safe_name(&format!("{}_{}_{}", k.0, k.1, k.2));
+        }
+        used.insert(dir.clone(), k.clone());
+        out.insert(k.clone(), format!("attribution/{dir}/copyright"));
+    }
+    out
+}
+
 /// Write SBOMs and legal reports for every image of the build.
 pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     // Unique packages over all images, shipped or build-only.
@@ -380,18 +412,28 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             jobs,
             reason: e.to_string(),
         })?;
+    // Binary packages of each source in the build: a program linking a
+    // sibling's shared library does not contain the library's code.
+    let mut by_source: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for p in unique.values() {
+        by_source
+            .entry(p.source.as_str())
+            .or_default()
+            .insert(p.name.clone());
+    }
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
     let limits = Limits::default();
     let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
         list.par_iter()
             .map(|(k, p)| {
-                license::detect(
+                license::detect_with(
                     &p.name,
                     &p.source,
                     p.control.get("Section"),
                     &p.deb_path,
                     &opts.available,
                     &limits,
+                    by_source.get(p.source.as_str()).unwrap_or(&BTreeSet::new()),
                 )
                 .map(|f| ((*k).clone(), f))
                 .map_err(|source| SbomError::License {
@@ -429,6 +471,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         }
     }
 
+    let attribution = attribution_dirs(&shipped_keys, &findings);
     let out = &opts.out_dir;
     let mut files = Vec::new();
     let mut stems: BTreeMap<String, String> = BTreeMap::new();
@@ -457,7 +500,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             &crate::json::to_canonical_pretty(&cdx),
             &mut files,
         )?;
-        let rows = report::rows(std::slice::from_ref(img), &findings);
+        let rows = report::rows(std::slice::from_ref(img), &findings, &attribution);
         let title = format!("{}:{}", img.name, img.tag);
         write_file(
             out,
@@ -468,7 +511,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         write_file(
             out,
             &Path::new("legal").join(format!("{stem}.html")),
-            report::html(&title, &rows).as_bytes(),
+            html::html(&title, &rows).as_bytes(),
             &mut files,
         )?;
         write_file(
@@ -477,8 +520,14 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             report::csv(&rows).as_bytes(),
             &mut files,
         )?;
+        write_file(
+            out,
+            &Path::new("legal").join(format!("{stem}.licenses.json")),
+            &crate::json::to_canonical_pretty(&report::annex(&title, &rows)),
+            &mut files,
+        )?;
     }
-    let rows = report::rows(&opts.images, &findings);
+    let rows = report::rows(&opts.images, &findings, &attribution);
     let title = "all images of the build";
     write_file(
         out,
@@ -489,7 +538,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     write_file(
         out,
         Path::new("legal/all.html"),
-        report::html(title, &rows).as_bytes(),
+        html::html(title, &rows).as_bytes(),
         &mut files,
     )?;
     write_file(
@@ -500,29 +549,22 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     )?;
     write_file(
         out,
+        Path::new("legal/all.licenses.json"),
+        &crate::json::to_canonical_pretty(&report::annex(title, &rows)),
+        &mut files,
+    )?;
+    write_file(
+        out,
         Path::new("legal/source-offer.md"),
         report::source_offer(&rows).as_bytes(),
         &mut files,
     )?;
 
     // Attribution: verbatim copyright files of shipped packages.
-    let mut used_dirs: BTreeMap<String, (String, String, String)> = BTreeMap::new();
-    for k in &shipped_keys {
-        let Some(f) = findings.get(k) else { continue };
-        let Some(text) = &f.copyright_text else {
-            continue;
-        };
-        let mut dir = safe_name(&k.0);
-        if used_dirs.get(&dir).is_some_and(|other| other != k) {
-            dir = safe_name(&format!("{}_{}_{}", k.0, k.1, k.2));
+    for (k, rel) in &attribution {
+        if let Some(text) = findings.get(k).and_then(|f| f.copyright_text.as_ref()) {
+            write_file(out, &Path::new("legal").join(rel), text, &mut files)?;
         }
-        used_dirs.insert(dir.clone(), k.clone());
-        write_file(
-            out,
-            &Path::new("legal/attribution").join(&dir).join("copyright"),
-            text,
-            &mut files,
-        )?;
     }
     for n in &referenced {
         if let Some(b) = texts.get(n) {

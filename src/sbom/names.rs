@@ -146,7 +146,13 @@ fn exception_id(words: &str, license: &str) -> Option<&'static str> {
         "llvm" => "LLVM-exception",
         "u-boot" => "u-boot-exception-2.0",
         "linux-syscall-note" | "syscall" => "Linux-syscall-note",
-        _ => return None,
+        other => {
+            // An SPDX exception id written as such (`PCRE2-exception`).
+            return spdx::identifiers::EXCEPTIONS
+                .iter()
+                .find(|e| e.name.eq_ignore_ascii_case(other))
+                .map(|e| e.name);
+        }
     })
 }
 
@@ -189,6 +195,9 @@ pub fn license_ref(name: &str) -> String {
 /// SPDX license term. Returns `(expression, recognized)`.
 pub fn translate_name(name: &str) -> (String, bool) {
     let name = name.trim();
+    if name.starts_with("LicenseRef-") && license_ref(&name["LicenseRef-".len()..]) == name {
+        return (name.to_string(), true);
+    }
     let lower = name.to_ascii_lowercase();
     let (base, plus) = match lower.strip_suffix('+') {
         Some(b) => (b, true),

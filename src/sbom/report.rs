@@ -5,7 +5,7 @@
 //! source and source version, declared license (or NOASSERTION), copyleft
 //! flag, detection method, review flags and the images that ship it.
 
-use super::license::{self, LicenseFinding};
+use super::license::{self, LicenseFinding, ReviewFlag, StanzaEvidence};
 use super::{Findings, SbomImage, key};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -37,16 +37,64 @@ pub struct Row {
     pub copyright_from: Option<String>,
     /// Images shipping the package.
     pub images: Vec<String>,
+    /// `high`, `medium` or `low`.
+    pub confidence: String,
+    /// Per stanza / grant: kept or dropped, why, how identified.
+    pub stanzas: Vec<StanzaEvidence>,
+    /// Other decisions (symlinks followed, curated rules not applied).
+    pub notes: Vec<String>,
+    /// The verbatim copyright file, relative to `legal/`.
+    pub attribution: Option<String>,
+    /// Referenced common-licenses texts, relative to `legal/`.
+    pub common_licenses: Vec<String>,
 }
 
+impl Row {
+    /// The evidence as short lines: kept stanzas first, then dropped ones.
+    pub fn evidence_lines(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for s in self
+            .stanzas
+            .iter()
+            .filter(|s| s.kept)
+            .chain(self.stanzas.iter().filter(|s| !s.kept))
+        {
+            v.push(format!(
+                "{} {} [{}] → {}: {}{}",
+                if s.kept { "KEPT" } else { "DROPPED" },
+                s.scope,
+                s.label,
+                s.expression.as_deref().unwrap_or("-"),
+                s.reason,
+                if s.how.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (identified: {})", s.how.join("; "))
+                }
+            ));
+        }
+        v.extend(
+            self.notes
+                .iter()
+                .filter(|n| !n.starts_with("dropped "))
+                .cloned(),
+        );
+        v
+    }
+}
+
+/// Attribution paths by package key, relative to `legal/`.
+pub type Attribution = BTreeMap<(String, String, String), String>;
+
 /// Rows for the shipped packages of `images`, sorted by package.
-pub fn rows(images: &[SbomImage], findings: &Findings) -> Vec<Row> {
+pub fn rows(images: &[SbomImage], findings: &Findings, attribution: &Attribution) -> Vec<Row> {
     let mut by_key: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     for img in images {
         let label = format!("{}:{}", img.name, img.tag);
         for p in &img.packages {
             let k = key(p);
             let f: Option<&LicenseFinding> = findings.get(&k);
+            let attr = attribution.get(&k).cloned();
             let row = by_key.entry(k).or_insert_with(|| {
                 let expr = f.and_then(|f| f.expression.clone());
                 Row {
@@ -66,6 +114,22 @@ pub fn rows(images: &[SbomImage], findings: &Findings) -> Vec<Row> {
                         .and_then(|f| f.followed_symlink.as_ref())
                         .map(|(pkg, link)| format!("{pkg} ({link})")),
                     images: Vec::new(),
+                    confidence: f.map(|f| f.confidence.label()).unwrap_or("low").to_string(),
+                    stanzas: f.map(|f| f.stanzas.clone()).unwrap_or_default(),
+                    notes: f.map(|f| f.notes.clone()).unwrap_or_default(),
+                    attribution: attr,
+                    common_licenses: f
+                        .map(|f| {
+                            f.common_licenses_referenced
+                                .iter()
+                                .filter(|n| {
+                                    !f.flags
+                                        .contains(&ReviewFlag::CommonLicenseMissing((*n).clone()))
+                                })
+                                .map(|n| format!("attribution/common-licenses/{n}"))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             });
             if !row.images.contains(&label) {
@@ -92,8 +156,8 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
         rows.len(),
         review
     );
-    s.push_str("| Package | Version | Arch | Source | Source version | License | Copyleft | Method | Review flags | Images |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| Package | Version | Arch | Source | Source version | License | Confidence | Copyleft | Method | Review flags | Images |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let mut flags = r.flags.join(", ");
         if let Some(c) = &r.copyright_from {
@@ -101,63 +165,39 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             md_cell(&r.package),
             md_cell(&r.version),
             md_cell(&r.architecture),
             md_cell(&r.source),
             md_cell(&r.source_version),
             md_cell(&r.license),
+            md_cell(&r.confidence),
             if r.copyleft { "yes" } else { "no" },
             md_cell(&r.method),
             md_cell(flags.trim()),
             md_cell(&r.images.join(", "))
         );
     }
-    s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// HTML report (self-contained, no scripts).
-pub fn html(title: &str, rows: &[Row]) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>License inventory: {t}</title>\n<style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px;text-align:left;vertical-align:top}}tr.review{{background:#fff4d6}}</style>\n</head>\n<body>\n<h1>License inventory: {t}</h1>\n<table>\n<tr><th>Package</th><th>Version</th><th>Arch</th><th>Source</th><th>Source version</th><th>License</th><th>Copyleft</th><th>Method</th><th>Review flags</th><th>Images</th></tr>\n",
-        t = esc(title)
-    );
+    s.push_str("\n## Review flags\n\n| Flag | What to look at |\n|---|---|\n");
+    for (f, what) in ReviewFlag::LEGEND {
+        let _ = writeln!(s, "| `{f}` | {} |", md_cell(what));
+    }
+    s.push_str("\n## Evidence per package\n");
     for r in rows {
-        let mut flags = r.flags.join(", ");
-        if let Some(c) = &r.copyright_from {
-            flags = format!("{flags} (copyright from {c})");
-        }
+        let _ = writeln!(s, "\n### {} {}\n", md_cell(&r.package), md_cell(&r.version));
         let _ = writeln!(
             s,
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if r.flags.is_empty() {
-                ""
-            } else {
-                " class=\"review\""
-            },
-            esc(&r.package),
-            esc(&r.version),
-            esc(&r.architecture),
-            esc(&r.source),
-            esc(&r.source_version),
-            esc(&r.license),
-            if r.copyleft { "yes" } else { "no" },
-            esc(&r.method),
-            esc(flags.trim()),
-            esc(&r.images.join(", "))
+            "`{}` (confidence {}, method {})\n",
+            r.license, r.confidence, r.method
         );
+        if let Some(a) = &r.attribution {
+            let _ = writeln!(s, "Copyright file: [{a}]({a})\n");
+        }
+        for l in r.evidence_lines() {
+            let _ = writeln!(s, "- {}", md_cell(&l));
+        }
     }
-    s.push_str("</table>\n</body>\n</html>\n");
     s
 }
 
@@ -172,7 +212,7 @@ fn csv_cell(s: &str) -> String {
 /// CSV report (RFC 4180 quoting).
 pub fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "package,version,architecture,source,source_version,license,copyleft,source_offer,method,review_flags,copyright_from,images\r\n",
+        "package,version,architecture,source,source_version,license,confidence,copyleft,source_offer,method,review_flags,copyright_from,images,evidence\r\n",
     );
     for r in rows {
         let cells = [
@@ -182,12 +222,14 @@ pub fn csv(rows: &[Row]) -> String {
             r.source.clone(),
             r.source_version.clone(),
             r.license.clone(),
+            r.confidence.clone(),
             r.copyleft.to_string(),
             r.source_offer.to_string(),
             r.method.clone(),
             r.flags.join(";"),
             r.copyright_from.clone().unwrap_or_default(),
             r.images.join(";"),
+            r.evidence_lines().join(" | "),
         ];
         s.push_str(
             &cells
@@ -237,4 +279,46 @@ pub fn source_offer(rows: &[Row]) -> String {
         s.push_str("| (none) | | | | |\n");
     }
     s
+}
+
+/// The machine-readable annex (`legal/<image>.licenses.json`): every row
+/// with its confidence, flags and per-stanza evidence.
+pub fn annex(title: &str, rows: &[Row]) -> serde_json::Value {
+    use serde_json::json;
+    let packages: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "package": r.package,
+                "version": r.version,
+                "architecture": r.architecture,
+                "source": r.source,
+                "source_version": r.source_version,
+                "license": r.license,
+                "confidence": r.confidence,
+                "method": r.method,
+                "copyleft": r.copyleft,
+                "review_flags": r.flags,
+                "copyright_from": r.copyright_from,
+                "attribution": r.attribution,
+                "common_licenses": r.common_licenses,
+                "images": r.images,
+                "notes": r.notes,
+                "stanzas": r.stanzas.iter().map(|s| json!({
+                    "scope": s.scope,
+                    "label": s.label,
+                    "expression": s.expression,
+                    "kept": s.kept,
+                    "reason": s.reason,
+                    "kept_by_default": s.by_default,
+                    "identified": s.how,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "title": title,
+        "flag_legend": ReviewFlag::LEGEND.iter().map(|(f, w)| json!({"flag": f, "meaning": w})).collect::<Vec<_>>(),
+        "packages": packages,
+    })
 }

@@ -41,7 +41,7 @@ pub fn normalize(text: &str) -> String {
 
 static GNU_GRANT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?:under the terms of the|license(?: for \S+)? is the) gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? \(?(?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
+        r"(?:under the terms of (?:either )?the|license(?: for \S+)? is the|^- the) gnu (lesser |library |affero )?general public license(?: \(\w+\))?(?:,? as published by the free software foundation)?[;,:]? \(?(?:either )?(?:version|v) ?(\d(?:\.\d)?)([^.]|\.\d){0,160}",
     )
     .expect("valid regex")
 });
@@ -59,13 +59,110 @@ pub struct Grant {
     pub expression: String,
     /// The matched text (normalized).
     pub evidence: String,
+    /// Byte offset of the match in the normalized text.
+    pub start: usize,
+}
+
+static GFDL_GRANT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"gnu free documentation license,? (?:version|v) ?(1\.[123])((?:[^.]|\.\d){0,200})")
+        .expect("valid regex")
+});
+static POINTER_GRANT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:licensed|released|distributed|available) under (?:the terms of )?(?:the )?(?:license (?:found |given )?in )?[`'\x22]?/usr/share/common-licenses/((?:l|a)?gpl)-(\d(?:\.\d)?)([^.]{0,60})")
+        .expect("valid regex")
+});
+
+/// The largest char boundary of `t` at or below `i`.
+fn floor_boundary(t: &str, mut i: usize) -> usize {
+    i = i.min(t.len());
+    while !t.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn gfdl_grants(t: &str, found: &mut Vec<(usize, Grant)>) {
+    for m in GFDL_GRANT.captures_iter(t) {
+        let Some(whole) = m.get(0) else { continue };
+        let ver = m.get(1).map(|v| v.as_str()).unwrap_or("1.3");
+        let tail = m.get(2).map(|v| v.as_str()).unwrap_or("");
+        let later = tail.contains("or any later version") || tail.starts_with(" or later");
+        let niv = tail.contains("no invariant sections");
+        let id = format!(
+            "GFDL-{ver}{}-{}",
+            if niv { "-no-invariants" } else { "" },
+            if later { "or-later" } else { "only" }
+        );
+        found.push((
+            whole.start(),
+            Grant {
+                expression: id,
+                evidence: whole.as_str().to_string(),
+                start: whole.start(),
+            },
+        ));
+    }
+}
+
+/// "distributed under /usr/share/common-licenses/GPL-3 (or later)": a
+/// pointer used as the grant itself. A pointer in a "the complete text can
+/// be found in" sentence is not a grant and does not match.
+fn pointer_grants(t: &str, found: &mut Vec<(usize, Grant)>) {
+    for m in POINTER_GRANT.captures_iter(t) {
+        let Some(whole) = m.get(0) else { continue };
+        let kind = m.get(1).map(|k| k.as_str()).unwrap_or("");
+        let ver = m.get(2).map(|v| v.as_str()).unwrap_or("");
+        let tail = m.get(3).map(|v| v.as_str()).unwrap_or("");
+        let base = match (kind, ver) {
+            ("gpl", "1") => "GPL-1.0",
+            ("gpl", "2") => "GPL-2.0",
+            ("gpl", "3") => "GPL-3.0",
+            ("lgpl", "2") => "LGPL-2.0",
+            ("lgpl", "2.1") => "LGPL-2.1",
+            ("lgpl", "3") => "LGPL-3.0",
+            ("agpl", "3") => "AGPL-3.0",
+            _ => continue,
+        };
+        let later = LATER.is_match(tail);
+        found.push((
+            whole.start(),
+            Grant {
+                expression: format!("{base}-{}", if later { "or-later" } else { "only" }),
+                evidence: whole.as_str().to_string(),
+                start: whole.start(),
+            },
+        ));
+    }
+}
+
+/// GNU (GPL/LGPL/AGPL/GFDL) grant sentences in `text`, including a
+/// `/usr/share/common-licenses` pointer used as the grant, in order.
+pub fn gnu_grants(text: &str) -> Vec<Grant> {
+    let t = normalize(text);
+    let mut found = Vec::new();
+    gnu_grants_in(&t, &mut found);
+    found.sort_by_key(|(p, _)| *p);
+    found.into_iter().map(|(_, g)| g).collect()
 }
 
 /// Grants recognized in `text`, in order of first appearance, deduplicated.
 pub fn grants(text: &str) -> Vec<Grant> {
     let t = normalize(text);
     let mut found: Vec<(usize, Grant)> = Vec::new();
-    for m in GNU_GRANT.captures_iter(&t) {
+    gnu_grants_in(&t, &mut found);
+    simple_and_bsd(&t, &mut found);
+    found.sort_by_key(|(p, _)| *p);
+    let mut out: Vec<Grant> = Vec::new();
+    for (_, g) in found {
+        if !out.iter().any(|o| o.expression == g.expression) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+fn gnu_grants_in(t: &str, found: &mut Vec<(usize, Grant)>) {
+    for m in GNU_GRANT.captures_iter(t) {
         let Some(whole) = m.get(0) else { continue };
         let kind = m.get(1).map(|k| k.as_str().trim()).unwrap_or("");
         let ver = m.get(2).map(|v| v.as_str()).unwrap_or("");
@@ -87,9 +184,20 @@ pub fn grants(text: &str) -> Vec<Grant> {
             Grant {
                 expression: id,
                 evidence: tail.to_string(),
+                start: whole.start(),
             },
         ));
     }
+    gfdl_grants(t, found);
+    if !found
+        .iter()
+        .any(|(_, g)| !g.expression.starts_with("GFDL-"))
+    {
+        pointer_grants(t, found);
+    }
+}
+
+fn simple_and_bsd(t: &str, found: &mut Vec<(usize, Grant)>) {
     let simple: &[(&str, &str)] = &[
         ("python software foundation license version 2", "Python-2.0"),
         ("apache license, version 2.0", "Apache-2.0"),
@@ -116,6 +224,7 @@ pub fn grants(text: &str) -> Vec<Grant> {
                 Grant {
                     expression: (*id).to_string(),
                     evidence: (*needle).to_string(),
+                    start: pos,
                 },
             ));
         }
@@ -124,7 +233,11 @@ pub fn grants(text: &str) -> Vec<Grant> {
     let needle = "redistribution and use in source and binary forms";
     let starts: Vec<usize> = t.match_indices(needle).map(|(i, _)| i).collect();
     for (k, &s) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500);
+        // `s + 2500` may fall inside a multi-byte character: round down.
+        let end = floor_boundary(
+            t,
+            starts.get(k + 1).copied().unwrap_or(t.len()).min(s + 2500),
+        );
         let block = &t[s..end];
         let id = if block.contains("all advertising materials") {
             "BSD-4-Clause"
@@ -138,17 +251,10 @@ pub fn grants(text: &str) -> Vec<Grant> {
             Grant {
                 expression: id.to_string(),
                 evidence: needle.to_string(),
+                start: s,
             },
         ));
     }
-    found.sort_by_key(|(p, _)| *p);
-    let mut out: Vec<Grant> = Vec::new();
-    for (_, g) in found {
-        if !out.iter().any(|o| o.expression == g.expression) {
-            out.push(g);
-        }
-    }
-    out
 }
 
 /// Names of `/usr/share/common-licenses/<Name>` files referenced, sorted,
@@ -192,6 +298,40 @@ mod tests {
             "under the terms of the GNU Lesser General Public License (either version 3\nof the License, or, at your option, any later version).",
         );
         assert_eq!(g[0].expression, "LGPL-3.0-or-later");
+    }
+
+    #[test]
+    fn bsd_block_cut_inside_a_multibyte_character() {
+        // Regression (fuzz finding): the 2500-byte window of a BSD block
+        // ended inside "é" and slicing panicked.
+        for pad in 0..4 {
+            let t = format!(
+                "redistribution and use in source and binary forms{}{}",
+                "x".repeat(2445 + pad),
+                "é".repeat(8)
+            );
+            let g = grants(&t);
+            assert_eq!(g.len(), 1, "{pad}");
+            assert_eq!(g[0].expression, "BSD-2-Clause");
+        }
+    }
+
+    #[test]
+    fn gfdl_and_pointer_grants() {
+        let g = grants(
+            "Permission is granted to copy, distribute and/or modify this document under the terms of the GNU Free Documentation License, Version 1.3 or any later version published by the Free Software Foundation; with no Invariant Sections, no Front-Cover Texts, and no Back-Cover Texts.",
+        );
+        assert_eq!(g[0].expression, "GFDL-1.3-no-invariants-or-later");
+        let g = grants(
+            "This package is distributed under /usr/share/common-licenses/GPL-3, or (at your option) any later version.",
+        );
+        assert_eq!(g[0].expression, "GPL-3.0-or-later");
+        let g = grants("It is licensed under `/usr/share/common-licenses/LGPL-2.1'.");
+        assert_eq!(g[0].expression, "LGPL-2.1-only");
+        assert!(
+            grants("the complete text can be found in /usr/share/common-licenses/GPL-3.")
+                .is_empty()
+        );
     }
 
     #[test]

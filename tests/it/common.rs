@@ -51,6 +51,27 @@ pub fn license_answers() -> Option<PathBuf> {
     None
 }
 
+/// The dev license key and its frozen package pool
+/// (`../shared/licenses/dev-answers.tsv`, `../shared/debian-licenses`), if present.
+pub fn dev_license_fixture() -> Option<(PathBuf, PathBuf)> {
+    let shared = root().join("..").join("shared");
+    let key = shared.join("licenses").join("dev-answers.tsv");
+    let pool = shared.join("debian-licenses");
+    if key.is_file() && pool.join("Packages").is_file() {
+        return Some((key, pool.canonicalize().expect("pool path")));
+    }
+    let msg = format!(
+        "this test needs {} and {}; skipping",
+        key.display(),
+        pool.display()
+    );
+    if strict() {
+        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
+    }
+    eprintln!("SKIP: {msg}");
+    None
+}
+
 /// Whether an external tool is on PATH; when it is not, prints a skip
 /// message, or panics when [`strict`].
 pub fn require_tool(name: &str) -> bool {
