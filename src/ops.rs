@@ -44,6 +44,18 @@ pub struct BuildOptions {
     pub json: bool,
     /// Overrides the environment and the recipes.
     pub source_date_epoch: Option<i64>,
+    /// Most `data.tar` entries accepted per package (memory bound).
+    pub max_package_entries: u64,
+}
+
+impl BuildOptions {
+    /// Limits applied to every package read by a build.
+    fn deb_limits(&self) -> crate::deb::Limits {
+        crate::deb::Limits {
+            entries: self.max_package_entries,
+            ..Default::default()
+        }
+    }
 }
 
 /// Options of `verify`.
@@ -378,7 +390,8 @@ fn build_locked(
         .into_par_iter()
         .map(|p| -> Result<Pkg> {
             let deb = resolve::fetch(&p, index, src)?;
-            let control = crate::deb::read_control(&deb, &crate::deb::Limits::default())?;
+            let control = crate::deb::read_control(&deb, &opts.deb_limits())?;
+            crate::deb::check_identity(&deb, &control, &p.identity())?;
             Ok(Pkg {
                 locked: p,
                 deb,
@@ -430,7 +443,7 @@ fn build_locked(
         source_date_epoch: sde_u,
         merged_usr: true,
         dpkg_metadata: true,
-        limits: crate::deb::Limits::default(),
+        limits: opts.deb_limits(),
     };
     st.say("Unpacking", format!("{} packages", pkgs.len()));
     let entries: BTreeMap<(String, String), Vec<Entry>> = pkgs

@@ -154,6 +154,19 @@ pub struct LockedPackage {
     pub reason: String,
 }
 
+impl LockedPackage {
+    /// What the control file of this package must say.
+    pub fn identity(&self) -> crate::deb::Identity {
+        crate::deb::Identity {
+            package: self.name.clone(),
+            version: self.version.clone(),
+            architecture: self.architecture.clone(),
+            source: self.source.clone(),
+            source_version: self.source_version.clone(),
+        }
+    }
+}
+
 impl Lock {
     /// The closure of `name`'s `stage`.
     pub fn get(&self, name: &str, stage: &str) -> Option<&LockedImage> {

@@ -347,6 +347,7 @@ fn hostile_decompression_bomb_is_capped() {
     let limits = imgforge::deb::Limits {
         control_bytes: 1 << 20,
         data_bytes: 1 << 20,
+        ..Default::default()
     };
     let control = imgforge::deb::read_control(&p, &limits).unwrap();
     let input = imgforge::layer::package::PackageInput {
