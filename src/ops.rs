@@ -146,6 +146,11 @@ pub fn check(opts: &CommonOptions, quiet: bool) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    for bad in &index.bad {
+        eprintln!(
+            "warning: {bad}\n  help: builds that select this package fail; fix or remove the stanza in the mirror's index"
+        );
+    }
     let lock = resolve::resolve_tree(&tree, &index)?;
     for img in &lock.images {
         st.say(

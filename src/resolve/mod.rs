@@ -286,10 +286,22 @@ fn locked(chosen: &[solver::Chosen]) -> Vec<LockedPackage> {
     v
 }
 
+/// The solver, refusing a selection that touches a refused index stanza
+/// (a pin before solving, any closure member after).
+fn solve(
+    index: &Index,
+    req: &solver::Request<'_>,
+) -> Result<Vec<solver::Chosen>, ResolveError> {
+    index.check_selected(req.pins.keys().map(String::as_str))?;
+    let chosen = solver::resolve(index, req)?;
+    index.check_selected(chosen.iter().map(|c| c.record.name.as_str()))?;
+    Ok(chosen)
+}
+
 /// Resolve every image and build stage of `tree`.
 pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     let mut images = Vec::new();
-    let base = solver::resolve(
+    let base = solve(
         index,
         &solver::Request {
             label: format!("{} ({})", tree.base.name, tree.base.file.display()),
@@ -305,7 +317,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
         packages: locked(&base),
     });
     for img in &tree.images {
-        let rt = solver::resolve(
+        let rt = solve(
             index,
             &solver::Request {
                 label: format!("{} ({})", img.name, img.file.display()),
@@ -320,7 +332,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
             packages: locked(&rt),
         });
         if let Some(b) = &img.build {
-            let bs = solver::resolve(
+            let bs = solve(
                 index,
                 &solver::Request {
                     label: format!("{} build stage ({})", img.name, img.file.display()),
