@@ -553,3 +553,32 @@ pub fn read_data_file(
     let found = read_data_files(path, limits, &|p| p == name, 16 << 20)?;
     Ok(found.into_iter().next().map(|(_, f)| f))
 }
+
+/// Read everything a build reads from a package held in memory: the ar
+/// structure, the control data, and every `data.tar` entry (names, links,
+/// headers, contents). Returns the number of entries. The entry point of
+/// the `deb` fuzz target and of the corpus replay test.
+pub fn read_everything(bytes: &[u8], limits: &Limits) -> Result<usize, DebError> {
+    let path = Path::new("input.deb");
+    let len = bytes.len() as u64;
+    let ctl = read_control_from(&mut io::Cursor::new(bytes), len, path, limits)?;
+    let _ = (ctl.identity(), ctl.stanza.len());
+    with_data_tar_from(
+        &mut io::Cursor::new(bytes),
+        len,
+        path,
+        limits,
+        |dt| -> Result<usize, DebError> {
+            let mut n = 0;
+            for entry in dt.archive.entries().map_err(|e| dt.ctx.error(e))? {
+                let mut entry = entry.map_err(|e| dt.ctx.error(e))?;
+                let _ = (entry.path_bytes().len(), entry.link_name_bytes());
+                let h = entry.header();
+                let _ = (h.mode(), h.uid(), h.gid(), h.mtime(), h.entry_type());
+                io::copy(&mut entry, &mut io::sink()).map_err(|e| dt.ctx.error(e))?;
+                n += 1;
+            }
+            Ok(n)
+        },
+    )
+}

@@ -641,6 +641,7 @@ fn build_locked(
             env: b.env.clone(),
             artifacts: b.artifacts.clone(),
             source_date_epoch: sde_u,
+            limits: b.limits,
         };
         let sopts = sandbox::SandboxOptions {
             cache_dir: opts
@@ -648,6 +649,7 @@ fn build_locked(
                 .then(|| cache_dir(&opts.common).join("stages")),
             work_dir: scratch.path().to_path_buf(),
             runtime: None,
+            logs: Some(cache_dir(&opts.common).join("logs")),
         };
         let out_stage = sandbox::run_stage(&spec, &sopts)?;
         if out_stage.cached {

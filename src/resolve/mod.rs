@@ -201,7 +201,12 @@ impl Lock {
                 }
             }
         })?;
-        toml::from_str(&text).map_err(|e| ResolveError::BadLock {
+        Self::parse(&text, path)
+    }
+
+    /// Parse lock file text; `path` labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Lock, ResolveError> {
+        toml::from_str(text).map_err(|e| ResolveError::BadLock {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })

@@ -96,6 +96,7 @@ impl Setup {
             env: BTreeMap::new(),
             artifacts: artifacts.iter().map(|s| s.to_string()).collect(),
             source_date_epoch: SDE,
+            limits: Default::default(),
         }
     }
     fn opts(&self, cache: bool) -> SandboxOptions {
@@ -103,6 +104,7 @@ impl Setup {
             cache_dir: cache.then(|| self.tmp.path().join("cache")),
             work_dir: self.tmp.path().join("work"),
             runtime: None,
+            logs: None,
         }
     }
     /// No build root is left behind in the work dir.
@@ -602,11 +604,13 @@ fn sandbox_hostile_layers_are_refused() {
             env: BTreeMap::new(),
             artifacts: vec!["/out/x".into()],
             source_date_epoch: SDE,
+            limits: Default::default(),
         };
         let opts = SandboxOptions {
             cache_dir: None,
             work_dir: tmp.path().join("work"),
             runtime: Some(PathBuf::from("/bin/true")),
+            logs: None,
         };
         let err = sandbox::run_stage(&spec, &opts).unwrap_err();
         match &err {
@@ -718,6 +722,7 @@ fn sandbox_cache_key_tracks_inputs_not_host_noise() {
         env: BTreeMap::new(),
         artifacts: vec!["/out/x".into()],
         source_date_epoch: SDE,
+        limits: Default::default(),
     };
     let key = sandbox::cache_key(&spec).unwrap();
     assert_eq!(key, sandbox::cache_key(&spec).unwrap());
