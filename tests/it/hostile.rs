@@ -882,3 +882,68 @@ fn hostile_index_stanza_fails_only_builds_that_select_it() {
     let t = rejected(&c, "evil", "stanza 2");
     assert!(t.contains("appears twice"), "{t}");
 }
+
+/// Files of `fuzz/<kind>/<target>/`, sorted.
+fn fuzz_inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = crate::common::root().join("fuzz").join(kind).join(target);
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fuzz_corpora_replay_through_the_parsers() {
+    // What the fuzz targets call, without cargo-fuzz: committed seeds must
+    // parse, committed crash regressions must be clean errors.
+    let limits = imgforge::deb::Limits::default();
+    let seeds = fuzz_inputs("corpus", "deb");
+    assert!(seeds.len() >= 3, "deb seeds missing");
+    for (name, bytes) in &seeds {
+        let n = imgforge::deb::read_everything(bytes, &limits)
+            .unwrap_or_else(|e| panic!("seed {name} was refused: {e}"));
+        assert!(n > 0, "{name}");
+    }
+    let regressions = fuzz_inputs("regressions", "deb");
+    assert!(regressions.len() >= 3, "deb regressions missing");
+    for (name, bytes) in &regressions {
+        let e = imgforge::deb::read_everything(bytes, &limits).unwrap_err();
+        assert!(e.to_string().contains("input.deb"), "{name}: {e}");
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "packages") {
+        let mut index = imgforge::resolve::index::Index::new("amd64");
+        let text = String::from_utf8(bytes).unwrap();
+        let n = imgforge::resolve::index::add_packages_text(
+            &mut index,
+            &text,
+            Path::new("Packages"),
+            imgforge::resolve::index::Origin::Apt,
+        )
+        .unwrap();
+        assert!(n > 0 && index.bad.is_empty(), "{name}: {:?}", index.bad);
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "recipe") {
+        let text = String::from_utf8(bytes).unwrap();
+        let d = imgforge::recipe::check_text(Path::new("recipes/x.toml"), &text, name.contains("base"));
+        assert!(d.iter().all(|d| !d.message.contains("invalid recipe")), "{name}: {d:?}");
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "dep5") {
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(imgforge::sbom::dep5::is_dep5(&text), "{name}");
+        assert!(!imgforge::sbom::dep5::parse(&text).licenses.is_empty() || !imgforge::sbom::dep5::parse(&text).files.is_empty(), "{name}");
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "lock") {
+        let text = String::from_utf8(bytes).unwrap();
+        let lock = imgforge::resolve::Lock::parse(&text, Path::new("imgforge.lock"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!lock.images.is_empty(), "{name}");
+    }
+}
