@@ -40,26 +40,21 @@ pub enum DebError {
         "{path} is not a valid .deb: {reason}\nhelp: the file is corrupt or not a Debian package; delete it and fetch it again"
     )]
     Malformed { path: PathBuf, reason: String },
-    #[error("{path}: {member} is refused: {reason}\nhelp: {help}")]
+    #[error("{path}: {refusal}")]
     Refused {
         path: PathBuf,
-        member: String,
-        reason: String,
-        help: &'static str,
+        refusal: Box<Refusal>,
     },
     #[error(
         "{path}: the control file is refused: {reason}\nhelp: dpkg refuses it too; scanners read such a stanza differently, so it could forge package metadata: fetch the package from a trusted source"
     )]
     Control { path: PathBuf, reason: String },
     #[error(
-        "{path}: the control file says {field} {found:?}, but the locked index entry for {package} says {expected:?}\nhelp: the package file or the mirror's index is forged or mixed up: fetch the package from a trusted source, then run `imgforge lock` again"
+        "{path}: the control file says {mismatch}\nhelp: the package file or the mirror's index is forged or mixed up: fetch the package from a trusted source, then run `imgforge lock` again"
     )]
     Forged {
         path: PathBuf,
-        package: String,
-        field: &'static str,
-        found: String,
-        expected: String,
+        mismatch: Box<Mismatch>,
     },
     #[error(
         "{path}: {member} exceeds the size limit of {limit} bytes after decompression\nhelp: the package may be a decompression bomb; if it is genuine, raise the limit"
@@ -69,6 +64,43 @@ pub enum DebError {
         member: String,
         limit: u64,
     },
+}
+
+/// Why a member was refused by the tar guard, with a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub member: String,
+    pub reason: String,
+    pub help: &'static str,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is refused: {}\nhelp: {}",
+            self.member, self.reason, self.help
+        )
+    }
+}
+
+/// A control field that differs from the locked index entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub package: String,
+    pub field: &'static str,
+    pub found: String,
+    pub expected: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?}, but the locked index entry for {} says {:?}",
+            self.field, self.found, self.package, self.expected
+        )
+    }
 }
 
 impl DebError {
@@ -252,13 +284,17 @@ pub(crate) fn member_error(path: &Path, member: &str, limit: u64, e: io::Error) 
             targuard::Violation::Entries { .. } => {
                 "memory grows with the entries of a package: if the package is genuine, raise the cap (imgforge build --max-package-entries N)"
             }
-            _ => "dpkg would refuse this archive too; fetch the package again from a trusted source",
+            _ => {
+                "dpkg would refuse this archive too; fetch the package again from a trusted source"
+            }
         };
         DebError::Refused {
             path: path.to_path_buf(),
-            member: member.to_string(),
-            reason: v.to_string(),
-            help,
+            refusal: Box::new(Refusal {
+                member: member.to_string(),
+                reason: v.to_string(),
+                help,
+            }),
         }
     } else {
         DebError::malformed(path, format!("{member}: {e}"))
@@ -281,57 +317,76 @@ pub fn read_control_from<S: Read + Seek>(
     limits: &Limits,
 ) -> Result<ControlInfo, DebError> {
     let limit = limits.control_bytes;
-    with_member(src, len, path, Want::Control, limits, &mut |reader, member| {
-        let merr = |e| member_error(path, member, limit, e);
-        let mut archive = tar::Archive::new(reader);
-        let (mut control, mut md5sums) = (None, None);
-        for entry in archive.entries().map_err(merr)? {
-            let entry = entry.map_err(merr)?;
-            let raw = entry.path_bytes();
-            let name = raw.strip_prefix(b"./").unwrap_or(&raw);
-            let slot = match name {
-                b"control" => &mut control,
-                b"md5sums" => &mut md5sums,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(DebError::malformed(
-                    path,
-                    format!("control.tar has two {:?} files", String::from_utf8_lossy(name)),
-                ));
+    with_member(
+        src,
+        len,
+        path,
+        Want::Control,
+        limits,
+        &mut |reader, member| {
+            let merr = |e| member_error(path, member, limit, e);
+            let mut archive = tar::Archive::new(reader);
+            let (mut control, mut md5sums) = (None, None);
+            for entry in archive.entries().map_err(merr)? {
+                let entry = entry.map_err(merr)?;
+                let raw = entry.path_bytes();
+                let name = raw.strip_prefix(b"./").unwrap_or(&raw);
+                let slot = match name {
+                    b"control" => &mut control,
+                    b"md5sums" => &mut md5sums,
+                    _ => continue,
+                };
+                if slot.is_some() {
+                    return Err(DebError::malformed(
+                        path,
+                        format!(
+                            "control.tar has two {:?} files",
+                            String::from_utf8_lossy(name)
+                        ),
+                    ));
+                }
+                if !entry.header().entry_type().is_file() {
+                    return Err(DebError::malformed(
+                        path,
+                        "control or md5sums is not a regular file",
+                    ));
+                }
+                let cap = if name == b"control" {
+                    control::MAX_CONTROL
+                } else {
+                    limit
+                };
+                let mut buf = Vec::new();
+                entry.take(cap + 1).read_to_end(&mut buf).map_err(merr)?;
+                if buf.len() as u64 > cap {
+                    return Err(DebError::malformed(path, "the control file is over 1 MiB"));
+                }
+                *slot = Some(buf);
             }
-            if !entry.header().entry_type().is_file() {
-                return Err(DebError::malformed(path, "control or md5sums is not a regular file"));
-            }
-            let cap = if name == b"control" { control::MAX_CONTROL } else { limit };
-            let mut buf = Vec::new();
-            entry.take(cap + 1).read_to_end(&mut buf).map_err(merr)?;
-            if buf.len() as u64 > cap {
-                return Err(DebError::malformed(path, "the control file is over 1 MiB"));
-            }
-            *slot = Some(buf);
-        }
-        let text =
-            control.ok_or_else(|| DebError::malformed(path, "control.tar has no control file"))?;
-        let mut parsed = control::parse(&text).map_err(|reason| DebError::Control {
-            path: path.to_path_buf(),
-            reason,
-        })?;
-        // dpkg's status is imgforge's to state, never the package's.
-        parsed.fields.retain(|f| !f.name.eq_ignore_ascii_case("Status"));
-        let md5sums = md5sums
-            .map(|m| control::parse_md5sums(&m))
-            .transpose()
-            .map_err(|reason| DebError::Control {
+            let text = control
+                .ok_or_else(|| DebError::malformed(path, "control.tar has no control file"))?;
+            let mut parsed = control::parse(&text).map_err(|reason| DebError::Control {
                 path: path.to_path_buf(),
                 reason,
             })?;
-        Ok(ControlInfo {
-            stanza: parsed.render(),
-            fields: parsed.paragraph(),
-            md5sums,
-        })
-    })
+            // dpkg's status is imgforge's to state, never the package's.
+            parsed
+                .fields
+                .retain(|f| !f.name.eq_ignore_ascii_case("Status"));
+            let md5sums = md5sums
+                .map(|m| control::parse_md5sums(&m))
+                .transpose()
+                .map_err(|reason| DebError::Control {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
+            Ok(ControlInfo {
+                stanza: parsed.render(),
+                fields: parsed.paragraph(),
+                md5sums,
+            })
+        },
+    )
 }
 
 /// What the index said a package is; its control file must agree.
@@ -353,7 +408,10 @@ impl ControlInfo {
         let (source, source_version) = match self.get("Source").map(str::trim) {
             None => (package.clone(), version.clone()),
             Some(s) => match s.split_once('(') {
-                Some((n, v)) => (n.trim().to_string(), v.trim_end_matches(')').trim().to_string()),
+                Some((n, v)) => (
+                    n.trim().to_string(),
+                    v.trim_end_matches(')').trim().to_string(),
+                ),
                 None => (s.to_string(), version.clone()),
             },
         };
@@ -376,16 +434,22 @@ pub fn check_identity(path: &Path, ctl: &ControlInfo, expected: &Identity) -> Re
         ("Version", &got.version, &expected.version),
         ("Architecture", &got.architecture, &expected.architecture),
         ("Source", &got.source, &expected.source),
-        ("Source version", &got.source_version, &expected.source_version),
+        (
+            "Source version",
+            &got.source_version,
+            &expected.source_version,
+        ),
     ];
     for (field, found, want) in pairs {
         if found != want {
             return Err(DebError::Forged {
                 path: path.to_path_buf(),
-                package: expected.package.clone(),
-                field,
-                found: found.clone(),
-                expected: want.clone(),
+                mismatch: Box::new(Mismatch {
+                    package: expected.package.clone(),
+                    field,
+                    found: found.clone(),
+                    expected: want.clone(),
+                }),
             });
         }
     }

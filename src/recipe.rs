@@ -501,13 +501,21 @@ fn build_limits(cx: &mut Ctx, text: &str, b: &RawBuild) -> crate::limits::StepLi
     if let Some(t) = &b.timeout {
         match crate::limits::parse_duration(t) {
             Ok(d) => l.timeout = d,
-            Err(e) => at("timeout", e, "a step time limit is like \"90s\", \"30m\" or \"2h\""),
+            Err(e) => at(
+                "timeout",
+                e,
+                "a step time limit is like \"90s\", \"30m\" or \"2h\"",
+            ),
         }
     }
     if let Some(m) = &b.memory {
         match crate::limits::parse_bytes(m) {
             Ok(n) => l.memory_bytes = n,
-            Err(e) => at("memory", e, "a step memory limit is like \"512M\" or \"4G\""),
+            Err(e) => at(
+                "memory",
+                e,
+                "a step memory limit is like \"512M\" or \"4G\"",
+            ),
         }
     }
     l
@@ -530,7 +538,7 @@ fn parse_text(
     let raw: RawFile = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             diags.push(Diagnostic {
                 file: path.to_path_buf(),
                 line,
@@ -544,7 +552,7 @@ fn parse_text(
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut cx = Ctx {
         file: path,
-        text: &text,
+        text,
         diags,
     };
 

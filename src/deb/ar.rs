@@ -170,8 +170,8 @@ fn next_member<R: Read + Seek>(
         return Err(format!("bad member header at offset {}", *pos));
     }
     let name = member_name(&h[0..16])?;
-    let size = decimal(&h[48..58])
-        .ok_or_else(|| format!("member {name:?} has a malformed size field"))?;
+    let size =
+        decimal(&h[48..58]).ok_or_else(|| format!("member {name:?} has a malformed size field"))?;
     let offset = *pos + HEADER;
     let left = len - offset;
     if size > left {
@@ -221,8 +221,15 @@ mod tests {
     use std::io::Cursor;
 
     fn member(name: &str, data: &[u8]) -> Vec<u8> {
-        let mut v = format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, 100644, data.len())
-            .into_bytes();
+        let mut v = format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            0,
+            100644,
+            data.len()
+        )
+        .into_bytes();
         v.extend_from_slice(data);
         if data.len() % 2 == 1 {
             v.push(b'\n');
@@ -262,22 +269,46 @@ mod tests {
     fn refuses_structural_lies() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (
-                ar(&[("debian-binary", b"3.0\n"), ("control.tar", b""), ("data.tar", b"")]),
+                ar(&[
+                    ("debian-binary", b"3.0\n"),
+                    ("control.tar", b""),
+                    ("data.tar", b""),
+                ]),
                 "format",
             ),
             (
-                ar(&[("control.tar", b""), ("debian-binary", b"2.0\n"), ("data.tar", b"")]),
+                ar(&[
+                    ("control.tar", b""),
+                    ("debian-binary", b"2.0\n"),
+                    ("data.tar", b""),
+                ]),
                 "first member",
             ),
             (
-                ar(&[("debian-binary", b"2.0\n"), ("data.tar", b""), ("control.tar", b"")]),
+                ar(&[
+                    ("debian-binary", b"2.0\n"),
+                    ("data.tar", b""),
+                    ("control.tar", b""),
+                ]),
                 "before the control",
             ),
-            (ar(&[("debian-binary", b"2.0\n"), ("/5", b"")]), "name table"),
-            (ar(&[("debian-binary", b"2.0\n"), ("//", b"")]), "name table"),
+            (
+                ar(&[("debian-binary", b"2.0\n"), ("/5", b"")]),
+                "name table",
+            ),
+            (
+                ar(&[("debian-binary", b"2.0\n"), ("//", b"")]),
+                "name table",
+            ),
             (ar(&[("debian-binary", b"2.0\n"), ("#1/20", b"")]), "BSD"),
-            (ar(&[("debian-binary", b"2.0\n"), ("control.tar", b"")]), "no data"),
-            (ar(&[("debian-binary", b"2.0\n"), ("evil", b"")]), "unexpected"),
+            (
+                ar(&[("debian-binary", b"2.0\n"), ("control.tar", b"")]),
+                "no data",
+            ),
+            (
+                ar(&[("debian-binary", b"2.0\n"), ("evil", b"")]),
+                "unexpected",
+            ),
         ];
         for (bytes, want) in cases {
             let e = read(&bytes).unwrap_err();

@@ -120,7 +120,8 @@ pub fn parse(bytes: &[u8]) -> Result<Control, String> {
             let Some(last) = fields.last_mut() else {
                 return Err(format!("line {n} is a continuation line before any field"));
             };
-            last.continuation.push(line.trim_end_matches([' ', '\t']).to_string());
+            last.continuation
+                .push(line.trim_end_matches([' ', '\t']).to_string());
             continue;
         }
         let field = parse_field_line(line, n)?;
@@ -260,9 +261,17 @@ mod tests {
             let e = parse(t.as_bytes()).unwrap_err();
             assert!(e.contains(want), "{extra:?}: {e}");
         }
-        assert!(parse(b" Package: x\n").unwrap_err().contains("before any field"));
+        assert!(
+            parse(b" Package: x\n")
+                .unwrap_err()
+                .contains("before any field")
+        );
         assert!(parse(b"Package: ../x\nVersion: 1\nArchitecture: amd64\n").is_err());
-        assert!(parse(b"Package: x1\nVersion: 1\n").unwrap_err().contains("Architecture"));
+        assert!(
+            parse(b"Package: x1\nVersion: 1\n")
+                .unwrap_err()
+                .contains("Architecture")
+        );
     }
 
     #[test]

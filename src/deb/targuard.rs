@@ -342,10 +342,7 @@ mod tests {
         }
         t.extend(vec![0u8; 1024]);
         assert!(drain(t.clone(), L).is_ok());
-        let tight = TarLimits {
-            entries: 2,
-            ..L
-        };
+        let tight = TarLimits { entries: 2, ..L };
         let e = drain(t, tight).unwrap_err();
         assert_eq!(violation(&e), Some(&Violation::Entries { limit: 2 }));
     }

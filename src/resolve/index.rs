@@ -115,7 +115,9 @@ impl std::fmt::Display for BadStanza {
             "{}: stanza {} ({}) ignored: {}",
             self.path.display(),
             self.stanza,
-            self.package.as_deref().unwrap_or("no readable Package field"),
+            self.package
+                .as_deref()
+                .unwrap_or("no readable Package field"),
             self.reason
         )
     }
@@ -300,9 +302,8 @@ pub fn add_packages_text(
 ) -> Result<usize, IndexError> {
     let mut n = 0;
     for (i, stanza) in stanzas(text).enumerate() {
-        let parsed = crate::deb::control::parse(stanza.as_bytes()).and_then(|c| {
-            record_from_paragraph(&c.paragraph(), None, None, None, origin.clone())
-        });
+        let parsed = crate::deb::control::parse(stanza.as_bytes())
+            .and_then(|c| record_from_paragraph(&c.paragraph(), None, None, None, origin.clone()));
         match parsed {
             Ok(rec) => {
                 index.add(rec);

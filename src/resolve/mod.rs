@@ -293,10 +293,7 @@ fn locked(chosen: &[solver::Chosen]) -> Vec<LockedPackage> {
 
 /// The solver, refusing a selection that touches a refused index stanza
 /// (a pin before solving, any closure member after).
-fn solve(
-    index: &Index,
-    req: &solver::Request<'_>,
-) -> Result<Vec<solver::Chosen>, ResolveError> {
+fn solve(index: &Index, req: &solver::Request<'_>) -> Result<Vec<solver::Chosen>, ResolveError> {
     index.check_selected(req.pins.keys().map(String::as_str))?;
     let chosen = solver::resolve(index, req)?;
     index.check_selected(chosen.iter().map(|c| c.record.name.as_str()))?;

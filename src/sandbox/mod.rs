@@ -183,7 +183,7 @@ pub enum SandboxError {
         recipe: String,
         step: usize,
         text: String,
-        what: String,
+        what: LimitHit,
         tail: String,
         log: PathBuf,
     },
@@ -506,6 +506,29 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
     })
 }
 
+/// Which per-step limit stopped a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The time limit, in seconds.
+    Time(u64),
+    /// Killed by SIGKILL with this memory limit (MiB) in force.
+    Memory(u64),
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitHit::Time(s) => {
+                write!(f, "ran longer than its time limit of {s}s and was killed")
+            }
+            LimitHit::Memory(m) => write!(
+                f,
+                "was killed (SIGKILL), most likely by the memory limit of {m} MiB"
+            ),
+        }
+    }
+}
+
 /// The error for a failed step, after keeping its full log where the error
 /// says (outside the build root, which is deleted).
 fn step_failed(
@@ -518,22 +541,20 @@ fn step_failed(
     log: &Path,
 ) -> SandboxError {
     let dir = opts.logs.clone().unwrap_or_else(|| opts.work_dir.clone());
-    let kept = dir.join(format!("{}-{}-step-{n}.log", slug(&spec.recipe), &key[..12]));
+    let kept = dir.join(format!(
+        "{}-{}-step-{n}.log",
+        slug(&spec.recipe),
+        &key[..12]
+    ));
     let log_path = match std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(log, &kept)) {
         Ok(_) => kept,
         Err(_) => log.to_path_buf(),
     };
     let tail = tail(log, TAIL_LINES);
     let limit = if outcome.timed_out {
-        Some(format!(
-            "ran longer than its time limit of {}s and was killed",
-            spec.limits.timeout.as_secs()
-        ))
+        Some(LimitHit::Time(spec.limits.timeout.as_secs()))
     } else if outcome.code == 137 {
-        Some(format!(
-            "was killed (SIGKILL), most likely by the memory limit of {} MiB",
-            spec.limits.memory_bytes >> 20
-        ))
+        Some(LimitHit::Memory(spec.limits.memory_bytes >> 20))
     } else {
         None
     };

@@ -563,7 +563,10 @@ fn forged_control(name: &str, control: &str) -> Case {
 #[test]
 fn hostile_control_duplicate_field_forging_libc6_is_rejected() {
     let honest = Deb::new("evil-dup", "1.0").control();
-    let c = forged_control("evil-dup", &format!("{honest}Package: libc6\nVersion: 99:9\n"));
+    let c = forged_control(
+        "evil-dup",
+        &format!("{honest}Package: libc6\nVersion: 99:9\n"),
+    );
     let t = rejected(&c, "evil-dup", "appears twice");
     assert!(t.contains("\"Package\""), "{t}");
 }
@@ -578,7 +581,10 @@ fn hostile_control_whitespace_only_line_is_rejected() {
 #[test]
 fn hostile_control_second_stanza_is_rejected() {
     let honest = Deb::new("evil-two", "1.0").control();
-    let c = forged_control("evil-two", &format!("{honest}\nPackage: libc6\nVersion: 99:9\n"));
+    let c = forged_control(
+        "evil-two",
+        &format!("{honest}\nPackage: libc6\nVersion: 99:9\n"),
+    );
     rejected(&c, "evil-two", "second stanza");
 }
 
@@ -618,7 +624,10 @@ fn control_status_field_is_ignored() {
         .find(|f| f.path == "var/lib/dpkg/status.d/statusy")
         .expect("status.d entry");
     let status = String::from_utf8(f.data.clone()).unwrap();
-    let lines: Vec<&str> = status.lines().filter(|l| l.starts_with("Status:")).collect();
+    let lines: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("Status:"))
+        .collect();
     assert_eq!(lines, ["Status: install ok installed"], "{status}");
     assert!(status.starts_with("Package: statusy\n"), "{status}");
 }
@@ -776,7 +785,11 @@ fn hostile_huge_long_name_and_pax_records_are_refused_unread() {
         (tar::EntryType::XHeader, "PAX header record"),
     ] {
         let (c, d, p) = one("evil-long", vec![]);
-        rewrite_member(&p, "data.tar.gz", gz(&record_tar(kind, 3 << 30, &[b'a'; 8192])));
+        rewrite_member(
+            &p,
+            "data.tar.gz",
+            gz(&record_tar(kind, 3 << 30, &[b'a'; 8192])),
+        );
         assert!(std::fs::metadata(&p).unwrap().len() < 4096);
         c.index(&[(&d, p)]);
         let t = rejected(&c, "evil-long", what);
@@ -786,15 +799,18 @@ fn hostile_huge_long_name_and_pax_records_are_refused_unread() {
 
 #[test]
 fn hostile_entry_count_above_the_cap_is_refused() {
-    let names: Vec<&'static str> = (0..50)
-        .map(|i| leak(format!("./usr/share/f{i}")))
-        .collect();
+    let names: Vec<&'static str> = (0..50).map(|i| leak(format!("./usr/share/f{i}"))).collect();
     let (c, d, p) = one(
         "evil-many",
         names.iter().map(|n| T::File(n, b"", 0o644)).collect(),
     );
     c.index(&[(&d, p)]);
-    let t = rejected_with(&c, "evil-many", "more than 20 entries", &["--max-package-entries", "20"]);
+    let t = rejected_with(
+        &c,
+        "evil-many",
+        "more than 20 entries",
+        &["--max-package-entries", "20"],
+    );
     assert!(t.contains("--max-package-entries"), "{t}");
     // The default cap lets it through.
     let o = c.build();
@@ -806,6 +822,8 @@ fn hostile_entry_count_above_the_cap_is_refused() {
 fn run_measured(cmd: &mut std::process::Command) -> (Option<i32>, String, i64) {
     use std::os::unix::process::ExitStatusExt;
     let err = tempfile::NamedTempFile::new().unwrap();
+    // Reaped by `wait4` below, which also reports its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(err.reopen().unwrap())
@@ -817,7 +835,11 @@ fn run_measured(cmd: &mut std::process::Command) -> (Option<i32>, String, i64) {
     let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut u) };
     assert_eq!(r, child.id() as libc::pid_t);
     let code = std::process::ExitStatus::from_raw(status).code();
-    (code, std::fs::read_to_string(err.path()).unwrap(), u.ru_maxrss)
+    (
+        code,
+        std::fs::read_to_string(err.path()).unwrap(),
+        u.ru_maxrss,
+    )
 }
 
 #[test]
@@ -844,7 +866,10 @@ fn hostile_million_entries_are_refused_with_bounded_memory() {
             .args(["--out", "out", "--cache", "cache", "--jobs", "2"]),
     );
     assert_eq!(code, Some(1), "{t}");
-    assert!(t.contains("evil-million") && t.contains("more than 200000 entries"), "{t}");
+    assert!(
+        t.contains("evil-million") && t.contains("more than 200000 entries"),
+        "{t}"
+    );
     assert!(t.contains("--max-package-entries"), "{t}");
     c.assert_clean();
     eprintln!("peak RSS of the refused build: {rss} KiB");
@@ -932,13 +957,21 @@ fn fuzz_corpora_replay_through_the_parsers() {
     }
     for (name, bytes) in fuzz_inputs("corpus", "recipe") {
         let text = String::from_utf8(bytes).unwrap();
-        let d = imgforge::recipe::check_text(Path::new("recipes/x.toml"), &text, name.contains("base"));
-        assert!(d.iter().all(|d| !d.message.contains("invalid recipe")), "{name}: {d:?}");
+        let d =
+            imgforge::recipe::check_text(Path::new("recipes/x.toml"), &text, name.contains("base"));
+        assert!(
+            d.iter().all(|d| !d.message.contains("invalid recipe")),
+            "{name}: {d:?}"
+        );
     }
     for (name, bytes) in fuzz_inputs("corpus", "dep5") {
         let text = String::from_utf8(bytes).unwrap();
         assert!(imgforge::sbom::dep5::is_dep5(&text), "{name}");
-        assert!(!imgforge::sbom::dep5::parse(&text).licenses.is_empty() || !imgforge::sbom::dep5::parse(&text).files.is_empty(), "{name}");
+        assert!(
+            !imgforge::sbom::dep5::parse(&text).licenses.is_empty()
+                || !imgforge::sbom::dep5::parse(&text).files.is_empty(),
+            "{name}"
+        );
     }
     for (name, bytes) in fuzz_inputs("corpus", "lock") {
         let text = String::from_utf8(bytes).unwrap();

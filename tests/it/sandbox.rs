@@ -776,14 +776,21 @@ fn sandbox_step_over_its_time_limit_is_killed_and_named() {
     spec.limits.timeout = std::time::Duration::from_secs(2);
     let t = std::time::Instant::now();
     let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
-    assert!(t.elapsed().as_secs() < 30, "not killed in time: {:?}", t.elapsed());
+    assert!(
+        t.elapsed().as_secs() < 30,
+        "not killed in time: {:?}",
+        t.elapsed()
+    );
     s.assert_clean();
     let msg = err.to_string();
     assert!(
         matches!(err, SandboxError::StepLimit { step: 1, .. }),
         "{msg}"
     );
-    assert!(msg.contains("slow-app") && msg.contains("time limit of 2s"), "{msg}");
+    assert!(
+        msg.contains("slow-app") && msg.contains("time limit of 2s"),
+        "{msg}"
+    );
     assert!(msg.contains("timeout"), "the hint names the field: {msg}");
 }
 
@@ -793,7 +800,9 @@ fn sandbox_step_over_its_memory_limit_is_killed_and_named() {
     let mut spec = s.spec(
         "hungry-app",
         // dd allocates its block size: 512 MiB against a 64 MiB limit.
-        vec![sh("dd if=/dev/zero of=/dev/null bs=512M count=1 && touch /out/x")],
+        vec![sh(
+            "dd if=/dev/zero of=/dev/null bs=512M count=1 && touch /out/x",
+        )],
         &["/out/x"],
     );
     spec.limits.memory_bytes = 64 << 20;
@@ -819,7 +828,10 @@ fn sandbox_seccomp_denies_namespaces_and_the_log_outlives_the_build() {
     let logs = s.tmp.path().join("kept-logs");
     opts.logs = Some(logs.clone());
     let err = sandbox::run_stage(&spec, &opts).unwrap_err();
-    let SandboxError::StepFailed { code, log, tail, .. } = &err else {
+    let SandboxError::StepFailed {
+        code, log, tail, ..
+    } = &err
+    else {
         panic!("expected StepFailed, got {err}");
     };
     assert_eq!(*code, 3, "{err}");
