@@ -56,6 +56,7 @@ fn main() {
             metadata_file: None,
             json: false,
             source_date_epoch: None,
+            max_package_entries: imgforge::deb::DEFAULT_MAX_ENTRIES,
         };
         let t = Instant::now();
         let s = match build(&opts) {

@@ -144,6 +144,9 @@ pub struct BuildArgs {
     /// Write per-image digests, sizes, layer counts and SBOM paths as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Refuse a package whose data.tar has more entries than this.
+    #[arg(long, value_name = "N", default_value_t = imgforge::deb::DEFAULT_MAX_ENTRIES)]
+    pub max_package_entries: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -188,6 +191,7 @@ impl BuildArgs {
             metadata_file: self.metadata_file.clone(),
             json: false,
             source_date_epoch: None,
+            max_package_entries: self.max_package_entries,
         }
     }
 }

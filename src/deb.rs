@@ -1,20 +1,28 @@
 //! Reading Debian binary packages (`.deb`) without dpkg.
 //!
 //! A `.deb` is an `ar` archive holding `debian-binary`, `control.tar.*` and
-//! `data.tar.*`. This module opens one, checks its shape, and hands out:
+//! `data.tar.*`. This module opens one, checks its shape as dpkg does
+//! (module [`ar`]), and hands out:
 //!
-//! * [`read_control`]: the control stanza (raw text and parsed fields) and the
-//!   `md5sums` file from `control.tar`;
+//! * [`read_control`]: the control stanza, parsed strictly (module
+//!   [`control`]), and the validated `md5sums` file from `control.tar`;
+//! * [`check_identity`]: the stanza must name the package the index named;
 //! * [`with_data_tar`]: a streaming `tar::Archive` over the decompressed
 //!   `data.tar`, so callers never hold the package in memory;
 //! * [`read_data_file`]: the bytes of one (small) file of `data.tar`, used for
 //!   `/usr/share/doc/<pkg>/copyright`.
 //!
-//! Every package is untrusted input: decompressed sizes are capped
-//! ([`Limits`]), and errors name the package file and what was wrong with it.
+//! Every package is untrusted input: decompressed sizes, long-name and PAX
+//! records and the number of entries are capped ([`Limits`], module
+//! [`targuard`]), and errors name the package file and what was wrong with
+//! it. The `*_from` variants read from any seekable source (fuzzing).
+
+pub mod ar;
+pub mod control;
+pub mod targuard;
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Errors from reading a `.deb`. Each carries the package path.
@@ -32,6 +40,22 @@ pub enum DebError {
         "{path} is not a valid .deb: {reason}\nhelp: the file is corrupt or not a Debian package; delete it and fetch it again"
     )]
     Malformed { path: PathBuf, reason: String },
+    #[error("{path}: {refusal}")]
+    Refused {
+        path: PathBuf,
+        refusal: Box<Refusal>,
+    },
+    #[error(
+        "{path}: the control file is refused: {reason}\nhelp: dpkg refuses it too; scanners read such a stanza differently, so it could forge package metadata: fetch the package from a trusted source"
+    )]
+    Control { path: PathBuf, reason: String },
+    #[error(
+        "{path}: the control file says {mismatch}\nhelp: the package file or the mirror's index is forged or mixed up: fetch the package from a trusted source, then run `imgforge lock` again"
+    )]
+    Forged {
+        path: PathBuf,
+        mismatch: Box<Mismatch>,
+    },
     #[error(
         "{path}: {member} exceeds the size limit of {limit} bytes after decompression\nhelp: the package may be a decompression bomb; if it is genuine, raise the limit"
     )]
@@ -40,6 +64,43 @@ pub enum DebError {
         member: String,
         limit: u64,
     },
+}
+
+/// Why a member was refused by the tar guard, with a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub member: String,
+    pub reason: String,
+    pub help: &'static str,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is refused: {}\nhelp: {}",
+            self.member, self.reason, self.help
+        )
+    }
+}
+
+/// A control field that differs from the locked index entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub package: String,
+    pub field: &'static str,
+    pub found: String,
+    pub expected: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?}, but the locked index entry for {} says {:?}",
+            self.field, self.found, self.package, self.expected
+        )
+    }
 }
 
 impl DebError {
@@ -57,20 +118,31 @@ impl DebError {
     }
 }
 
-/// Caps on decompressed sizes, so a hostile package cannot exhaust memory or disk.
+/// Caps on what one package may make imgforge read or hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest decompressed `control.tar` accepted.
     pub control_bytes: u64,
     /// Largest decompressed `data.tar` accepted.
     pub data_bytes: u64,
+    /// Most entries in `data.tar` (memory grows with entries until layers
+    /// are written).
+    pub entries: u64,
+    /// Largest GNU long-name/long-link or PAX record.
+    pub meta_bytes: u64,
 }
+
+/// Default for [`Limits::entries`]: far above any Debian package (the
+/// largest in bookworm have a few tens of thousands of files).
+pub const DEFAULT_MAX_ENTRIES: u64 = 200_000;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             control_bytes: 64 << 20,
             data_bytes: 8 << 30,
+            entries: DEFAULT_MAX_ENTRIES,
+            meta_bytes: 4096,
         }
     }
 }
@@ -78,11 +150,12 @@ impl Default for Limits {
 /// The control information of a package.
 #[derive(Debug, Clone)]
 pub struct ControlInfo {
-    /// The `control` file exactly as shipped (trailing blank lines trimmed).
+    /// The control stanza rebuilt from validated fields (no `Status`,
+    /// no trailing newline).
     pub stanza: String,
-    /// Parsed fields of `control`.
+    /// The same fields, as a paragraph.
     pub fields: deb822_fast::Paragraph,
-    /// The `md5sums` file, when the package has one.
+    /// The `md5sums` file, validated and re-rendered, when the package has one.
     pub md5sums: Option<String>,
 }
 
@@ -101,7 +174,7 @@ fn decompressor<'a>(
 ) -> Result<Box<dyn Read + 'a>, DebError> {
     let r: Box<dyn Read + 'a> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(reader)))
-    } else if name.ends_with(".xz") {
+    } else if name.ends_with(".xz") || name.ends_with(".lzma") {
         Box::new(xz2::read::XzDecoder::new_multi_decoder(BufReader::new(
             reader,
         )))
@@ -154,46 +227,48 @@ fn is_limit(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|i| i.is::<SizeLimitHit>())
 }
 
-fn member_name(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    s.trim_end_matches('/').to_string()
+/// Which member [`with_member`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Control,
+    Data,
 }
 
-/// Walk the ar members of `path`, calling `f` on `control.tar*` or `data.tar*`
-/// (whichever `want` names) with a decompressed, size-capped reader.
-fn with_member<T, E: std::convert::From<DebError>>(
+/// Check the ar structure of `src` (`len` bytes), then call `f` on the
+/// control or data member with a decompressed, size-capped, guarded reader.
+fn with_member<S: Read + Seek, T, E: std::convert::From<DebError>>(
+    src: &mut S,
+    len: u64,
     path: &Path,
-    want: &str,
-    limit: u64,
+    want: Want,
+    limits: &Limits,
     f: &mut dyn FnMut(&mut dyn Read, &str) -> Result<T, E>,
 ) -> Result<T, E> {
-    let file = File::open(path).map_err(|e| DebError::io(path, e))?;
-    let mut ar = ar::Archive::new(BufReader::new(file));
-    let mut index = 0usize;
-    while let Some(entry) = ar.next_entry() {
-        let entry = entry.map_err(|e| DebError::malformed(path, format!("bad ar archive: {e}")))?;
-        let name = member_name(entry.header().identifier());
-        if index == 0 && name != "debian-binary" {
-            return Err(DebError::malformed(
-                path,
-                format!("first member is {name:?}, expected \"debian-binary\""),
-            )
-            .into());
-        }
-        index += 1;
-        if name.starts_with(want) {
-            let reader = decompressor(&name, Box::new(entry), path)?;
-            let mut capped = Capped {
-                inner: reader,
-                left: limit,
-            };
-            return f(&mut capped, &name);
-        }
-    }
-    if index == 0 {
-        return Err(DebError::malformed(path, "empty ar archive").into());
-    }
-    Err(DebError::malformed(path, format!("no {want}* member")).into())
+    let layout = ar::layout(src, len).map_err(|r| DebError::malformed(path, r))?;
+    let (m, limit) = match want {
+        Want::Control => (&layout.control, limits.control_bytes),
+        Want::Data => (&layout.data, limits.data_bytes),
+    };
+    src.seek(SeekFrom::Start(m.offset))
+        .map_err(|e| DebError::io(path, e))?;
+    let raw: Box<dyn Read + '_> = Box::new(BufReader::new(src.take(m.size)));
+    let reader = decompressor(&m.name, raw, path)?;
+    let capped = Capped {
+        inner: reader,
+        left: limit,
+    };
+    let entries = match want {
+        Want::Control => 64,
+        Want::Data => limits.entries,
+    };
+    let mut guarded = targuard::TarGuard::new(
+        capped,
+        targuard::TarLimits {
+            meta_bytes: limits.meta_bytes,
+            entries,
+        },
+    );
+    f(&mut guarded, &m.name)
 }
 
 /// Map an io error from inside a member to a [`DebError`].
@@ -204,6 +279,23 @@ pub(crate) fn member_error(path: &Path, member: &str, limit: u64, e: io::Error) 
             member: member.to_string(),
             limit,
         }
+    } else if let Some(v) = targuard::violation(&e) {
+        let help = match v {
+            targuard::Violation::Entries { .. } => {
+                "memory grows with the entries of a package: if the package is genuine, raise the cap (imgforge build --max-package-entries N)"
+            }
+            _ => {
+                "dpkg would refuse this archive too; fetch the package again from a trusted source"
+            }
+        };
+        DebError::Refused {
+            path: path.to_path_buf(),
+            refusal: Box::new(Refusal {
+                member: member.to_string(),
+                reason: v.to_string(),
+                help,
+            }),
+        }
     } else {
         DebError::malformed(path, format!("{member}: {e}"))
     }
@@ -211,54 +303,157 @@ pub(crate) fn member_error(path: &Path, member: &str, limit: u64, e: io::Error) 
 
 /// Read the `control` stanza and `md5sums` of a package.
 pub fn read_control(path: &Path, limits: &Limits) -> Result<ControlInfo, DebError> {
+    let mut file = File::open(path).map_err(|e| DebError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DebError::io(path, e))?.len();
+    read_control_from(&mut file, len, path, limits)
+}
+
+/// [`read_control`] over any seekable source of `len` bytes; `path` only
+/// labels errors.
+pub fn read_control_from<S: Read + Seek>(
+    src: &mut S,
+    len: u64,
+    path: &Path,
+    limits: &Limits,
+) -> Result<ControlInfo, DebError> {
     let limit = limits.control_bytes;
-    with_member(path, "control.tar", limit, &mut |reader, member| {
-        let mut archive = tar::Archive::new(reader);
-        let mut control = None;
-        let mut md5sums = None;
-        let entries = archive
-            .entries()
-            .map_err(|e| member_error(path, member, limit, e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| member_error(path, member, limit, e))?;
-            let name = entry
-                .path()
-                .map_err(|e| member_error(path, member, limit, e))?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
-            if name == "control" || name == "md5sums" {
-                let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .map_err(|e| member_error(path, member, limit, e))?;
-                if name == "control" {
-                    control = Some(text);
-                } else {
-                    md5sums = Some(text);
+    with_member(
+        src,
+        len,
+        path,
+        Want::Control,
+        limits,
+        &mut |reader, member| {
+            let merr = |e| member_error(path, member, limit, e);
+            let mut archive = tar::Archive::new(reader);
+            let (mut control, mut md5sums) = (None, None);
+            for entry in archive.entries().map_err(merr)? {
+                let entry = entry.map_err(merr)?;
+                let raw = entry.path_bytes();
+                let name = raw.strip_prefix(b"./").unwrap_or(&raw);
+                let slot = match name {
+                    b"control" => &mut control,
+                    b"md5sums" => &mut md5sums,
+                    _ => continue,
+                };
+                if slot.is_some() {
+                    return Err(DebError::malformed(
+                        path,
+                        format!(
+                            "control.tar has two {:?} files",
+                            String::from_utf8_lossy(name)
+                        ),
+                    ));
                 }
+                if !entry.header().entry_type().is_file() {
+                    return Err(DebError::malformed(
+                        path,
+                        "control or md5sums is not a regular file",
+                    ));
+                }
+                let cap = if name == b"control" {
+                    control::MAX_CONTROL
+                } else {
+                    limit
+                };
+                let mut buf = Vec::new();
+                entry.take(cap + 1).read_to_end(&mut buf).map_err(merr)?;
+                if buf.len() as u64 > cap {
+                    return Err(DebError::malformed(path, "the control file is over 1 MiB"));
+                }
+                *slot = Some(buf);
             }
+            let text = control
+                .ok_or_else(|| DebError::malformed(path, "control.tar has no control file"))?;
+            let mut parsed = control::parse(&text).map_err(|reason| DebError::Control {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+            // dpkg's status is imgforge's to state, never the package's.
+            parsed
+                .fields
+                .retain(|f| !f.name.eq_ignore_ascii_case("Status"));
+            let md5sums = md5sums
+                .map(|m| control::parse_md5sums(&m))
+                .transpose()
+                .map_err(|reason| DebError::Control {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
+            Ok(ControlInfo {
+                stanza: parsed.render(),
+                fields: parsed.paragraph(),
+                md5sums,
+            })
+        },
+    )
+}
+
+/// What the index said a package is; its control file must agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub package: String,
+    pub version: String,
+    pub architecture: String,
+    /// Source name and version as the index derives them.
+    pub source: String,
+    pub source_version: String,
+}
+
+impl ControlInfo {
+    /// The identity this control file claims (source derived as dpkg does).
+    pub fn identity(&self) -> Identity {
+        let f = |n: &str| self.get(n).unwrap_or("").trim().to_string();
+        let (package, version) = (f("Package"), f("Version"));
+        let (source, source_version) = match self.get("Source").map(str::trim) {
+            None => (package.clone(), version.clone()),
+            Some(s) => match s.split_once('(') {
+                Some((n, v)) => (
+                    n.trim().to_string(),
+                    v.trim_end_matches(')').trim().to_string(),
+                ),
+                None => (s.to_string(), version.clone()),
+            },
+        };
+        Identity {
+            package,
+            version,
+            architecture: f("Architecture"),
+            source,
+            source_version,
         }
-        let text =
-            control.ok_or_else(|| DebError::malformed(path, "control.tar has no control file"))?;
-        let stanza = text.trim_end().to_string();
-        let fields: deb822_fast::Paragraph = stanza
-            .parse()
-            .map_err(|e| DebError::malformed(path, format!("unparsable control file: {e:?}")))?;
-        for required in ["Package", "Version", "Architecture"] {
-            if fields.get(required).is_none() {
-                return Err(DebError::malformed(
-                    path,
-                    format!("control file has no {required} field"),
-                ));
-            }
+    }
+}
+
+/// The control file of `path` must name exactly the package the locked
+/// index entry named: a mismatch means the file or the mirror is forged.
+pub fn check_identity(path: &Path, ctl: &ControlInfo, expected: &Identity) -> Result<(), DebError> {
+    let got = ctl.identity();
+    let pairs = [
+        ("Package", &got.package, &expected.package),
+        ("Version", &got.version, &expected.version),
+        ("Architecture", &got.architecture, &expected.architecture),
+        ("Source", &got.source, &expected.source),
+        (
+            "Source version",
+            &got.source_version,
+            &expected.source_version,
+        ),
+    ];
+    for (field, found, want) in pairs {
+        if found != want {
+            return Err(DebError::Forged {
+                path: path.to_path_buf(),
+                mismatch: Box::new(Mismatch {
+                    package: expected.package.clone(),
+                    field,
+                    found: found.clone(),
+                    expected: want.clone(),
+                }),
+            });
         }
-        Ok(ControlInfo {
-            stanza,
-            fields,
-            md5sums,
-        })
-    })
+    }
+    Ok(())
 }
 
 /// Stream the package's `data.tar` through `f`.
@@ -271,9 +466,22 @@ pub fn with_data_tar<T, E: std::convert::From<DebError>>(
     limits: &Limits,
     f: impl FnOnce(&mut DataTar<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
+    let mut file = File::open(path).map_err(|e| DebError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DebError::io(path, e))?.len();
+    with_data_tar_from(&mut file, len, path, limits, f)
+}
+
+/// [`with_data_tar`] over any seekable source of `len` bytes.
+pub fn with_data_tar_from<S: Read + Seek, T, E: std::convert::From<DebError>>(
+    src: &mut S,
+    len: u64,
+    path: &Path,
+    limits: &Limits,
+    f: impl FnOnce(&mut DataTar<'_>) -> Result<T, E>,
+) -> Result<T, E> {
     let limit = limits.data_bytes;
     let mut f = Some(f);
-    with_member(path, "data.tar", limit, &mut |reader, member| {
+    with_member(src, len, path, Want::Data, limits, &mut |reader, member| {
         let mut dt = DataTar {
             archive: tar::Archive::new(reader),
             ctx: MemberCtx {
@@ -408,4 +616,33 @@ pub fn read_data_file(
 ) -> Result<Option<DataFile>, DebError> {
     let found = read_data_files(path, limits, &|p| p == name, 16 << 20)?;
     Ok(found.into_iter().next().map(|(_, f)| f))
+}
+
+/// Read everything a build reads from a package held in memory: the ar
+/// structure, the control data, and every `data.tar` entry (names, links,
+/// headers, contents). Returns the number of entries. The entry point of
+/// the `deb` fuzz target and of the corpus replay test.
+pub fn read_everything(bytes: &[u8], limits: &Limits) -> Result<usize, DebError> {
+    let path = Path::new("input.deb");
+    let len = bytes.len() as u64;
+    let ctl = read_control_from(&mut io::Cursor::new(bytes), len, path, limits)?;
+    let _ = (ctl.identity(), ctl.stanza.len());
+    with_data_tar_from(
+        &mut io::Cursor::new(bytes),
+        len,
+        path,
+        limits,
+        |dt| -> Result<usize, DebError> {
+            let mut n = 0;
+            for entry in dt.archive.entries().map_err(|e| dt.ctx.error(e))? {
+                let mut entry = entry.map_err(|e| dt.ctx.error(e))?;
+                let _ = (entry.path_bytes().len(), entry.link_name_bytes());
+                let h = entry.header();
+                let _ = (h.mode(), h.uid(), h.gid(), h.mtime(), h.entry_type());
+                io::copy(&mut entry, &mut io::sink()).map_err(|e| dt.ctx.error(e))?;
+                n += 1;
+            }
+            Ok(n)
+        },
+    )
 }

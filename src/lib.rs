@@ -23,7 +23,8 @@
 //! * [`deb`]: reading `.deb` files (control, data.tar) as untrusted input.
 //! * [`layer`]: deterministic layer tars from packages, files and artifacts.
 //! * [`image`]: OCI image layout, configs, manifests, the docker-load bundle.
-//! * [`sandbox`]: build stages in an OCI runtime with no network.
+//! * [`sandbox`]: build stages in an OCI runtime with no network, under
+//!   per-step [`limits`] and a seccomp profile.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
@@ -42,6 +43,7 @@ pub mod digest;
 pub mod image;
 pub mod json;
 pub mod layer;
+pub mod limits;
 pub mod metadata;
 pub mod ops;
 pub mod recipe;

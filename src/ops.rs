@@ -44,6 +44,18 @@ pub struct BuildOptions {
     pub json: bool,
     /// Overrides the environment and the recipes.
     pub source_date_epoch: Option<i64>,
+    /// Most `data.tar` entries accepted per package (memory bound).
+    pub max_package_entries: u64,
+}
+
+impl BuildOptions {
+    /// Limits applied to every package read by a build.
+    fn deb_limits(&self) -> crate::deb::Limits {
+        crate::deb::Limits {
+            entries: self.max_package_entries,
+            ..Default::default()
+        }
+    }
 }
 
 /// Options of `verify`.
@@ -134,6 +146,11 @@ pub fn check(opts: &CommonOptions, quiet: bool) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    for bad in &index.bad {
+        eprintln!(
+            "warning: {bad}\n  help: builds that select this package fail; fix or remove the stanza in the mirror's index"
+        );
+    }
     let lock = resolve::resolve_tree(&tree, &index)?;
     for img in &lock.images {
         st.say(
@@ -378,7 +395,8 @@ fn build_locked(
         .into_par_iter()
         .map(|p| -> Result<Pkg> {
             let deb = resolve::fetch(&p, index, src)?;
-            let control = crate::deb::read_control(&deb, &crate::deb::Limits::default())?;
+            let control = crate::deb::read_control(&deb, &opts.deb_limits())?;
+            crate::deb::check_identity(&deb, &control, &p.identity())?;
             Ok(Pkg {
                 locked: p,
                 deb,
@@ -430,7 +448,7 @@ fn build_locked(
         source_date_epoch: sde_u,
         merged_usr: true,
         dpkg_metadata: true,
-        limits: crate::deb::Limits::default(),
+        limits: opts.deb_limits(),
     };
     st.say("Unpacking", format!("{} packages", pkgs.len()));
     let entries: BTreeMap<(String, String), Vec<Entry>> = pkgs
@@ -623,6 +641,7 @@ fn build_locked(
             env: b.env.clone(),
             artifacts: b.artifacts.clone(),
             source_date_epoch: sde_u,
+            limits: b.limits,
         };
         let sopts = sandbox::SandboxOptions {
             cache_dir: opts
@@ -630,6 +649,7 @@ fn build_locked(
                 .then(|| cache_dir(&opts.common).join("stages")),
             work_dir: scratch.path().to_path_buf(),
             runtime: None,
+            logs: Some(cache_dir(&opts.common).join("logs")),
         };
         let out_stage = sandbox::run_stage(&spec, &sopts)?;
         if out_stage.cached {

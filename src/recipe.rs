@@ -148,6 +148,10 @@ struct RawBuild {
     artifacts: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Per-step wall-clock limit, e.g. "30m" (default: 30m).
+    timeout: Option<String>,
+    /// Per-step memory limit, e.g. "2G" (default: 4G).
+    memory: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +285,8 @@ pub struct BuildStage {
     /// Paths or globs inside the build root (absolute, e.g. `/out/hello`).
     pub artifacts: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Time and memory limits of each step.
+    pub limits: crate::limits::StepLimits,
 }
 
 /// Copy of a build artifact into the runtime image.
@@ -482,10 +488,57 @@ fn parse_file(path: &Path, is_base: bool, diags: &mut Vec<Diagnostic>) -> Option
             return None;
         }
     };
-    let raw: RawFile = match toml::from_str(&text) {
+    parse_text(path, &text, is_base, diags)
+}
+
+/// `[build] timeout` and `memory`, or their defaults.
+fn build_limits(cx: &mut Ctx, text: &str, b: &RawBuild) -> crate::limits::StepLimits {
+    let mut l = crate::limits::StepLimits::default();
+    let mut at = |key: &str, reason: String, help: &'static str| {
+        let pos = text.find(&format!("{key} =")).unwrap_or(0);
+        cx.at(pos..pos, reason, help);
+    };
+    if let Some(t) = &b.timeout {
+        match crate::limits::parse_duration(t) {
+            Ok(d) => l.timeout = d,
+            Err(e) => at(
+                "timeout",
+                e,
+                "a step time limit is like \"90s\", \"30m\" or \"2h\"",
+            ),
+        }
+    }
+    if let Some(m) = &b.memory {
+        match crate::limits::parse_bytes(m) {
+            Ok(n) => l.memory_bytes = n,
+            Err(e) => at(
+                "memory",
+                e,
+                "a step memory limit is like \"512M\" or \"4G\"",
+            ),
+        }
+    }
+    l
+}
+
+/// Check recipe text as if read from `path` (the fuzzing entry point):
+/// the diagnostics a `check` would print for it.
+pub fn check_text(path: &Path, text: &str, is_base: bool) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    parse_text(path, text, is_base, &mut diags);
+    diags
+}
+
+fn parse_text(
+    path: &Path,
+    text: &str,
+    is_base: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Recipe, Source)> {
+    let raw: RawFile = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             diags.push(Diagnostic {
                 file: path.to_path_buf(),
                 line,
@@ -499,7 +552,7 @@ fn parse_file(path: &Path, is_base: bool, diags: &mut Vec<Diagnostic>) -> Option
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut cx = Ctx {
         file: path,
-        text: &text,
+        text,
         diags,
     };
 
@@ -675,12 +728,14 @@ fn parse_file(path: &Path, is_base: bool, diags: &mut Vec<Diagnostic>) -> Option
                 );
             }
         }
+        let limits = build_limits(&mut cx, text, b);
         BuildStage {
             packages,
             context,
             steps,
             artifacts: b.artifacts.clone(),
             env: b.env.clone(),
+            limits,
         }
     });
     if is_base && build.is_some() {

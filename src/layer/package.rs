@@ -5,7 +5,8 @@
 //! sorted order by [`super::write_layer`]). Hostile entries are rejected
 //! here, with the package and entry named:
 //!
-//! * `..` components, NUL bytes, non-UTF-8 names: rejected;
+//! * `..` components, control characters (NUL, newline...), non-UTF-8
+//!   names and link targets: rejected;
 //! * a leading `/`: normalized (stripped), as tar does;
 //! * device nodes, FIFOs, sockets: rejected (no package in a container
 //!   image needs them; dpkg-built images create none);
@@ -112,6 +113,12 @@ pub fn package_entries(
                 entry: String::from_utf8_lossy(&raw_bytes).into_owned(),
                 reason: "name is not valid UTF-8".into(),
             })?;
+            if raw.chars().any(char::is_control) {
+                return Err(hostile(
+                    &raw,
+                    "name contains a control character (NUL, newline, escape...)".into(),
+                ));
+            }
             let stripped = raw.strip_prefix("./").unwrap_or(&raw);
             if stripped.is_empty() || stripped == "." || stripped == "/" {
                 continue; // the root directory itself
@@ -154,8 +161,15 @@ pub fn package_entries(
                 let l = entry
                     .link_name_bytes()
                     .ok_or_else(|| hostile(&raw, "link without a target".into()))?;
-                String::from_utf8(l.into_owned())
-                    .map_err(|_| hostile(&raw, "link target is not valid UTF-8".into()))
+                let t = String::from_utf8(l.into_owned())
+                    .map_err(|_| hostile(&raw, "link target is not valid UTF-8".into()))?;
+                if t.chars().any(char::is_control) {
+                    return Err(hostile(
+                        &raw,
+                        format!("link target {t:?} contains a control character"),
+                    ));
+                }
+                Ok(t)
             };
             let mut e = Entry {
                 path: path.clone(),
@@ -252,11 +266,10 @@ pub fn package_entries(
 
     if opts.dpkg_metadata {
         let dir = "var/lib/dpkg/status.d";
+        // Rendered from validated fields (`deb::control`); a `Status` field
+        // of the package was dropped there.
         let mut status = pkg.control.stanza.clone();
-        if pkg.control.get("Status").is_none() {
-            status.push_str("\nStatus: install ok installed");
-        }
-        status.push('\n');
+        status.push_str("\nStatus: install ok installed\n");
         entries.push(Entry::bytes(
             &format!("{dir}/{}", pkg.name),
             status.into_bytes(),

@@ -84,9 +84,50 @@ pub enum IndexError {
     EmptyMirror { path: PathBuf },
 }
 
+/// An index stanza (or a `.deb` of a plain mirror directory) that was
+/// refused. It fails only resolutions that select its package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadStanza {
+    pub path: PathBuf,
+    /// 1-based stanza number in the index.
+    pub stanza: usize,
+    /// The package it claims to be, when that much could be read.
+    pub package: Option<String>,
+    pub reason: String,
+}
+
+impl BadStanza {
+    /// The error a resolution selecting this package gets.
+    pub fn to_error(&self) -> IndexError {
+        IndexError::BadStanza {
+            path: self.path.clone(),
+            stanza: self.stanza,
+            package: self.package.clone().unwrap_or_else(|| "?".into()),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for BadStanza {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: stanza {} ({}) ignored: {}",
+            self.path.display(),
+            self.stanza,
+            self.package
+                .as_deref()
+                .unwrap_or("no readable Package field"),
+            self.reason
+        )
+    }
+}
+
 /// All known package records, by name and version.
 #[derive(Debug, Default, Clone)]
 pub struct Index {
+    /// Refused stanzas, in source order.
+    pub bad: Vec<BadStanza>,
     /// name -> records, highest version first.
     pub by_name: BTreeMap<String, Vec<Record>>,
     /// virtual name -> (provider name, provided version).
@@ -134,6 +175,24 @@ impl Index {
             .get(name)?
             .iter()
             .find(|r| &r.version == version)
+    }
+
+    /// Fail when a refused stanza claims one of `names`: a resolution must
+    /// not silently pick another version of a package whose index entry
+    /// was hostile or broken.
+    pub fn check_selected<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), IndexError> {
+        if self.bad.is_empty() {
+            return Ok(());
+        }
+        for n in names {
+            if let Some(b) = self.bad.iter().find(|b| b.package.as_deref() == Some(n)) {
+                return Err(b.to_error());
+            }
+        }
+        Ok(())
     }
 
     /// Number of records.
@@ -232,33 +291,50 @@ pub fn record_from_paragraph(
     })
 }
 
-/// Parse a `Packages` index text into `index`.
+/// Parse a `Packages` index text into `index`. Each stanza is parsed on
+/// its own (strictly, as a control file is): a bad one is recorded in
+/// [`Index::bad`] and does not stop the others.
 pub fn add_packages_text(
     index: &mut Index,
     text: &str,
     path: &Path,
     origin: Origin,
 ) -> Result<usize, IndexError> {
-    let doc: deb822_fast::Deb822 = text.parse().map_err(|e| IndexError::BadStanza {
-        path: path.to_path_buf(),
-        stanza: 0,
-        package: String::new(),
-        reason: format!("{e:?}"),
-    })?;
     let mut n = 0;
-    for (i, p) in doc.iter().enumerate() {
-        let rec = record_from_paragraph(p, None, None, None, origin.clone()).map_err(|reason| {
-            IndexError::BadStanza {
+    for (i, stanza) in stanzas(text).enumerate() {
+        let parsed = crate::deb::control::parse(stanza.as_bytes())
+            .and_then(|c| record_from_paragraph(&c.paragraph(), None, None, None, origin.clone()));
+        match parsed {
+            Ok(rec) => {
+                index.add(rec);
+                n += 1;
+            }
+            Err(reason) => index.bad.push(BadStanza {
                 path: path.to_path_buf(),
                 stanza: i + 1,
-                package: p.get("Package").unwrap_or("?").to_string(),
+                package: claimed_package(stanza),
                 reason,
-            }
-        })?;
-        index.add(rec);
-        n += 1;
+            }),
+        }
     }
     Ok(n)
+}
+
+/// The stanzas of an index: text between empty lines.
+fn stanzas(text: &str) -> impl Iterator<Item = &str> {
+    text.split("\n\n")
+        .map(|s| s.trim_start_matches('\n'))
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// The first `Package:` value of a stanza, if it looks like a name.
+fn claimed_package(stanza: &str) -> Option<String> {
+    stanza
+        .lines()
+        .find_map(|l| l.strip_prefix("Package:"))
+        .map(str::trim)
+        .filter(|n| crate::deb::control::valid_package_name(n))
+        .map(str::to_string)
 }
 
 fn read_maybe_compressed(path: &Path) -> Result<String, IndexError> {
@@ -336,9 +412,24 @@ pub fn add_mirror(index: &mut Index, dir: &Path) -> Result<usize, IndexError> {
             })
         })
         .collect();
-    let n = recs.len();
-    for r in recs {
-        index.add(r?);
+    let mut n = 0;
+    for (i, (r, deb)) in recs.into_iter().zip(&debs).enumerate() {
+        match r {
+            Ok(r) => {
+                index.add(r);
+                n += 1;
+            }
+            Err(IndexError::Io { path, source }) => return Err(IndexError::Io { path, source }),
+            Err(e) => index.bad.push(BadStanza {
+                path: deb.clone(),
+                stanza: i + 1,
+                package: deb
+                    .file_name()
+                    .and_then(|f| f.to_string_lossy().split('_').next().map(str::to_string))
+                    .filter(|n| crate::deb::control::valid_package_name(n)),
+                reason: e.to_string(),
+            }),
+        }
     }
     Ok(n)
 }

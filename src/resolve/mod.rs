@@ -154,6 +154,19 @@ pub struct LockedPackage {
     pub reason: String,
 }
 
+impl LockedPackage {
+    /// What the control file of this package must say.
+    pub fn identity(&self) -> crate::deb::Identity {
+        crate::deb::Identity {
+            package: self.name.clone(),
+            version: self.version.clone(),
+            architecture: self.architecture.clone(),
+            source: self.source.clone(),
+            source_version: self.source_version.clone(),
+        }
+    }
+}
+
 impl Lock {
     /// The closure of `name`'s `stage`.
     pub fn get(&self, name: &str, stage: &str) -> Option<&LockedImage> {
@@ -188,7 +201,12 @@ impl Lock {
                 }
             }
         })?;
-        toml::from_str(&text).map_err(|e| ResolveError::BadLock {
+        Self::parse(&text, path)
+    }
+
+    /// Parse lock file text; `path` labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Lock, ResolveError> {
+        toml::from_str(text).map_err(|e| ResolveError::BadLock {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
@@ -273,10 +291,19 @@ fn locked(chosen: &[solver::Chosen]) -> Vec<LockedPackage> {
     v
 }
 
+/// The solver, refusing a selection that touches a refused index stanza
+/// (a pin before solving, any closure member after).
+fn solve(index: &Index, req: &solver::Request<'_>) -> Result<Vec<solver::Chosen>, ResolveError> {
+    index.check_selected(req.pins.keys().map(String::as_str))?;
+    let chosen = solver::resolve(index, req)?;
+    index.check_selected(chosen.iter().map(|c| c.record.name.as_str()))?;
+    Ok(chosen)
+}
+
 /// Resolve every image and build stage of `tree`.
 pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     let mut images = Vec::new();
-    let base = solver::resolve(
+    let base = solve(
         index,
         &solver::Request {
             label: format!("{} ({})", tree.base.name, tree.base.file.display()),
@@ -292,7 +319,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
         packages: locked(&base),
     });
     for img in &tree.images {
-        let rt = solver::resolve(
+        let rt = solve(
             index,
             &solver::Request {
                 label: format!("{} ({})", img.name, img.file.display()),
@@ -307,7 +334,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
             packages: locked(&rt),
         });
         if let Some(b) = &img.build {
-            let bs = solver::resolve(
+            let bs = solve(
                 index,
                 &solver::Request {
                     label: format!("{} build stage ({})", img.name, img.file.display()),

@@ -50,6 +50,7 @@
 
 mod beneath;
 mod runtime;
+mod seccomp;
 mod store;
 mod unpack;
 
@@ -78,6 +79,9 @@ pub struct StageSpec {
     /// Absolute paths or globs in the build root, e.g. `/out/*.so`.
     pub artifacts: Vec<String>,
     pub source_date_epoch: u64,
+    /// Time and memory limits of each step (not part of the cache key: they
+    /// decide whether a step may finish, not what it produces).
+    pub limits: crate::limits::StepLimits,
 }
 
 /// Where the sandbox works.
@@ -89,6 +93,9 @@ pub struct SandboxOptions {
     pub work_dir: PathBuf,
     /// The OCI runtime; default: `crun` if on `PATH`, else `runc`.
     pub runtime: Option<PathBuf>,
+    /// Where the full log of a failed step is kept (default: `work_dir`);
+    /// it must outlive the build.
+    pub logs: Option<PathBuf>,
 }
 
 /// One artifact of a finished stage.
@@ -166,6 +173,18 @@ pub enum SandboxError {
         /// The last lines of its output.
         tail: String,
         /// The full log, kept after the build root is removed.
+        log: PathBuf,
+    },
+    #[error(
+        "{recipe}: build step {step} {what}: {text}\n--- last lines of its output (full log: {}) ---\n{tail}\n---\nhelp: raise `timeout` or `memory` in the recipe's [build] section if the step needs more (defaults: 30m, 4G)",
+        log.display()
+    )]
+    StepLimit {
+        recipe: String,
+        step: usize,
+        text: String,
+        what: LimitHit,
+        tail: String,
         log: PathBuf,
     },
     #[error(
@@ -447,7 +466,7 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
                 help: "steps must not replace /src; write results to /out".into(),
             });
         }
-        let config = runtime::spec(root.path(), &step.argv(), &env);
+        let config = runtime::spec(root.path(), &step.argv(), &env, &spec.limits);
         let log = logs.join(format!("step-{n}.log"));
         let id = format!("imgforge-{}-{unique}-{n}", std::process::id());
         let outcome = runtime::run(
@@ -457,6 +476,7 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
             &id,
             &config,
             &log,
+            spec.limits.timeout,
         )
         .map_err(|source| SandboxError::Spawn {
             recipe: spec.recipe.clone(),
@@ -465,24 +485,8 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
             runtime: runtime.clone(),
             source,
         })?;
-        if outcome.code != 0 {
-            let kept = opts.work_dir.join(format!(
-                "{}-{}-step-{n}.log",
-                slug(&spec.recipe),
-                &key[..12]
-            ));
-            let log_path = match std::fs::copy(&log, &kept) {
-                Ok(_) => kept,
-                Err(_) => log.clone(),
-            };
-            return Err(SandboxError::StepFailed {
-                recipe: spec.recipe.clone(),
-                step: n,
-                text: step.to_string(),
-                code: outcome.code,
-                tail: tail(&log, TAIL_LINES),
-                log: log_path,
-            });
+        if outcome.code != 0 || outcome.timed_out {
+            return Err(step_failed(spec, opts, &key, n, step, &outcome, &log));
         }
     }
 
@@ -500,6 +504,78 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
         cached: false,
         cache_key: key,
     })
+}
+
+/// Which per-step limit stopped a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The time limit, in seconds.
+    Time(u64),
+    /// Killed by SIGKILL with this memory limit (MiB) in force.
+    Memory(u64),
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitHit::Time(s) => {
+                write!(f, "ran longer than its time limit of {s}s and was killed")
+            }
+            LimitHit::Memory(m) => write!(
+                f,
+                "was killed (SIGKILL), most likely by the memory limit of {m} MiB"
+            ),
+        }
+    }
+}
+
+/// The error for a failed step, after keeping its full log where the error
+/// says (outside the build root, which is deleted).
+fn step_failed(
+    spec: &StageSpec,
+    opts: &SandboxOptions,
+    key: &str,
+    n: usize,
+    step: &Step,
+    outcome: &runtime::Outcome,
+    log: &Path,
+) -> SandboxError {
+    let dir = opts.logs.clone().unwrap_or_else(|| opts.work_dir.clone());
+    let kept = dir.join(format!(
+        "{}-{}-step-{n}.log",
+        slug(&spec.recipe),
+        &key[..12]
+    ));
+    let log_path = match std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(log, &kept)) {
+        Ok(_) => kept,
+        Err(_) => log.to_path_buf(),
+    };
+    let tail = tail(log, TAIL_LINES);
+    let limit = if outcome.timed_out {
+        Some(LimitHit::Time(spec.limits.timeout.as_secs()))
+    } else if outcome.code == 137 {
+        Some(LimitHit::Memory(spec.limits.memory_bytes >> 20))
+    } else {
+        None
+    };
+    match limit {
+        Some(what) => SandboxError::StepLimit {
+            recipe: spec.recipe.clone(),
+            step: n,
+            text: step.to_string(),
+            what,
+            tail,
+            log: log_path,
+        },
+        None => SandboxError::StepFailed {
+            recipe: spec.recipe.clone(),
+            step: n,
+            text: step.to_string(),
+            code: outcome.code,
+            tail,
+            log: log_path,
+        },
+    }
 }
 
 /// Strip a leading `/` from a path in the build root.

@@ -29,9 +29,15 @@
 //!   `HOME=/root`, `PATH=/usr/local/sbin:...:/bin`, then the recipe env
 //!   (which may override all but `SOURCE_DATE_EPOCH`); cwd `/src`.
 //!
-//! No user namespace and no seccomp profile: the build runs as real root in
-//! its namespaces, as `docker build` does; the isolation is namespaces,
-//! capabilities and a root holding only copies.
+//! * limits: a memory limit (cgroup, swap included) and a wall-clock limit
+//!   per step ([`crate::limits`]); a step over its time is killed
+//!   (`runc kill KILL`) and reported as such;
+//! * a seccomp profile (module `seccomp`) denying mount, namespace, module,
+//!   bpf, ptrace, keyring and similar syscalls with `EPERM`.
+//!
+//! No user namespace: the build runs as root in its namespaces, as
+//! `docker build` does; the isolation is namespaces, capabilities, seccomp
+//! and a root holding only copies.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -90,7 +96,12 @@ pub fn environment(sde: u64, recipe_env: &BTreeMap<String, String>) -> BTreeMap<
 }
 
 /// The OCI runtime spec for one step.
-pub fn spec(rootfs: &Path, argv: &[String], env: &BTreeMap<String, String>) -> serde_json::Value {
+pub fn spec(
+    rootfs: &Path,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    limits: &crate::limits::StepLimits,
+) -> serde_json::Value {
     use serde_json::json;
     let caps = [
         "CAP_AUDIT_WRITE",
@@ -144,7 +155,12 @@ pub fn spec(rootfs: &Path, argv: &[String], env: &BTreeMap<String, String>) -> s
              "options": ["rbind", "ro", "nosuid", "nodev"]},
         ],
         "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "resources": {
+                "devices": [{"allow": false, "access": "rwm"}],
+                // swap == limit: no swapping past the limit.
+                "memory": {"limit": limits.memory_bytes, "swap": limits.memory_bytes},
+            },
+            "seccomp": super::seccomp::profile(),
             "namespaces": [
                 {"type": "pid"},
                 {"type": "network"},
@@ -170,9 +186,11 @@ pub fn spec(rootfs: &Path, argv: &[String], env: &BTreeMap<String, String>) -> s
 pub struct Outcome {
     /// The exit code (128 + signal when killed).
     pub code: i32,
+    /// True when it was killed for running past its time limit.
+    pub timed_out: bool,
 }
 
-/// Run one step: write the bundle, run the runtime, wait.
+/// Run one step: write the bundle, run the runtime, wait at most `timeout`.
 pub fn run(
     runtime: &Path,
     bundle: &Path,
@@ -180,6 +198,7 @@ pub fn run(
     id: &str,
     config: &serde_json::Value,
     log: &Path,
+    timeout: std::time::Duration,
 ) -> std::io::Result<Outcome> {
     std::fs::create_dir_all(bundle)?;
     std::fs::create_dir_all(state)?;
@@ -189,7 +208,7 @@ pub fn run(
     )?;
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
-    let status = Command::new(runtime)
+    let mut child = Command::new(runtime)
         .arg("--root")
         .arg(state)
         .arg("run")
@@ -199,22 +218,42 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .status()?;
+        .spawn()?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if !timed_out && std::time::Instant::now() >= deadline {
+            timed_out = true;
+            // Kill the container's processes; `run` then exits.
+            let _ = runtime_cmd(runtime, state, &["kill", id, "KILL"]);
+            let _ = child.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let code = match status.code() {
         Some(c) => c,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
     };
-    if code != 0 {
+    if code != 0 || timed_out {
         // `run` deletes the container when it exits; after a runtime error
-        // it may be left behind: clean up, ignoring errors.
-        let _ = Command::new(runtime)
-            .arg("--root")
-            .arg(state)
-            .args(["delete", "--force", id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // or a kill it may be left behind: clean up, ignoring errors.
+        let _ = runtime_cmd(runtime, state, &["delete", "--force", id]);
     }
-    Ok(Outcome { code })
+    Ok(Outcome { code, timed_out })
+}
+
+/// Run `<runtime> --root <state> <args>` quietly.
+fn runtime_cmd(runtime: &Path, state: &Path, args: &[&str]) -> std::io::Result<()> {
+    Command::new(runtime)
+        .arg("--root")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|_| ())
 }

@@ -31,6 +31,9 @@ pub struct Deb {
     pub entries: Vec<T>,
     /// `gz`, `xz`, `zst` or `` (uncompressed).
     pub compression: &'static str,
+    /// The `control` file written into the package instead of
+    /// [`Deb::control`] (the index keeps the honest stanza).
+    pub raw_control: Option<Vec<u8>>,
 }
 
 impl Deb {
@@ -42,7 +45,13 @@ impl Deb {
             fields: vec![],
             entries: vec![T::Dir("./usr/", 0o755), T::Dir("./usr/share/", 0o755)],
             compression: "gz",
+            raw_control: None,
         }
+    }
+    /// Ship this `control` file in the package (hostile control data).
+    pub fn raw_control(mut self, text: impl Into<Vec<u8>>) -> Deb {
+        self.raw_control = Some(text.into());
+        self
     }
     pub fn field(mut self, k: &str, v: &str) -> Deb {
         self.fields.push((k.into(), v.into()));
@@ -75,7 +84,11 @@ impl Deb {
             self.version.replace(':', "%3a"),
             self.arch
         ));
-        let control = tar_bytes(&[(b"./control".to_vec(), self.control().into_bytes())]);
+        let text = self
+            .raw_control
+            .clone()
+            .unwrap_or_else(|| self.control().into_bytes());
+        let control = tar_bytes(&[(b"./control".to_vec(), text)]);
         let control = gz(&control);
         let data = data_tar(&self.entries);
         let (data_name, data) = match self.compression {
@@ -105,6 +118,33 @@ pub fn write_ar(path: &Path, members: &[(&str, Vec<u8>)]) {
         h.set_mode(0o100644);
         b.append(&h, &data[..]).unwrap();
     }
+}
+
+/// An ar archive written byte for byte: any name, and a size field that
+/// may lie (`claimed`), so structural attacks can be produced.
+pub fn raw_ar(members: &[(&[u8], Vec<u8>, Option<u64>)]) -> Vec<u8> {
+    let mut v = b"!<arch>\n".to_vec();
+    for (name, data, claimed) in members {
+        let mut h = vec![b' '; 60];
+        h[..name.len()].copy_from_slice(name);
+        for (at, field) in [(16, "0"), (28, "0"), (34, "0"), (40, "100644")] {
+            h[at..at + field.len()].copy_from_slice(field.as_bytes());
+        }
+        let size = claimed.unwrap_or(data.len() as u64).to_string();
+        h[48..48 + size.len()].copy_from_slice(size.as_bytes());
+        h[58..60].copy_from_slice(b"`\n");
+        v.extend(h);
+        v.extend(data);
+        if data.len() % 2 == 1 {
+            v.push(b'\n');
+        }
+    }
+    v
+}
+
+/// A raw tar header block (GNU magic) for hostile streams.
+pub fn tar_header(name: &[u8], size: u64, kind: tar::EntryType) -> Vec<u8> {
+    raw_header(name, size, 0o644, kind, b"").as_bytes().to_vec()
 }
 
 pub fn gz(b: &[u8]) -> Vec<u8> {

@@ -8,7 +8,7 @@
 //! Cheap: no fixture, no external tool; each build takes well under a second.
 
 use crate::common::{imgforge, run, text};
-use crate::debgen::{Deb, T, gz, write_ar};
+use crate::debgen::{Deb, T, gz, raw_ar, tar_header, write_ar};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -71,11 +71,15 @@ impl Case {
         std::fs::write(self.dir().join("mirror/Packages"), index).unwrap();
     }
     fn build(&self) -> Output {
+        self.build_with(&[])
+    }
+    fn build_with(&self, extra: &[&str]) -> Output {
         run(imgforge()
             .current_dir(self.dir())
             .env_remove("SOURCE_DATE_EPOCH")
             .args(["build", "recipes", "--mirror", "mirror", "--no-apt"])
-            .args(["--out", "out", "--cache", "cache", "--jobs", "2"]))
+            .args(["--out", "out", "--cache", "cache", "--jobs", "2"])
+            .args(extra))
     }
     /// Nothing half-done is left in the tree.
     fn assert_clean(&self) {
@@ -103,7 +107,12 @@ fn one(name: &str, extra: Vec<T>) -> (Case, Deb, PathBuf) {
 
 /// Build, expect a rejection naming the package and `entry`.
 fn rejected(c: &Case, pkg: &str, entry: &str) -> String {
-    let o = c.build();
+    rejected_with(c, pkg, entry, &[])
+}
+
+/// [`rejected`] with extra build arguments.
+fn rejected_with(c: &Case, pkg: &str, entry: &str, extra: &[&str]) -> String {
+    let o = c.build_with(extra);
     let t = text(&o);
     assert!(
         !o.status.success(),
@@ -347,6 +356,7 @@ fn hostile_decompression_bomb_is_capped() {
     let limits = imgforge::deb::Limits {
         control_bytes: 1 << 20,
         data_bytes: 1 << 20,
+        ..Default::default()
     };
     let control = imgforge::deb::read_control(&p, &limits).unwrap();
     let input = imgforge::layer::package::PackageInput {
@@ -534,4 +544,439 @@ fn legal_unusual_entries_survive_exactly() {
     let pos = |p: &str| files.iter().position(|f| f.path == p).unwrap();
     assert!(pos("usr/share/t/data") < pos("usr/share/t/data-link"));
     assert!(pos("var") < pos("var/tmp"));
+}
+
+// ------------------------------------------------------------ issue 13
+// Strict archive structure, control data nobody can forge, bounded records
+// and entries, hostile index stanzas.
+
+/// A case whose only package ships `control` instead of its honest stanza;
+/// the mirror's index keeps the honest one.
+fn forged_control(name: &str, control: &str) -> Case {
+    let d = Deb::new(name, "1.0").raw_control(control);
+    let c = Case::new(&[(name, "1.0")]);
+    let p = d.write(&c.pool());
+    c.index(&[(&d, p)]);
+    c
+}
+
+#[test]
+fn hostile_control_duplicate_field_forging_libc6_is_rejected() {
+    let honest = Deb::new("evil-dup", "1.0").control();
+    let c = forged_control(
+        "evil-dup",
+        &format!("{honest}Package: libc6\nVersion: 99:9\n"),
+    );
+    let t = rejected(&c, "evil-dup", "appears twice");
+    assert!(t.contains("\"Package\""), "{t}");
+}
+
+#[test]
+fn hostile_control_whitespace_only_line_is_rejected() {
+    let honest = Deb::new("evil-ws", "1.0").control();
+    let c = forged_control("evil-ws", &format!("{honest} \t\nPackage: libc6\n"));
+    rejected(&c, "evil-ws", "whitespace only");
+}
+
+#[test]
+fn hostile_control_second_stanza_is_rejected() {
+    let honest = Deb::new("evil-two", "1.0").control();
+    let c = forged_control(
+        "evil-two",
+        &format!("{honest}\nPackage: libc6\nVersion: 99:9\n"),
+    );
+    rejected(&c, "evil-two", "second stanza");
+}
+
+#[test]
+fn hostile_control_character_in_control_is_rejected() {
+    let honest = Deb::new("evil-esc", "1.0").control();
+    let c = forged_control("evil-esc", &format!("{honest}X-Note: a\x1b[2Jb\n"));
+    rejected(&c, "evil-esc", "control character");
+}
+
+#[test]
+fn hostile_control_naming_another_package_is_rejected() {
+    let c = forged_control("evil-other", &Deb::new("libc6", "1.0").control());
+    let t = rejected(&c, "evil-other", "locked index entry");
+    assert!(t.contains("Package \"libc6\""), "{t}");
+}
+
+#[test]
+fn hostile_control_version_other_than_the_index_is_rejected() {
+    let c = forged_control("evil-ver", &Deb::new("evil-ver", "99:1.0").control());
+    let t = rejected(&c, "evil-ver", "locked index entry");
+    assert!(t.contains("Version \"99:1.0\""), "{t}");
+}
+
+#[test]
+fn control_status_field_is_ignored() {
+    let honest = Deb::new("statusy", "1.0").control();
+    let c = forged_control(
+        "statusy",
+        &format!("{honest}Status: deinstall ok config-files\n"),
+    );
+    let o = c.build();
+    assert!(o.status.success(), "{}", text(&o));
+    let layer = base_layer(&c.dir().join("out"));
+    let f = layer
+        .iter()
+        .find(|f| f.path == "var/lib/dpkg/status.d/statusy")
+        .expect("status.d entry");
+    let status = String::from_utf8(f.data.clone()).unwrap();
+    let lines: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("Status:"))
+        .collect();
+    assert_eq!(lines, ["Status: install ok installed"], "{status}");
+    assert!(status.starts_with("Package: statusy\n"), "{status}");
+}
+
+/// The members of an honest package, for reassembly in hostile orders.
+fn honest_members(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let d = Deb::new(name, "1.0");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = d.write(tmp.path());
+    let mut a = ar::Archive::new(std::fs::File::open(p).unwrap());
+    let mut out = Vec::new();
+    while let Some(m) = a.next_entry() {
+        let mut m = m.unwrap();
+        let mut data = Vec::new();
+        m.read_to_end(&mut data).unwrap();
+        out.push(data);
+    }
+    (out[1].clone(), out[2].clone())
+}
+
+/// A case whose package file is exactly `bytes`.
+fn raw_case(name: &str, bytes: Vec<u8>) -> Case {
+    let c = Case::new(&[(name, "1.0")]);
+    let p = c.pool().join(format!("{name}_1.0_amd64.deb"));
+    std::fs::write(&p, bytes).unwrap();
+    c.index(&[(&Deb::new(name, "1.0"), p)]);
+    c
+}
+
+#[test]
+fn hostile_ar_members_out_of_order_are_rejected() {
+    let (control, data) = honest_members("evil-order");
+    let c = raw_case(
+        "evil-order",
+        raw_ar(&[
+            (b"debian-binary", b"2.0\n".to_vec(), None),
+            (b"data.tar.gz", data, None),
+            (b"control.tar.gz", control, None),
+        ]),
+    );
+    rejected(&c, "evil-order", "before the control member");
+}
+
+#[test]
+fn hostile_ar_format_3_is_rejected() {
+    let (control, data) = honest_members("evil-v3");
+    let c = raw_case(
+        "evil-v3",
+        raw_ar(&[
+            (b"debian-binary", b"3.0\n".to_vec(), None),
+            (b"control.tar.gz", control, None),
+            (b"data.tar.gz", data, None),
+        ]),
+    );
+    rejected(&c, "evil-v3", "only format 2.x");
+}
+
+#[test]
+fn hostile_ar_size_beyond_the_file_is_rejected() {
+    let (control, data) = honest_members("evil-size");
+    let n = data.len() as u64;
+    let c = raw_case(
+        "evil-size",
+        raw_ar(&[
+            (b"debian-binary", b"2.0\n".to_vec(), None),
+            (b"control.tar.gz", control, None),
+            (b"data.tar.gz", data, Some(n + 1_000_000)),
+        ]),
+    );
+    rejected(&c, "evil-size", "remain in the file");
+}
+
+#[test]
+fn hostile_ar_68_byte_name_table_panic_is_an_error() {
+    // The fuzz finding: a member named `/5` and no GNU name table.
+    let bytes = hex::decode(
+        "213c617263683e0a2f352020202020202020202020202020302020202020202020202020302020202020302020202020363434202020202030202020202020202020600a",
+    )
+    .unwrap();
+    let c = raw_case("evil-ar68", bytes);
+    rejected(&c, "evil-ar68", "name table");
+}
+
+#[test]
+fn hostile_ar_huge_name_tables_allocate_nothing() {
+    // The fuzz findings: `//` and `#1/N` with sizes of 10 GB in tiny files.
+    for (name, claimed, want) in [
+        (&b"//"[..], 10_000_000_000u64, "name table"),
+        (&b"#1/9999999999"[..], 0, "BSD long name"),
+    ] {
+        let bytes = raw_ar(&[(name, Vec::new(), Some(claimed))]);
+        assert!(bytes.len() <= 68);
+        let c = raw_case("evil-table", bytes);
+        rejected(&c, "evil-table", want);
+    }
+}
+
+#[test]
+fn ar_members_after_data_are_ignored() {
+    let (control, data) = honest_members("trailing");
+    let c = raw_case(
+        "trailing",
+        raw_ar(&[
+            (b"debian-binary", b"2.0\n".to_vec(), None),
+            (b"_gpgorigin", b"sig".to_vec(), None),
+            (b"control.tar.gz", control, None),
+            (b"data.tar.gz", data, None),
+            (b"//", b"junk".to_vec(), Some(9_999_999_999)),
+        ]),
+    );
+    let o = c.build();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn hostile_newline_in_tar_name_is_rejected() {
+    let (c, d, p) = one(
+        "evil-newline",
+        vec![T::RawFile(b"./usr/share/a\nPackage: libc6".to_vec(), b"x")],
+    );
+    c.index(&[(&d, p)]);
+    rejected(&c, "evil-newline", "control character");
+}
+
+/// A data.tar of: one `kind` record claiming `claimed` bytes (with `body`
+/// actually present), then a file.
+fn record_tar(kind: tar::EntryType, claimed: u64, body: &[u8]) -> Vec<u8> {
+    let mut t = tar_header(b"././@LongLink", claimed, kind);
+    t.extend_from_slice(body);
+    t.extend(std::iter::repeat_n(0u8, (512 - body.len() % 512) % 512));
+    t.extend(tar_header(b"./usr/share/x", 0, tar::EntryType::Regular));
+    t.extend([0u8; 1024]);
+    t
+}
+
+#[test]
+fn hostile_nul_in_long_name_is_rejected() {
+    let (c, d, p) = one("evil-nul", vec![]);
+    rewrite_member(
+        &p,
+        "data.tar",
+        record_tar(tar::EntryType::GNULongName, 16, b"./usr/share/a\0b\0"),
+    );
+    c.index(&[(&d, p)]);
+    rejected(&c, "evil-nul", "control character");
+}
+
+#[test]
+fn hostile_huge_long_name_and_pax_records_are_refused_unread() {
+    // The finding: a 3 GiB long name in a tiny .deb made the tar crate ask
+    // for gigabytes. Now the header alone is refused.
+    for (kind, what) in [
+        (tar::EntryType::GNULongName, "GNU long-name record"),
+        (tar::EntryType::GNULongLink, "GNU long-link record"),
+        (tar::EntryType::XHeader, "PAX header record"),
+    ] {
+        let (c, d, p) = one("evil-long", vec![]);
+        rewrite_member(
+            &p,
+            "data.tar.gz",
+            gz(&record_tar(kind, 3 << 30, &[b'a'; 8192])),
+        );
+        assert!(std::fs::metadata(&p).unwrap().len() < 4096);
+        c.index(&[(&d, p)]);
+        let t = rejected(&c, "evil-long", what);
+        assert!(t.contains("the limit is 4096"), "{t}");
+    }
+}
+
+#[test]
+fn hostile_entry_count_above_the_cap_is_refused() {
+    let names: Vec<&'static str> = (0..50).map(|i| leak(format!("./usr/share/f{i}"))).collect();
+    let (c, d, p) = one(
+        "evil-many",
+        names.iter().map(|n| T::File(n, b"", 0o644)).collect(),
+    );
+    c.index(&[(&d, p)]);
+    let t = rejected_with(
+        &c,
+        "evil-many",
+        "more than 20 entries",
+        &["--max-package-entries", "20"],
+    );
+    assert!(t.contains("--max-package-entries"), "{t}");
+    // The default cap lets it through.
+    let o = c.build();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Run `cmd` (output discarded) and return its exit code and peak RSS in
+/// KiB, measured for that child alone with `wait4`.
+fn run_measured(cmd: &mut std::process::Command) -> (Option<i32>, String, i64) {
+    use std::os::unix::process::ExitStatusExt;
+    let err = tempfile::NamedTempFile::new().unwrap();
+    // Reaped by `wait4` below, which also reports its rusage.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers; the pid is our own unwaited child.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut u) };
+    assert_eq!(r, child.id() as libc::pid_t);
+    let code = std::process::ExitStatus::from_raw(status).code();
+    (
+        code,
+        std::fs::read_to_string(err.path()).unwrap(),
+        u.ru_maxrss,
+    )
+}
+
+#[test]
+fn hostile_million_entries_are_refused_with_bounded_memory() {
+    // 1,000,000 empty files, streamed into a gzip member (the .deb is a few
+    // MB); the default cap refuses the package before memory grows.
+    let c = Case::new(&[("evil-million", "1.0")]);
+    let d = Deb::new("evil-million", "1.0");
+    let p = d.write(&c.pool());
+    let mut gzw = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    use std::io::Write;
+    for i in 0..1_000_000u32 {
+        let name = format!("./usr/share/m/{i}");
+        gzw.write_all(&tar_header(name.as_bytes(), 0, tar::EntryType::Regular))
+            .unwrap();
+    }
+    gzw.write_all(&[0u8; 1024]).unwrap();
+    rewrite_member(&p, "data.tar.gz", gzw.finish().unwrap());
+    c.index(&[(&d, p)]);
+    let (code, t, rss) = run_measured(
+        imgforge()
+            .current_dir(c.dir())
+            .args(["build", "recipes", "--mirror", "mirror", "--no-apt"])
+            .args(["--out", "out", "--cache", "cache", "--jobs", "2"]),
+    );
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains("evil-million") && t.contains("more than 200000 entries"),
+        "{t}"
+    );
+    assert!(t.contains("--max-package-entries"), "{t}");
+    c.assert_clean();
+    eprintln!("peak RSS of the refused build: {rss} KiB");
+    assert!(rss < 200 * 1024, "peak RSS was {rss} KiB");
+}
+
+/// A mirror with `good` and a hostile stanza claiming `evil`.
+fn hostile_index_case(pins: &[(&str, &str)]) -> Case {
+    let c = Case::new(pins);
+    let good = Deb::new("good", "1.0");
+    let p = good.write(&c.pool());
+    c.index(&[(&good, p)]);
+    let mut index = std::fs::read_to_string(c.dir().join("mirror/Packages")).unwrap();
+    index.push_str(
+        "Package: evil\nVersion: 1.0\nPackage: libc6\nArchitecture: amd64\nFilename: pool/evil.deb\nSize: 1\nSHA256: 00\n\n",
+    );
+    std::fs::write(c.dir().join("mirror/Packages"), index).unwrap();
+    c
+}
+
+#[test]
+fn hostile_index_stanza_fails_only_builds_that_select_it() {
+    let c = hostile_index_case(&[("good", "1.0")]);
+    let o = c.build();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(imgforge()
+        .current_dir(c.dir())
+        .args(["check", "recipes", "--mirror", "mirror", "--no-apt"]));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("warning:") && t.contains("(evil)"), "{t}");
+    assert!(t.contains("appears twice"), "{t}");
+
+    let c = hostile_index_case(&[("evil", "1.0")]);
+    let t = rejected(&c, "evil", "stanza 2");
+    assert!(t.contains("appears twice"), "{t}");
+}
+
+/// Files of `fuzz/<kind>/<target>/`, sorted.
+fn fuzz_inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = crate::common::root().join("fuzz").join(kind).join(target);
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fuzz_corpora_replay_through_the_parsers() {
+    // What the fuzz targets call, without cargo-fuzz: committed seeds must
+    // parse, committed crash regressions must be clean errors.
+    let limits = imgforge::deb::Limits::default();
+    let seeds = fuzz_inputs("corpus", "deb");
+    assert!(seeds.len() >= 3, "deb seeds missing");
+    for (name, bytes) in &seeds {
+        let n = imgforge::deb::read_everything(bytes, &limits)
+            .unwrap_or_else(|e| panic!("seed {name} was refused: {e}"));
+        assert!(n > 0, "{name}");
+    }
+    let regressions = fuzz_inputs("regressions", "deb");
+    assert!(regressions.len() >= 3, "deb regressions missing");
+    for (name, bytes) in &regressions {
+        let e = imgforge::deb::read_everything(bytes, &limits).unwrap_err();
+        assert!(e.to_string().contains("input.deb"), "{name}: {e}");
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "packages") {
+        let mut index = imgforge::resolve::index::Index::new("amd64");
+        let text = String::from_utf8(bytes).unwrap();
+        let n = imgforge::resolve::index::add_packages_text(
+            &mut index,
+            &text,
+            Path::new("Packages"),
+            imgforge::resolve::index::Origin::Apt,
+        )
+        .unwrap();
+        assert!(n > 0 && index.bad.is_empty(), "{name}: {:?}", index.bad);
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "recipe") {
+        let text = String::from_utf8(bytes).unwrap();
+        let d =
+            imgforge::recipe::check_text(Path::new("recipes/x.toml"), &text, name.contains("base"));
+        assert!(
+            d.iter().all(|d| !d.message.contains("invalid recipe")),
+            "{name}: {d:?}"
+        );
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "dep5") {
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(imgforge::sbom::dep5::is_dep5(&text), "{name}");
+        assert!(
+            !imgforge::sbom::dep5::parse(&text).licenses.is_empty()
+                || !imgforge::sbom::dep5::parse(&text).files.is_empty(),
+            "{name}"
+        );
+    }
+    for (name, bytes) in fuzz_inputs("corpus", "lock") {
+        let text = String::from_utf8(bytes).unwrap();
+        let lock = imgforge::resolve::Lock::parse(&text, Path::new("imgforge.lock"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!lock.images.is_empty(), "{name}");
+    }
 }

@@ -96,6 +96,7 @@ impl Setup {
             env: BTreeMap::new(),
             artifacts: artifacts.iter().map(|s| s.to_string()).collect(),
             source_date_epoch: SDE,
+            limits: Default::default(),
         }
     }
     fn opts(&self, cache: bool) -> SandboxOptions {
@@ -103,6 +104,7 @@ impl Setup {
             cache_dir: cache.then(|| self.tmp.path().join("cache")),
             work_dir: self.tmp.path().join("work"),
             runtime: None,
+            logs: None,
         }
     }
     /// No build root is left behind in the work dir.
@@ -602,11 +604,13 @@ fn sandbox_hostile_layers_are_refused() {
             env: BTreeMap::new(),
             artifacts: vec!["/out/x".into()],
             source_date_epoch: SDE,
+            limits: Default::default(),
         };
         let opts = SandboxOptions {
             cache_dir: None,
             work_dir: tmp.path().join("work"),
             runtime: Some(PathBuf::from("/bin/true")),
+            logs: None,
         };
         let err = sandbox::run_stage(&spec, &opts).unwrap_err();
         match &err {
@@ -718,6 +722,7 @@ fn sandbox_cache_key_tracks_inputs_not_host_noise() {
         env: BTreeMap::new(),
         artifacts: vec!["/out/x".into()],
         source_date_epoch: SDE,
+        limits: Default::default(),
     };
     let key = sandbox::cache_key(&spec).unwrap();
     assert_eq!(key, sandbox::cache_key(&spec).unwrap());
@@ -758,4 +763,83 @@ fn sandbox_cache_key_tracks_inputs_not_host_noise() {
     for (what, k) in changes {
         assert!(all.insert(k), "changing the {what} did not change the key");
     }
+}
+
+#[test]
+fn sandbox_step_over_its_time_limit_is_killed_and_named() {
+    let Some(s) = setup() else { return };
+    let mut spec = s.spec(
+        "slow-app",
+        vec![sh("echo started; sleep 60; echo never > /out/x")],
+        &["/out/x"],
+    );
+    spec.limits.timeout = std::time::Duration::from_secs(2);
+    let t = std::time::Instant::now();
+    let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+    assert!(
+        t.elapsed().as_secs() < 30,
+        "not killed in time: {:?}",
+        t.elapsed()
+    );
+    s.assert_clean();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, SandboxError::StepLimit { step: 1, .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("slow-app") && msg.contains("time limit of 2s"),
+        "{msg}"
+    );
+    assert!(msg.contains("timeout"), "the hint names the field: {msg}");
+}
+
+#[test]
+fn sandbox_step_over_its_memory_limit_is_killed_and_named() {
+    let Some(s) = setup() else { return };
+    let mut spec = s.spec(
+        "hungry-app",
+        // dd allocates its block size: 512 MiB against a 64 MiB limit.
+        vec![sh(
+            "dd if=/dev/zero of=/dev/null bs=512M count=1 && touch /out/x",
+        )],
+        &["/out/x"],
+    );
+    spec.limits.memory_bytes = 64 << 20;
+    let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+    s.assert_clean();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, SandboxError::StepLimit { .. }) && msg.contains("memory limit of 64 MiB"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn sandbox_seccomp_denies_namespaces_and_the_log_outlives_the_build() {
+    let Some(s) = setup() else { return };
+    let spec = s.spec(
+        "seccomp-app",
+        // unshare(CLONE_NEWUSER) needs no capability: only seccomp stops it.
+        vec![sh("unshare -U true && echo escaped; exit 3")],
+        &["/out/x"],
+    );
+    let mut opts = s.opts(false);
+    let logs = s.tmp.path().join("kept-logs");
+    opts.logs = Some(logs.clone());
+    let err = sandbox::run_stage(&spec, &opts).unwrap_err();
+    let SandboxError::StepFailed {
+        code, log, tail, ..
+    } = &err
+    else {
+        panic!("expected StepFailed, got {err}");
+    };
+    assert_eq!(*code, 3, "{err}");
+    assert!(!tail.contains("escaped"), "{tail}");
+    assert!(tail.contains("Operation not permitted"), "{tail}");
+    // The work dir (the build's scratch) goes away; the kept log stays.
+    std::fs::remove_dir_all(s.tmp.path().join("work")).unwrap();
+    assert!(log.starts_with(&logs), "{}", log.display());
+    let full = std::fs::read_to_string(log).expect("the log named by the error exists");
+    assert!(full.contains("Operation not permitted"), "{full}");
 }
