@@ -9,7 +9,9 @@
 //! consume only the lock (plus [`fetch`] to find the files).
 
 pub mod index;
+pub mod provider;
 pub mod solver;
+pub mod why;
 
 use crate::recipe::Tree;
 use index::{Index, Origin, Record};
