@@ -11,6 +11,7 @@
 pub mod index;
 pub mod provider;
 pub mod solver;
+pub mod walk;
 pub mod why;
 
 use crate::recipe::Tree;

@@ -173,6 +173,8 @@ pub struct Universe<'a> {
     /// Every record a solvable was made for.
     pub records: RefCell<Vec<&'a Record>>,
     pub pool: Pool<DebSet, String>,
+    /// apt's walk ([`super::walk`]): name -> version tried first.
+    pub preferred: BTreeMap<String, Version>,
     candidates: RefCell<BTreeMap<NameId, Vec<SolvableId>>>,
 }
 
@@ -184,6 +186,7 @@ impl<'a> Universe<'a> {
             installed: installed.iter().map(|r| (r.name.as_str(), r)).collect(),
             records: RefCell::new(Vec::new()),
             pool: Pool::new(),
+            preferred: BTreeMap::new(),
             candidates: RefCell::new(BTreeMap::new()),
         }
     }
@@ -229,6 +232,12 @@ impl<'a> Universe<'a> {
         }
         let mut seen = std::collections::BTreeSet::new();
         sets.retain(|s| seen.insert(*s));
+        // What apt's walk took is tried first (a stable sort keeps the rest
+        // in apt's order).
+        sets.sort_by_key(|s| {
+            let name = self.pool.resolve_package_name(self.pool.resolve_version_set_package_name(*s));
+            !self.preferred.contains_key(name)
+        });
         if sets.len() == 1 {
             Requirement::Single(sets[0])
         } else {
@@ -354,10 +363,14 @@ impl DependencyProvider for Universe<'_> {
     }
 
     async fn sort_candidates(&self, _: &SolverCache<Self>, solvables: &mut [SolvableId]) {
-        // Highest version first; the index's order breaks ties.
+        // apt's walk's version, then highest first; the index's order breaks ties.
         solvables.sort_by(|a, b| {
             let (ra, rb) = (self.record(*a), self.record(*b));
-            rb.version.cmp(&ra.version).then(a.cmp(b))
+            let pref = |r: &Record| self.preferred.get(&r.name) != Some(&r.version);
+            pref(ra)
+                .cmp(&pref(rb))
+                .then(rb.version.cmp(&ra.version))
+                .then(a.cmp(b))
         });
     }
 

@@ -22,7 +22,7 @@
 
 use super::index::{Index, Record};
 use super::provider::Universe;
-use super::why;
+use super::{walk, why};
 use debian_control::relations::VersionConstraint;
 use debversion::Version;
 use resolvo::{ConditionalRequirement, Problem, Solver, UnsolvableOrCancelled};
@@ -133,10 +133,64 @@ fn check_pins(index: &Index, req: &Request<'_>) -> Result<Vec<(String, Version)>
     Ok(out)
 }
 
+/// Keep the hints whose proposed pin really resolves the request (each is
+/// re-solved with that pin added or changed); if none does, say which pins
+/// to drop.
+fn checked_help(index: &Index, req: &Request<'_>, hints: Vec<why::Hint>) -> Vec<String> {
+    let works = |(name, version): &(String, String)| {
+        let mut pins = req.pins.clone();
+        pins.insert(name.clone(), version.clone());
+        let r = Request { label: req.label.clone(), pins: &pins, installed: req.installed };
+        solve(index, &r).is_ok()
+    };
+    let mut out: Vec<String> = hints
+        .iter()
+        .filter(|h| h.pin.as_ref().is_some_and(works))
+        .map(|h| h.text.clone())
+        .take(4)
+        .collect();
+    out.extend(hints.iter().filter(|h| h.pin.is_none()).map(|h| h.text.clone()));
+    if out.is_empty() {
+        let names: Vec<&str> = req.pins.keys().map(String::as_str).collect();
+        out.push(format!(
+            "no single pin resolves it: remove one of the pins ({}) or the package that needs the other side",
+            names.join(", ")
+        ));
+    }
+    out
+}
+
 /// Resolve `req` against `index`.
 pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveError> {
+    solve(index, req).map_err(|e| match e {
+        Failure::Plain(e) => e,
+        Failure::Unsolvable { problems, hints } => ResolveError::Unsolvable {
+            label: req.label.clone(),
+            problems,
+            help: checked_help(index, req, hints),
+        },
+    })
+}
+
+enum Failure {
+    Plain(ResolveError),
+    Unsolvable { problems: Vec<why::Problem>, hints: Vec<why::Hint> },
+}
+
+impl From<ResolveError> for Failure {
+    fn from(e: ResolveError) -> Self {
+        Failure::Plain(e)
+    }
+}
+
+fn solve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, Failure> {
     let pins = check_pins(index, req)?;
-    let universe = Universe::new(index, req.installed);
+    let mut universe = Universe::new(index, req.installed);
+    let pinned: Vec<&Record> = pins.iter().filter_map(|(n, v)| index.get(n, v)).collect();
+    universe.preferred = walk::apt_walk(index, &pinned, req.installed)
+        .into_iter()
+        .map(|(n, r)| (n, r.version.clone()))
+        .collect();
     let exact = |name: &str, v: &Version| {
         let c = Some((VersionConstraint::Equal, v.clone()));
         ConditionalRequirement::from(universe.set(name, None, &c, false))
@@ -149,12 +203,8 @@ pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveE
         Ok(s) => s,
         Err(UnsolvableOrCancelled::Unsolvable(conflict)) => {
             let graph = conflict.graph(&solver);
-            let (problems, help) = why::explain_conflict(&graph, solver.provider(), req);
-            return Err(ResolveError::Unsolvable {
-                label: req.label.clone(),
-                problems,
-                help,
-            });
+            let (problems, hints) = why::explain_conflict(&graph, solver.provider(), req);
+            return Err(Failure::Unsolvable { problems, hints });
         }
         Err(UnsolvableOrCancelled::Cancelled(_)) => unreachable!("resolution is never cancelled"),
     };

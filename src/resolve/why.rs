@@ -219,7 +219,7 @@ pub fn explain_conflict(
     g: &ConflictGraph,
     u: &Universe<'_>,
     req: &Request<'_>,
-) -> (Vec<Problem>, Vec<String>) {
+) -> (Vec<Problem>, Vec<Hint>) {
     let mut gr = Graph { g, u, label: req.label.clone(), parent: BTreeMap::new() };
     gr.bfs();
     let mut problems = BTreeSet::new();
@@ -231,9 +231,10 @@ pub fn explain_conflict(
                 let (Some(ra), Some(rb)) = (gr.rec(a), gr.rec(b)) else { continue };
                 let rel = negative_relation(ra, rb);
                 problems.insert(Problem {
-                    what: format!("{} {} {rel}, and both are needed", gr.name(a), gr.name(b)),
+                    what: format!("{} {rel}, but {} is needed too", gr.name(a), gr.name(b)),
                     chains: vec![gr.chain(a), gr.chain(b)],
                 });
+                help.extend(accepted_versions(ra, rb, u.index));
                 help.extend(alternative_pins(&gr, b, u.index));
                 help.extend(alternative_pins(&gr, a, u.index));
             }
@@ -259,16 +260,18 @@ pub fn explain_conflict(
                     what: format!("{} depends on {dep}, which no package in the source satisfies", gr.name(a)),
                     chains: vec![format!("{} -> {dep}", gr.chain(a))],
                 });
-                help.insert(format!(
-                    "add a package that satisfies `{dep}` to the mirror, or pin a version of {} that does not need it",
-                    ra.name
-                ));
+                help.insert(Hint {
+                    text: format!(
+                        "add a package that satisfies `{dep}` to the mirror, or pin a version of {} that does not need it",
+                        ra.name
+                    ),
+                    pin: None,
+                });
             }
             _ => {}
         }
     }
-    let help: Vec<String> = help.into_iter().take(6).collect();
-    (problems.into_iter().collect(), help)
+    (problems.into_iter().collect(), help.into_iter().collect())
 }
 
 /// `conflicts with X` or `breaks X (<< 2)`: the relation of `a` hitting `b`.
@@ -286,15 +289,48 @@ fn negative_relation(a: &Record, b: &Record) -> String {
     "conflicts with".into()
 }
 
+/// Pins of another version of `b` that `a`'s Conflicts/Breaks allow.
+fn accepted_versions(a: &Record, b: &Record, index: &Index) -> Vec<Hint> {
+    let hit = |c: &Record| {
+        a.conflicts
+            .iter()
+            .chain(a.breaks.iter())
+            .flatten()
+            .any(|rel| satisfies_relation(c, rel))
+    };
+    index
+        .by_name
+        .get(&b.name)
+        .into_iter()
+        .flatten()
+        .find(|c| c.version != b.version && !hit(c))
+        .map(|c| Hint {
+            text: format!("pin {} = \"{}\" ({} {} accepts it)", c.name, c.version, a.name, a.version),
+            pin: Some((c.name.clone(), c.version.to_string())),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// A way out: a message, and the pin it proposes (checked by re-solving).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hint {
+    pub text: String,
+    pub pin: Option<(String, String)>,
+}
+
 /// Pins that replace `n` by another alternative of the dependency that
 /// brought it in (a recipe pin is a hard constraint, so pinning the other
 /// alternative makes the solver take it).
-fn alternative_pins(gr: &Graph<'_, '_, '_>, n: NodeIndex, index: &Index) -> Vec<String> {
+fn alternative_pins(gr: &Graph<'_, '_, '_>, n: NodeIndex, index: &Index) -> Vec<Hint> {
     let (Some(r), Some(p)) = (gr.rec(n), gr.parent.get(&n)) else {
         return vec![];
     };
     let Some(pr) = gr.rec(*p) else {
-        return vec![format!("remove the pin {} {} from the recipe", r.name, r.version)];
+        return vec![Hint {
+            text: format!("remove the pin {} {} from the recipe", r.name, r.version),
+            pin: None,
+        }];
     };
     let mut out = vec![];
     for g in groups(pr, &index.arch) {
@@ -309,13 +345,16 @@ fn alternative_pins(gr: &Graph<'_, '_, '_>, n: NodeIndex, index: &Index) -> Vec<
             names.extend(provider_order(index, &rel.name, &rel.version));
             for other in names.into_iter().filter(|x| *x != r.name).take(2) {
                 if let Some(v) = index.by_name.get(&other).and_then(|l| l.first()) {
-                    out.push(format!(
-                        "pin {other} = \"{}\" (it also satisfies `{}` for {}, instead of {})",
-                        v.version,
-                        group_text(&g),
-                        pr.name,
-                        r.name
-                    ));
+                    out.push(Hint {
+                        text: format!(
+                            "pin {other} = \"{}\" (it also satisfies `{}` for {}, instead of {})",
+                            v.version,
+                            group_text(&g),
+                            pr.name,
+                            r.name
+                        ),
+                        pin: Some((other.clone(), v.version.to_string())),
+                    });
                 }
             }
         }
@@ -326,13 +365,16 @@ fn alternative_pins(gr: &Graph<'_, '_, '_>, n: NodeIndex, index: &Index) -> Vec<
 
 /// Pins that make `x`'s side accept `y`'s version of the same package: pin
 /// the package that requires `x` to a version whose dependency accepts `y`.
-fn version_pins(gr: &Graph<'_, '_, '_>, x: NodeIndex, y: NodeIndex, index: &Index) -> Vec<String> {
+fn version_pins(gr: &Graph<'_, '_, '_>, x: NodeIndex, y: NodeIndex, index: &Index) -> Vec<Hint> {
     let (Some(rx), Some(ry)) = (gr.rec(x), gr.rec(y)) else { return vec![] };
     let Some(px) = gr.parent.get(&x).and_then(|p| gr.rec(*p)) else {
-        return vec![format!(
-            "pin {} = \"{}\" instead of \"{}\" (the version the other side needs)",
-            rx.name, ry.version, rx.version
-        )];
+        return vec![Hint {
+            text: format!(
+                "pin {} = \"{}\" instead of \"{}\" (the version the other side needs)",
+                rx.name, ry.version, rx.version
+            ),
+            pin: Some((rx.name.clone(), ry.version.to_string())),
+        }];
     };
     let accepts = |cand: &Record| {
         groups(cand, &index.arch).iter().all(|g| {
@@ -340,10 +382,13 @@ fn version_pins(gr: &Graph<'_, '_, '_>, x: NodeIndex, y: NodeIndex, index: &Inde
         })
     };
     match index.by_name.get(&px.name).into_iter().flatten().find(|c| accepts(c)) {
-        Some(c) => vec![format!(
-            "pin {} = \"{}\" (it accepts {} {}; {} {} needs {} {})",
-            c.name, c.version, ry.name, ry.version, px.name, px.version, rx.name, rx.version
-        )],
+        Some(c) => vec![Hint {
+            text: format!(
+                "pin {} = \"{}\" (it accepts {} {}; {} {} needs {} {})",
+                c.name, c.version, ry.name, ry.version, px.name, px.version, rx.name, rx.version
+            ),
+            pin: Some((c.name.clone(), c.version.to_string())),
+        }],
         None => vec![],
     }
 }
