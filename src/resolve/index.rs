@@ -153,19 +153,35 @@ impl Index {
         }
         self.note_name(name);
         for field in [
-            "Pre-Depends", "Depends", "Conflicts", "Breaks", "Recommends", "Suggests",
-            "Replaces", "Enhances", "Provides",
+            "Pre-Depends",
+            "Depends",
+            "Conflicts",
+            "Breaks",
+            "Recommends",
+            "Suggests",
+            "Replaces",
+            "Enhances",
+            "Provides",
         ] {
             for target in p.get(field).into_iter().flat_map(|v| v.split([',', '|'])) {
-                let target = target.trim().split([' ', '(', ':', '\n']).next().unwrap_or("");
+                let target = target
+                    .trim()
+                    .split([' ', '(', ':', '\n'])
+                    .next()
+                    .unwrap_or("");
                 if !target.is_empty() {
                     self.note_name(target);
                 }
             }
         }
-        let yes = |f: &str| p.get(f).is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
+        let yes = |f: &str| {
+            p.get(f)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
+        };
         let (essential, important) = (yes("Essential"), yes("Important") || yes("Protected"));
-        let version = p.get("Version").and_then(|v| v.trim().parse::<Version>().ok());
+        let version = p
+            .get("Version")
+            .and_then(|v| v.trim().parse::<Version>().ok());
         let priority = match p.get("Priority").map(str::trim) {
             Some("required") => 1,
             Some("important") => 2,

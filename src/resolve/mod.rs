@@ -66,6 +66,10 @@ pub enum ResolveError {
         version: String,
         reason: String,
     },
+    #[error(
+        "{package} is in no image or build stage of the lock\nhelp: check the name (`grep 'name = \"{package}' recipes/imgforge.lock`); packages come only through Pre-Depends/Depends"
+    )]
+    NotInLock { package: String },
     #[error("{path}: {source}\nhelp: check permissions and free space")]
     Io {
         path: PathBuf,

@@ -235,13 +235,18 @@ impl<'a> Universe<'a> {
         // What apt's walk took is tried first (a stable sort keeps the rest
         // in apt's order).
         sets.sort_by_key(|s| {
-            let name = self.pool.resolve_package_name(self.pool.resolve_version_set_package_name(*s));
+            let name = self
+                .pool
+                .resolve_package_name(self.pool.resolve_version_set_package_name(*s));
             !self.preferred.contains_key(name)
         });
         if sets.len() == 1 {
             Requirement::Single(sets[0])
         } else {
-            Requirement::Union(self.pool.intern_version_set_union(sets[0], sets.into_iter().skip(1)))
+            Requirement::Union(
+                self.pool
+                    .intern_version_set_union(sets[0], sets.into_iter().skip(1)),
+            )
         }
     }
 
@@ -285,7 +290,10 @@ impl Interner for Universe<'_> {
         self.record(s).name.clone()
     }
     fn display_merged_solvables(&self, ss: &[SolvableId]) -> impl fmt::Display + '_ {
-        let mut v: Vec<String> = ss.iter().map(|s| self.record(*s).version.to_string()).collect();
+        let mut v: Vec<String> = ss
+            .iter()
+            .map(|s| self.record(*s).version.to_string())
+            .collect();
         v.sort();
         v.dedup();
         match ss.first() {

@@ -75,7 +75,11 @@ pub enum ResolveError {
     /// No set of packages satisfies the pins: each problem is one side
     /// against another (or a dependency nothing satisfies), with the chain
     /// from the recipe to each side.
-    #[error("{label}: the pins cannot all be met\n{}{}", render_problems(problems), render_help(help))]
+    #[error(
+        "{label}: the pins cannot all be met\n{}{}",
+        render_problems(problems),
+        render_help(help)
+    )]
     Unsolvable {
         label: String,
         problems: Vec<why::Problem>,
@@ -140,7 +144,11 @@ fn checked_help(index: &Index, req: &Request<'_>, hints: Vec<why::Hint>) -> Vec<
     let works = |(name, version): &(String, String)| {
         let mut pins = req.pins.clone();
         pins.insert(name.clone(), version.clone());
-        let r = Request { label: req.label.clone(), pins: &pins, installed: req.installed };
+        let r = Request {
+            label: req.label.clone(),
+            pins: &pins,
+            installed: req.installed,
+        };
         solve(index, &r).is_ok()
     };
     let mut out: Vec<String> = hints
@@ -149,7 +157,12 @@ fn checked_help(index: &Index, req: &Request<'_>, hints: Vec<why::Hint>) -> Vec<
         .map(|h| h.text.clone())
         .take(4)
         .collect();
-    out.extend(hints.iter().filter(|h| h.pin.is_none()).map(|h| h.text.clone()));
+    out.extend(
+        hints
+            .iter()
+            .filter(|h| h.pin.is_none())
+            .map(|h| h.text.clone()),
+    );
     if out.is_empty() {
         let names: Vec<&str> = req.pins.keys().map(String::as_str).collect();
         out.push(format!(
@@ -174,7 +187,10 @@ pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveE
 
 enum Failure {
     Plain(ResolveError),
-    Unsolvable { problems: Vec<why::Problem>, hints: Vec<why::Hint> },
+    Unsolvable {
+        problems: Vec<why::Problem>,
+        hints: Vec<why::Hint>,
+    },
 }
 
 impl From<ResolveError> for Failure {

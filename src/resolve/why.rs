@@ -34,13 +34,20 @@ fn groups<'r>(r: &'r Record, arch: &str) -> Vec<Vec<&'r Relation>> {
     r.pre_depends
         .iter()
         .chain(r.depends.iter())
-        .map(|g| g.into_iter().filter(|x| arch_ok(x, arch)).collect::<Vec<_>>())
+        .map(|g| {
+            g.into_iter()
+                .filter(|x| arch_ok(x, arch))
+                .collect::<Vec<_>>()
+        })
         .filter(|g| !g.is_empty())
         .collect()
 }
 
 fn group_text(g: &[&Relation]) -> String {
-    g.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" | ")
+    g.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// The first package of `pool` that satisfies `group`, in apt's order, and
@@ -57,10 +64,10 @@ fn first_satisfier<'a>(
             return Some((r, vec![]));
         }
         let provs = provider_order(index, &rel.name, &rel.version);
-        if let Some(p) = provs.iter().find(|p| {
-            pool.get(*p)
-                .is_some_and(|r| satisfies_relation(r, rel))
-        }) {
+        if let Some(p) = provs
+            .iter()
+            .find(|p| pool.get(*p).is_some_and(|r| satisfies_relation(r, rel)))
+        {
             return Some((pool[p], provs));
         }
     }
@@ -79,7 +86,10 @@ pub fn reasons(
     let mut queue = VecDeque::new();
     for n in pinned {
         if let Some(r) = selected.get(n) {
-            let reason = Reason { text: "pinned".into(), parent: None };
+            let reason = Reason {
+                text: "pinned".into(),
+                parent: None,
+            };
             out.insert(n.clone(), reason);
             reached.insert(n.clone(), r);
             queue.push_back(*r);
@@ -108,7 +118,13 @@ pub fn reasons(
                 ),
             };
             let text = format!("{} depends on {}{note}", r.name, group_text(&g));
-            out.insert(c.name.clone(), Reason { text, parent: Some(r.name.clone()) });
+            out.insert(
+                c.name.clone(),
+                Reason {
+                    text,
+                    parent: Some(r.name.clone()),
+                },
+            );
             reached.insert(c.name.clone(), c);
             queue.push_back(c);
         }
@@ -121,10 +137,19 @@ pub fn reasons(
                     .any(|g| g.iter().any(|rel| satisfies_relation(r, rel)))
             });
             let text = match parent {
-                Some(p) => format!("{} depends on it (another package also satisfies that)", p.name),
+                Some(p) => format!(
+                    "{} depends on it (another package also satisfies that)",
+                    p.name
+                ),
                 None => "required by the solution".to_string(),
             };
-            out.insert(n.clone(), Reason { text, parent: parent.map(|p| p.name.clone()) });
+            out.insert(
+                n.clone(),
+                Reason {
+                    text,
+                    parent: parent.map(|p| p.name.clone()),
+                },
+            );
         }
     }
     out
@@ -220,7 +245,12 @@ pub fn explain_conflict(
     u: &Universe<'_>,
     req: &Request<'_>,
 ) -> (Vec<Problem>, Vec<Hint>) {
-    let mut gr = Graph { g, u, label: req.label.clone(), parent: BTreeMap::new() };
+    let mut gr = Graph {
+        g,
+        u,
+        label: req.label.clone(),
+        parent: BTreeMap::new(),
+    };
     gr.bfs();
     let mut problems = BTreeSet::new();
     let mut help = BTreeSet::new();
@@ -228,7 +258,9 @@ pub fn explain_conflict(
         let (a, b) = (e.source(), e.target());
         match e.weight() {
             ConflictEdge::Conflict(ConflictCause::Constrains(_)) => {
-                let (Some(ra), Some(rb)) = (gr.rec(a), gr.rec(b)) else { continue };
+                let (Some(ra), Some(rb)) = (gr.rec(a), gr.rec(b)) else {
+                    continue;
+                };
                 let rel = negative_relation(ra, rb);
                 problems.insert(Problem {
                     what: format!("{} {rel}, but {} is needed too", gr.name(a), gr.name(b)),
@@ -239,8 +271,14 @@ pub fn explain_conflict(
                 help.extend(alternative_pins(&gr, a, u.index));
             }
             ConflictEdge::Conflict(ConflictCause::ForbidMultipleInstances) => {
-                let (Some(ra), Some(rb)) = (gr.rec(a), gr.rec(b)) else { continue };
-                let (x, y) = if ra.version < rb.version { (a, b) } else { (b, a) };
+                let (Some(ra), Some(rb)) = (gr.rec(a), gr.rec(b)) else {
+                    continue;
+                };
+                let (x, y) = if ra.version < rb.version {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
                 problems.insert(Problem {
                     what: format!(
                         "{} is needed as {} and as {} (only one version can be installed)",
@@ -257,7 +295,10 @@ pub fn explain_conflict(
                 let Some(ra) = gr.rec(a) else { continue };
                 let dep = missing_group(ra, u).unwrap_or_else(|| "a dependency".into());
                 problems.insert(Problem {
-                    what: format!("{} depends on {dep}, which no package in the source satisfies", gr.name(a)),
+                    what: format!(
+                        "{} depends on {dep}, which no package in the source satisfies",
+                        gr.name(a)
+                    ),
                     chains: vec![format!("{} -> {dep}", gr.chain(a))],
                 });
                 help.insert(Hint {
@@ -283,7 +324,15 @@ fn negative_relation(a: &Record, b: &Record) -> String {
     }
     for (field, rels) in [("conflicts with", &b.conflicts), ("breaks", &b.breaks)] {
         if let Some(rel) = rels.iter().flatten().find(|rel| satisfies_relation(a, rel)) {
-            return format!("is {field_pp} by {}: {field} {rel}", b.name, field_pp = if field == "breaks" { "broken" } else { "in conflict" });
+            return format!(
+                "is {field_pp} by {}: {field} {rel}",
+                b.name,
+                field_pp = if field == "breaks" {
+                    "broken"
+                } else {
+                    "in conflict"
+                }
+            );
         }
     }
     "conflicts with".into()
@@ -305,7 +354,10 @@ fn accepted_versions(a: &Record, b: &Record, index: &Index) -> Vec<Hint> {
         .flatten()
         .find(|c| c.version != b.version && !hit(c))
         .map(|c| Hint {
-            text: format!("pin {} = \"{}\" ({} {} accepts it)", c.name, c.version, a.name, a.version),
+            text: format!(
+                "pin {} = \"{}\" ({} {} accepts it)",
+                c.name, c.version, a.name, a.version
+            ),
             pin: Some((c.name.clone(), c.version.to_string())),
         })
         .into_iter()
@@ -366,7 +418,9 @@ fn alternative_pins(gr: &Graph<'_, '_, '_>, n: NodeIndex, index: &Index) -> Vec<
 /// Pins that make `x`'s side accept `y`'s version of the same package: pin
 /// the package that requires `x` to a version whose dependency accepts `y`.
 fn version_pins(gr: &Graph<'_, '_, '_>, x: NodeIndex, y: NodeIndex, index: &Index) -> Vec<Hint> {
-    let (Some(rx), Some(ry)) = (gr.rec(x), gr.rec(y)) else { return vec![] };
+    let (Some(rx), Some(ry)) = (gr.rec(x), gr.rec(y)) else {
+        return vec![];
+    };
     let Some(px) = gr.parent.get(&x).and_then(|p| gr.rec(*p)) else {
         return vec![Hint {
             text: format!(
@@ -378,10 +432,17 @@ fn version_pins(gr: &Graph<'_, '_, '_>, x: NodeIndex, y: NodeIndex, index: &Inde
     };
     let accepts = |cand: &Record| {
         groups(cand, &index.arch).iter().all(|g| {
-            !g.iter().any(|rel| rel.name == ry.name) || g.iter().any(|rel| satisfies_relation(ry, rel))
+            !g.iter().any(|rel| rel.name == ry.name)
+                || g.iter().any(|rel| satisfies_relation(ry, rel))
         })
     };
-    match index.by_name.get(&px.name).into_iter().flatten().find(|c| accepts(c)) {
+    match index
+        .by_name
+        .get(&px.name)
+        .into_iter()
+        .flatten()
+        .find(|c| accepts(c))
+    {
         Some(c) => vec![Hint {
             text: format!(
                 "pin {} = \"{}\" (it accepts {} {}; {} {} needs {} {})",

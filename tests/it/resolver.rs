@@ -114,20 +114,29 @@ fn providers_are_chosen_in_apts_order_not_by_name() {
          Package: zz-first\nVersion: 1\nPriority: optional\nProvides: api\n\n\
          Package: aa-later\nVersion: 1\nPriority: optional\nProvides: api",
     );
-    assert_eq!(solve(&idx, &[("app", "1")]).unwrap(), vec!["aa-later=1", "app=1"]);
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["aa-later=1", "app=1"]
+    );
     let idx = index(
         "Package: app\nVersion: 1\nDepends: api\n\n\
          Package: aa-later\nVersion: 1\nPriority: optional\nProvides: api\n\n\
          Package: zz-first\nVersion: 1\nPriority: optional\nProvides: api",
     );
-    assert_eq!(solve(&idx, &[("app", "1")]).unwrap(), vec!["app=1", "zz-first=1"]);
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "zz-first=1"]
+    );
     // A real package of the virtual's name comes before any provider.
     let idx = index(
         "Package: app\nVersion: 1\nDepends: awk\n\n\
          Package: mawk\nVersion: 1\nPriority: required\nProvides: awk\n\n\
          Package: awk\nVersion: 1\nPriority: optional",
     );
-    assert_eq!(solve(&idx, &[("app", "1")]).unwrap(), vec!["app=1", "awk=1"]);
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "awk=1"]
+    );
 }
 
 #[test]
@@ -138,8 +147,19 @@ fn provider_reason_names_the_rule() {
          Package: mawk\nVersion: 1\nPriority: required\nProvides: awk",
     );
     let p = pins(&[("base", "1")]);
-    let r = solver::resolve(&idx, &Request { label: "t".into(), pins: &p, installed: &[] }).unwrap();
-    let reasons: Vec<String> = r.iter().map(|c| format!("{}: {}", c.record.name, c.reason)).collect();
+    let r = solver::resolve(
+        &idx,
+        &Request {
+            label: "t".into(),
+            pins: &p,
+            installed: &[],
+        },
+    )
+    .unwrap();
+    let reasons: Vec<String> = r
+        .iter()
+        .map(|c| format!("{}: {}", c.record.name, c.reason))
+        .collect();
     insta::assert_snapshot!("provider_reason", reasons.join("\n"));
 }
 
@@ -157,7 +177,10 @@ fn backtracks_out_of_an_alternative_that_later_conflicts() {
         solve(&idx, &[("mailx", "1"), ("postfix-pgsql", "1")]).unwrap(),
         vec!["mailx=1", "postfix=1", "postfix-pgsql=1"]
     );
-    assert_eq!(solve(&idx, &[("mailx", "1")]).unwrap(), vec!["exim=1", "mailx=1"]);
+    assert_eq!(
+        solve(&idx, &[("mailx", "1")]).unwrap(),
+        vec!["exim=1", "mailx=1"]
+    );
     // Deeper: the first alternative's own dependency conflicts with a pin,
     // found only after choosing it.
     let idx = index(
@@ -203,7 +226,10 @@ fn versioned_provides() {
          Package: plain\nVersion: 1\nProvides: libz1\n\n\
          Package: zlib\nVersion: 1\nProvides: libz1 (= 2)",
     );
-    assert_eq!(solve(&idx, &[("app", "1")]).unwrap(), vec!["app=1", "zlib=1"]);
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "zlib=1"]
+    );
     // The provided version, not the provider's, is what is compared; and a
     // higher provider version that no longer provides it is skipped.
     let idx = index(
@@ -211,7 +237,10 @@ fn versioned_provides() {
          Package: impl\nVersion: 9\n\n\
          Package: impl\nVersion: 5\nProvides: api (= 3)",
     );
-    assert_eq!(solve(&idx, &[("app", "1")]).unwrap(), vec!["app=1", "impl=5"]);
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "impl=5"]
+    );
     // A versioned Breaks on a virtual hits only matching versioned Provides.
     let idx = index(
         "Package: app\nVersion: 1\nDepends: api\nBreaks: api (<< 2)\n\n\
@@ -491,9 +520,21 @@ mod bookworm {
             pkgs.join(" "),
             got.len(),
             apt.len(),
-            if orphans.is_empty() { "-".into() } else { orphans.iter().cloned().collect::<Vec<_>>().join(", ") },
-            if only_ours.is_empty() { "-".into() } else { only_ours.join(", ") },
-            if only_apt.is_empty() { "-".into() } else { only_apt.join(", ") },
+            if orphans.is_empty() {
+                "-".into()
+            } else {
+                orphans.iter().cloned().collect::<Vec<_>>().join(", ")
+            },
+            if only_ours.is_empty() {
+                "-".into()
+            } else {
+                only_ours.join(", ")
+            },
+            if only_apt.is_empty() {
+                "-".into()
+            } else {
+                only_apt.join(", ")
+            },
         );
         (row, only_ours.is_empty() && only_apt.is_empty())
     }
@@ -511,10 +552,16 @@ mod bookworm {
     #[test]
     fn package_sets_match_apt() {
         let Some(idx) = load() else { return };
-        let sets = std::fs::read_to_string(common::root().join("tests/data/apt-closures/sets")).unwrap();
-        println!("| packages | imgforge | apt | apt's orphans | only imgforge | only apt |\n|---|---|---|---|---|---|");
+        let sets =
+            std::fs::read_to_string(common::root().join("tests/data/apt-closures/sets")).unwrap();
+        println!(
+            "| packages | imgforge | apt | apt's orphans | only imgforge | only apt |\n|---|---|---|---|---|---|"
+        );
         let mut differ = vec![];
-        for line in sets.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in sets
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let set = line.split_whitespace().next().unwrap();
             let (row, same) = compare(idx, set);
             println!("{row}");
@@ -524,4 +571,46 @@ mod bookworm {
         }
         assert!(differ.is_empty(), "differ from apt: {differ:?}");
     }
+}
+
+#[test]
+fn lock_explain_prints_the_chain_from_the_recipe() {
+    let Some(mirror) = super::common::fixture() else {
+        return;
+    };
+    let out = super::common::run(
+        super::common::imgforge()
+            .current_dir(super::common::root())
+            .args([
+                "lock",
+                "recipes",
+                "--no-apt",
+                "--locked",
+                "-q",
+                "--explain",
+                "iproute2",
+                "--mirror",
+            ])
+            .arg(&mirror),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", super::common::text(&out));
+    insta::assert_snapshot!("lock_explain_iproute2", stdout);
+    let out = super::common::run(
+        super::common::imgforge()
+            .current_dir(super::common::root())
+            .args([
+                "lock",
+                "recipes",
+                "--no-apt",
+                "--locked",
+                "-q",
+                "--explain",
+                "nosuch",
+                "--mirror",
+            ])
+            .arg(&mirror),
+    );
+    assert!(!out.status.success());
+    assert!(super::common::text(&out).contains("nosuch is in no image"));
 }
