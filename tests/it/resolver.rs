@@ -202,7 +202,8 @@ fn a_provider_required_later_satisfies_an_earlier_dependency() {
     // php8.2-igbinary, which php8.2-redis (written first) needs anyway: apt
     // walks php8.2-redis first and then needs nothing more. A solver
     // deciding in its own order would add the real php-igbinary.
-    for deps in ["php8.2-redis, php-igbinary"] {
+    let deps = "php8.2-redis, php-igbinary";
+    {
         let idx = index(&format!(
             "Package: php-redis\nVersion: 1\nDepends: {deps}\n\n\
              Package: php8.2-redis\nVersion: 1\nDepends: php8.2-igbinary\n\n\
