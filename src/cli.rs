@@ -28,6 +28,9 @@ pub enum Command {
         /// Fail (and say what changed) instead of updating the lock.
         #[arg(long)]
         locked: bool,
+        /// Then print why PACKAGE is in each image: the chain from the recipe's pin.
+        #[arg(long, value_name = "PACKAGE")]
+        explain: Option<String>,
     },
     /// Build every image into an OCI layout, with SBOMs and license reports.
     Build {

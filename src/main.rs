@@ -13,9 +13,16 @@ fn main() -> ExitCode {
         cli::Command::Check(c) => {
             imgforge::ops::check(&c.to_options(), quiet).map(|_| ExitCode::SUCCESS)
         }
-        cli::Command::Lock { common, locked } => {
-            imgforge::ops::lock(&common.to_options(), *locked, quiet).map(|_| ExitCode::SUCCESS)
-        }
+        cli::Command::Lock {
+            common,
+            locked,
+            explain,
+        } => imgforge::ops::lock(&common.to_options(), *locked, quiet)
+            .and_then(|lock| match explain {
+                Some(p) => imgforge::ops::explain(&lock, p).map(|s| print!("{s}")),
+                None => Ok(()),
+            })
+            .map(|_| ExitCode::SUCCESS),
         cli::Command::Build {
             common,
             build,

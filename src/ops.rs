@@ -212,6 +212,16 @@ fn lock_tree(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Loc
     Ok(fresh)
 }
 
+/// `imgforge lock --explain PACKAGE`: why `package` is in each image.
+pub fn explain(lock: &Lock, package: &str) -> Result<String> {
+    resolve::why::explain_lock(lock, package).ok_or_else(|| {
+        resolve::ResolveError::NotInLock {
+            package: package.to_string(),
+        }
+        .into()
+    })
+}
+
 /// `imgforge lock`.
 pub fn lock(opts: &CommonOptions, locked: bool, quiet: bool) -> Result<Lock> {
     let st = Status { quiet };

@@ -134,6 +134,28 @@ pub struct Index {
     pub providers: BTreeMap<String, Vec<(String, Option<Version>)>>,
     /// Target architecture.
     pub arch: String,
+    /// What apt's provider order needs to know about each name (see
+    /// [`AptHints`]); filled while indexes are read.
+    pub hints: BTreeMap<String, AptHints>,
+}
+
+/// apt's per-name facts for ordering the providers of a virtual package:
+/// flags, priority, and the order in which apt's cache first met the name
+/// (its package ID; apt prefers the later one when nothing else decides).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AptHints {
+    /// Rank of the first mention of the name (as a package, a relation
+    /// target or a provided name) while reading the indexes in order.
+    pub first_seen: u32,
+    /// `Essential: yes` on some version.
+    pub essential: bool,
+    /// `Important: yes` or `Protected: yes` on some version.
+    pub important: bool,
+    /// apt's priority number of the highest version (1 required, 2
+    /// important, 3 standard, 4 optional, 5 extra, 6 unknown).
+    pub priority: u8,
+    /// The version the priority was read from.
+    priority_of: Option<Version>,
 }
 
 impl Index {
@@ -145,11 +167,91 @@ impl Index {
         }
     }
 
+    /// Note a name's first mention (apt's cache order), if not yet seen.
+    pub fn note_name(&mut self, name: &str) {
+        if !self.hints.contains_key(name) {
+            let first_seen = self.hints.len() as u32;
+            self.hints.insert(
+                name.to_string(),
+                AptHints {
+                    first_seen,
+                    priority: 6,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// Note what apt learns from one index stanza: the names it mentions, in
+    /// the order apt's cache generator reads them, and its flags/priority.
+    pub fn note_stanza(&mut self, p: &deb822_fast::Paragraph) {
+        let Some(name) = p.get("Package").map(str::trim) else {
+            return;
+        };
+        let arch = p.get("Architecture").map(str::trim).unwrap_or("");
+        if arch != self.arch && arch != "all" {
+            return;
+        }
+        self.note_name(name);
+        for field in [
+            "Pre-Depends",
+            "Depends",
+            "Conflicts",
+            "Breaks",
+            "Recommends",
+            "Suggests",
+            "Replaces",
+            "Enhances",
+            "Provides",
+        ] {
+            for target in p.get(field).into_iter().flat_map(|v| v.split([',', '|'])) {
+                let target = target
+                    .trim()
+                    .split([' ', '(', ':', '\n'])
+                    .next()
+                    .unwrap_or("");
+                if !target.is_empty() {
+                    self.note_name(target);
+                }
+            }
+        }
+        let yes = |f: &str| {
+            p.get(f)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
+        };
+        let (essential, important) = (yes("Essential"), yes("Important") || yes("Protected"));
+        let version = p
+            .get("Version")
+            .and_then(|v| v.trim().parse::<Version>().ok());
+        let priority = match p.get("Priority").map(str::trim) {
+            Some("required") => 1,
+            Some("important") => 2,
+            Some("standard") => 3,
+            Some("optional") => 4,
+            Some("extra") => 5,
+            _ => 6,
+        };
+        let h = self.hints.get_mut(name).expect("noted above");
+        h.essential |= essential;
+        h.important |= important;
+        if h.priority_of.is_none() || version > h.priority_of {
+            h.priority = priority;
+            h.priority_of = version;
+        }
+    }
+
     /// Add a record unless the same name+version is already known (earlier
     /// sources win) or its architecture does not fit.
     pub fn add(&mut self, r: Record) {
         if r.architecture != self.arch && r.architecture != "all" {
             return;
+        }
+        self.note_name(&r.name);
+        for rel in r.pre_depends.iter().chain(r.depends.iter()).flatten() {
+            self.note_name(&rel.name);
+        }
+        for rel in r.provides.iter().flatten() {
+            self.note_name(&rel.name);
         }
         let list = self.by_name.entry(r.name.clone()).or_default();
         if list.iter().any(|x| x.version == r.version) {
@@ -303,9 +405,13 @@ pub fn add_packages_text(
     let mut n = 0;
     for (i, stanza) in stanzas(text).enumerate() {
         let parsed = crate::deb::control::parse(stanza.as_bytes())
-            .and_then(|c| record_from_paragraph(&c.paragraph(), None, None, None, origin.clone()));
+            .and_then(|c| {
+                let p = c.paragraph();
+                record_from_paragraph(&p, None, None, None, origin.clone()).map(|r| (r, p))
+            });
         match parsed {
-            Ok(rec) => {
+            Ok((rec, p)) => {
+                index.note_stanza(&p);
                 index.add(rec);
                 n += 1;
             }
@@ -384,7 +490,7 @@ pub fn add_mirror(index: &mut Index, dir: &Path) -> Result<usize, IndexError> {
         });
     }
     use rayon::prelude::*;
-    let recs: Vec<Result<Record, IndexError>> = debs
+    let recs: Vec<Result<(Record, deb822_fast::Paragraph), IndexError>> = debs
         .par_iter()
         .map(|deb| {
             let ctl = crate::deb::read_control(deb, &crate::deb::Limits::default())?;
@@ -404,6 +510,7 @@ pub fn add_mirror(index: &mut Index, dir: &Path) -> Result<usize, IndexError> {
                 Some(size),
                 Origin::Mirror(dir.to_path_buf()),
             )
+            .map(|r| (r, ctl.fields.clone()))
             .map_err(|reason| IndexError::BadStanza {
                 path: deb.clone(),
                 stanza: 1,
@@ -415,7 +522,8 @@ pub fn add_mirror(index: &mut Index, dir: &Path) -> Result<usize, IndexError> {
     let mut n = 0;
     for (i, (r, deb)) in recs.into_iter().zip(&debs).enumerate() {
         match r {
-            Ok(r) => {
+            Ok((r, p)) => {
+                index.note_stanza(&p);
                 index.add(r);
                 n += 1;
             }

@@ -9,7 +9,10 @@
 //! consume only the lock (plus [`fetch`] to find the files).
 
 pub mod index;
+pub mod provider;
 pub mod solver;
+pub mod walk;
+pub mod why;
 
 use crate::recipe::Tree;
 use index::{Index, Origin, Record};
@@ -63,6 +66,10 @@ pub enum ResolveError {
         version: String,
         reason: String,
     },
+    #[error(
+        "{package} is in no image or build stage of the lock\nhelp: check the name (`grep 'name = \"{package}' recipes/imgforge.lock`); packages come only through Pre-Depends/Depends"
+    )]
+    NotInLock { package: String },
     #[error("{path}: {source}\nhelp: check permissions and free space")]
     Io {
         path: PathBuf,

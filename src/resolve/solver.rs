@@ -1,26 +1,34 @@
-//! The dependency resolver.
+//! The dependency resolver: the closure of a set of pinned packages over
+//! `Pre-Depends` and `Depends` (never Recommends/Suggests), on top of the
+//! packages already installed in lower layers.
 //!
-//! Computes the closure of a set of pinned packages over `Pre-Depends` and
-//! `Depends` (never Recommends/Suggests), on top of packages already
-//! installed (the base image). Choices are deterministic and explainable:
+//! Resolution is a constraint problem solved by `resolvo` (CDCL with
+//! backtracking; see [`super::provider`] for why and for the encoding): the
+//! recipe's pins are hard constraints, `Conflicts`/`Breaks` hold between
+//! every pair of packages in the result and the installed set, and a choice
+//! that later conflicts is undone instead of failing. The choices follow apt
+//! (`apt-get install --no-install-recommends` from an empty system):
 //!
-//! 1. a dependency already satisfied by an installed or selected package
-//!    (directly, or through `Provides`) adds nothing;
-//! 2. otherwise the alternatives of `a | b` are tried in the order written;
-//!    for a real package the highest version satisfying the constraint is
-//!    taken; for a virtual package, a provider already selected wins, else
-//!    the provider whose name sorts first (the reason says so; pin one to
-//!    choose);
-//! 3. packages are processed breadth-first in sorted order.
+//! 1. a dependency already satisfied by an installed or required package
+//!    adds nothing;
+//! 2. alternatives `a | b` are tried in the order written; within one, a real
+//!    package of that name first, then its providers in apt's order
+//!    ([`super::provider::provider_order`]: essential, important, priority,
+//!    then the name apt's cache met last; never name order alone);
+//! 3. the highest version allowed by every constraint wins.
 //!
-//! `Conflicts`/`Breaks` among the result and the installed set are errors.
-//! An unsatisfiable dependency reports the chain that led to it.
+//! Failures are explained with both sides' chains from the recipe and the
+//! pins that would resolve them ([`super::why`]).
 
 use super::index::{Index, Record};
-use debian_control::lossy::Relation;
+use super::provider::Universe;
+use super::{walk, why};
 use debian_control::relations::VersionConstraint;
 use debversion::Version;
-use std::collections::{BTreeMap, VecDeque};
+use resolvo::{ConditionalRequirement, Problem, Solver, UnsolvableOrCancelled};
+use std::collections::BTreeMap;
+
+pub use super::provider::satisfies;
 
 /// What to resolve.
 #[derive(Debug, Clone)]
@@ -64,83 +72,42 @@ pub enum ResolveError {
         version: String,
         installed: String,
     },
+    /// No set of packages satisfies the pins: each problem is one side
+    /// against another (or a dependency nothing satisfies), with the chain
+    /// from the recipe to each side.
     #[error(
-        "unsatisfiable dependency: {}\n  {reason}\nhelp: add a package that satisfies `{dependency}` to the mirror and pin it, or change the pin that needs it",
-        chain.join(" -> ")
+        "{label}: the pins cannot all be met\n{}{}",
+        render_problems(problems),
+        render_help(help)
     )]
-    Unsatisfiable {
-        /// recipe -> package -> ... -> dependency
-        chain: Vec<String>,
-        dependency: String,
-        reason: String,
-    },
-    #[error(
-        "{label}: {a} {relation} {b}; both are in the closure\nhelp: remove one of them from the recipe (or the pin that pulls it in)"
-    )]
-    Conflict {
+    Unsolvable {
         label: String,
-        a: String,
-        relation: String,
-        b: String,
+        problems: Vec<why::Problem>,
+        help: Vec<String>,
     },
 }
 
-/// Whether `v` satisfies `(constraint, wanted)`.
-pub fn satisfies(v: &Version, c: &Option<(VersionConstraint, Version)>) -> bool {
-    match c {
-        None => true,
-        Some((op, want)) => match op {
-            VersionConstraint::LessThan => v < want,
-            VersionConstraint::LessThanEqual => v <= want,
-            VersionConstraint::Equal => v == want,
-            VersionConstraint::GreaterThanEqual => v >= want,
-            VersionConstraint::GreaterThan => v > want,
-        },
-    }
+fn render_problems(problems: &[why::Problem]) -> String {
+    problems.iter().map(|p| p.to_string()).collect()
 }
 
-fn arch_ok(rel: &Relation, arch: &str) -> bool {
-    match rel.archqual.as_deref() {
-        None | Some("any") | Some("native") => true,
-        Some(a) => a == arch,
-    }
-}
-
-/// Does `r` satisfy `rel` directly or through Provides?
-fn provides(r: &Record, rel: &Relation) -> bool {
-    if r.name == rel.name && satisfies(&r.version, &rel.version) {
-        return true;
-    }
-    r.provides.iter().flatten().any(|p| {
-        p.name == rel.name
-            && match (&rel.version, &p.version) {
-                (None, _) => true,
-                (Some(_), None) => false,
-                (Some(_), Some((_, pv))) => satisfies(pv, &rel.version),
+fn render_help(help: &[String]) -> String {
+    help.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if i == 0 {
+                format!("help: {h}")
+            } else {
+                format!("\n  or: {h}")
             }
-    })
+        })
+        .collect()
 }
 
-fn rel_text(rel: &Relation) -> String {
-    rel.to_string()
-}
-
-fn group_text(g: &[&Relation]) -> String {
-    g.iter()
-        .map(|r| rel_text(r))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-/// Resolve `req` against `index`.
-pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveError> {
-    let arch = index.arch.as_str();
-    let installed: BTreeMap<&str, &Record> =
-        req.installed.iter().map(|r| (r.name.as_str(), r)).collect();
-    // name -> (record, reason, parent name)
-    let mut selected: BTreeMap<String, (Record, String, Option<String>)> = BTreeMap::new();
-    let mut queue = VecDeque::new();
-
+/// Check the pins against the index and the installed set; returns the
+/// exact version of every pin not already installed.
+fn check_pins(index: &Index, req: &Request<'_>) -> Result<Vec<(String, Version)>, ResolveError> {
+    let mut out = Vec::new();
     for (name, ver) in req.pins {
         let not_found = || ResolveError::PinNotFound {
             label: req.label.clone(),
@@ -153,7 +120,7 @@ pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveE
                 .unwrap_or_default(),
         };
         let v: Version = ver.parse().map_err(|_| not_found())?;
-        if let Some(i) = installed.get(name.as_str()) {
+        if let Some(i) = req.installed.iter().find(|r| &r.name == name) {
             if i.version == v {
                 continue;
             }
@@ -164,189 +131,114 @@ pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveE
                 installed: i.version.to_string(),
             });
         }
-        let rec = index.get(name, &v).ok_or_else(not_found)?;
-        selected.insert(name.clone(), (rec.clone(), "pinned".into(), None));
-        queue.push_back(name.clone());
+        index.get(name, &v).ok_or_else(not_found)?;
+        out.push((name.clone(), v));
     }
+    Ok(out)
+}
 
-    let chain_of = |selected: &BTreeMap<String, (Record, String, Option<String>)>, name: &str| {
-        let mut chain = vec![];
-        let mut cur = Some(name.to_string());
-        while let Some(n) = cur {
-            let (r, _, parent) = &selected[&n];
-            chain.push(format!("{} {}", r.name, r.version));
-            cur = parent.clone();
-        }
-        chain.push(req.label.clone());
-        chain.reverse();
-        chain
+/// Keep the hints whose proposed pin really resolves the request (each is
+/// re-solved with that pin added or changed); if none does, say which pins
+/// to drop.
+fn checked_help(index: &Index, req: &Request<'_>, hints: Vec<why::Hint>) -> Vec<String> {
+    let works = |(name, version): &(String, String)| {
+        let mut pins = req.pins.clone();
+        pins.insert(name.clone(), version.clone());
+        let r = Request {
+            label: req.label.clone(),
+            pins: &pins,
+            installed: req.installed,
+        };
+        solve(index, &r).is_ok()
     };
-
-    while let Some(name) = queue.pop_front() {
-        let rec = selected[&name].0.clone();
-        for group in rec.pre_depends.iter().chain(rec.depends.iter()) {
-            let group: Vec<&Relation> = group.into_iter().filter(|r| arch_ok(r, arch)).collect();
-            if group.is_empty() {
-                continue;
-            }
-            let satisfied = group.iter().any(|rel| {
-                installed.values().any(|r| provides(r, rel))
-                    || selected.values().any(|(r, _, _)| provides(r, rel))
-            });
-            if satisfied {
-                continue;
-            }
-            let mut pick: Option<(Record, String)> = None;
-            let mut why_not = Vec::new();
-            for rel in &group {
-                // A real package of that name.
-                if let Some((cur, _, _)) = selected.get(&rel.name) {
-                    why_not.push(format!(
-                        "{} {} is already selected and does not satisfy {}",
-                        cur.name,
-                        cur.version,
-                        rel_text(rel)
-                    ));
-                    continue;
-                }
-                if let Some(i) = installed.get(rel.name.as_str()) {
-                    why_not.push(format!(
-                        "{} {} is installed in the base and does not satisfy {}",
-                        i.name,
-                        i.version,
-                        rel_text(rel)
-                    ));
-                    continue;
-                }
-                if let Some(cands) = index.by_name.get(&rel.name) {
-                    if let Some(c) = cands.iter().find(|c| satisfies(&c.version, &rel.version)) {
-                        pick = Some((
-                            c.clone(),
-                            format!("{} depends on {}", rec.name, group_text(&group)),
-                        ));
-                        break;
-                    }
-                    why_not.push(format!(
-                        "{} has only {}",
-                        rel.name,
-                        cands
-                            .iter()
-                            .map(|c| c.version.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                // A virtual package.
-                if let Some(provs) = index.providers.get(&rel.name) {
-                    let mut names: Vec<&String> = provs
-                        .iter()
-                        .filter(|(_, pv)| match (&rel.version, pv) {
-                            (None, _) => true,
-                            (Some(_), None) => false,
-                            (Some(_), Some(v)) => satisfies(v, &rel.version),
-                        })
-                        .map(|(n, _)| n)
-                        .collect();
-                    names.sort();
-                    names.dedup();
-                    let usable: Vec<&String> = names
-                        .into_iter()
-                        .filter(|n| {
-                            !selected.contains_key(*n) && !installed.contains_key(n.as_str())
-                        })
-                        .collect();
-                    if let Some(first) = usable.first()
-                        && let Some(c) = index.by_name.get(*first).and_then(|l| l.first())
-                    {
-                        let note = if usable.len() > 1 {
-                            format!(
-                                " (virtual; chose {first} among {}; pin another to override)",
-                                usable
-                                    .iter()
-                                    .map(|s| s.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        } else {
-                            " (virtual)".into()
-                        };
-                        pick = Some((
-                            c.clone(),
-                            format!("{} depends on {}{note}", rec.name, group_text(&group)),
-                        ));
-                        break;
-                    }
-                } else if !index.by_name.contains_key(&rel.name) {
-                    why_not.push(format!("no package provides {}", rel.name));
-                }
-            }
-            match pick {
-                Some((c, reason)) => {
-                    let n = c.name.clone();
-                    selected.insert(n.clone(), (c, reason, Some(name.clone())));
-                    queue.push_back(n);
-                }
-                None => {
-                    let mut chain = chain_of(&selected, &name);
-                    chain.push(group_text(&group));
-                    return Err(ResolveError::Unsatisfiable {
-                        chain,
-                        dependency: group_text(&group),
-                        reason: why_not.join("; "),
-                    });
-                }
-            }
-        }
-    }
-
-    // Conflicts and Breaks.
-    let all: Vec<&Record> = selected
-        .values()
-        .map(|(r, _, _)| r)
-        .chain(installed.values().copied())
+    let mut out: Vec<String> = hints
+        .iter()
+        .filter(|h| h.pin.as_ref().is_some_and(works))
+        .map(|h| h.text.clone())
+        .take(4)
         .collect();
-    for (r, _, _) in selected.values() {
-        for (field, rels) in [("conflicts with", &r.conflicts), ("breaks", &r.breaks)] {
-            for rel in rels.iter().flatten() {
-                for other in &all {
-                    if other.name == r.name {
-                        continue;
-                    }
-                    let hit = (other.name == rel.name && satisfies(&other.version, &rel.version))
-                        || (rel.version.is_none()
-                            && other.provides.iter().flatten().any(|p| p.name == rel.name));
-                    if hit {
-                        return Err(ResolveError::Conflict {
-                            label: req.label.clone(),
-                            a: format!("{} {}", r.name, r.version),
-                            relation: format!("{field} {}", rel_text(rel)),
-                            b: format!("{} {}", other.name, other.version),
-                        });
-                    }
-                }
-            }
-        }
+    out.extend(
+        hints
+            .iter()
+            .filter(|h| h.pin.is_none())
+            .map(|h| h.text.clone()),
+    );
+    if out.is_empty() {
+        let names: Vec<&str> = req.pins.keys().map(String::as_str).collect();
+        out.push(format!(
+            "no single pin resolves it: remove one of the pins ({}) or the package that needs the other side",
+            names.join(", ")
+        ));
     }
-    // Installed packages that break or conflict with a selected one.
-    for i in req.installed {
-        for (field, rels) in [("conflicts with", &i.conflicts), ("breaks", &i.breaks)] {
-            for rel in rels.iter().flatten() {
-                if let Some((o, _, _)) = selected.get(&rel.name)
-                    && satisfies(&o.version, &rel.version)
-                {
-                    return Err(ResolveError::Conflict {
-                        label: req.label.clone(),
-                        a: format!("{} {}", i.name, i.version),
-                        relation: format!("{field} {}", rel_text(rel)),
-                        b: format!("{} {}", o.name, o.version),
-                    });
-                }
-            }
-        }
-    }
+    out
+}
 
+/// Resolve `req` against `index`.
+pub fn resolve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, ResolveError> {
+    solve(index, req).map_err(|e| match e {
+        Failure::Plain(e) => e,
+        Failure::Unsolvable { problems, hints } => ResolveError::Unsolvable {
+            label: req.label.clone(),
+            problems,
+            help: checked_help(index, req, hints),
+        },
+    })
+}
+
+enum Failure {
+    Plain(ResolveError),
+    Unsolvable {
+        problems: Vec<why::Problem>,
+        hints: Vec<why::Hint>,
+    },
+}
+
+impl From<ResolveError> for Failure {
+    fn from(e: ResolveError) -> Self {
+        Failure::Plain(e)
+    }
+}
+
+fn solve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, Failure> {
+    let pins = check_pins(index, req)?;
+    let mut universe = Universe::new(index, req.installed);
+    let pinned: Vec<&Record> = pins.iter().filter_map(|(n, v)| index.get(n, v)).collect();
+    universe.preferred = walk::apt_walk(index, &pinned, req.installed)
+        .into_iter()
+        .map(|(n, r)| (n, r.version.clone()))
+        .collect();
+    let exact = |name: &str, v: &Version| {
+        let c = Some((VersionConstraint::Equal, v.clone()));
+        ConditionalRequirement::from(universe.set(name, None, &c, false))
+    };
+    let mut requirements: Vec<ConditionalRequirement> =
+        pins.iter().map(|(n, v)| exact(n, v)).collect();
+    requirements.extend(req.installed.iter().map(|r| exact(&r.name, &r.version)));
+    let mut solver = Solver::new(universe);
+    let solution = match solver.solve(Problem::new().requirements(requirements)) {
+        Ok(s) => s,
+        Err(UnsolvableOrCancelled::Unsolvable(conflict)) => {
+            let graph = conflict.graph(&solver);
+            let (problems, hints) = why::explain_conflict(&graph, solver.provider(), req);
+            return Err(Failure::Unsolvable { problems, hints });
+        }
+        Err(UnsolvableOrCancelled::Cancelled(_)) => unreachable!("resolution is never cancelled"),
+    };
+    let u = solver.provider();
+    let mut selected: BTreeMap<String, &Record> = BTreeMap::new();
+    for s in solution {
+        let r = u.record(s);
+        if !u.installed.contains_key(r.name.as_str()) {
+            selected.insert(r.name.clone(), r);
+        }
+    }
+    let pinned: Vec<String> = pins.into_iter().map(|(n, _)| n).collect();
+    let reasons = why::reasons(index, &pinned, &selected, req.installed);
     Ok(selected
-        .into_values()
-        .map(|(record, reason, _)| Chosen { record, reason })
+        .into_iter()
+        .map(|(name, r)| Chosen {
+            record: r.clone(),
+            reason: reasons[&name].text.clone(),
+        })
         .collect())
 }

@@ -136,3 +136,26 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The frozen bookworm `Packages` indexes `../shared/debian-index` (main,
+/// amd64: bookworm, bookworm-updates, bookworm-security, in that order), or
+/// `None` after printing what the test needs. Panics instead when [`strict`].
+pub fn debian_index() -> Option<Vec<PathBuf>> {
+    let dir = root().join("..").join("shared").join("debian-index");
+    let files: Vec<PathBuf> = ["bookworm", "bookworm-updates", "bookworm-security"]
+        .iter()
+        .map(|s| dir.join(format!("{s}-main-amd64-Packages.xz")))
+        .collect();
+    if files.iter().all(|f| f.is_file()) {
+        return Some(files);
+    }
+    let msg = format!(
+        "this test needs the frozen bookworm indexes at {}; skipping",
+        dir.display()
+    );
+    if strict() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIP: {msg}");
+    None
+}

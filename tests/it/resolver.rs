@@ -96,25 +96,159 @@ fn alternatives_are_tried_in_order_and_selected_ones_are_preferred() {
 }
 
 #[test]
-fn virtual_packages_resolve_through_provides_deterministically() {
+fn providers_are_chosen_in_apts_order_not_by_name() {
+    // gawk sorts first, but mawk is Priority: required (apt's rule).
     let idx = index(
         "Package: base\nVersion: 1\nPre-Depends: awk\n\n\
-         Package: mawk\nVersion: 1\nProvides: awk\n\n\
-         Package: gawk\nVersion: 1\nProvides: awk",
+         Package: gawk\nVersion: 1\nPriority: optional\nProvides: awk\n\n\
+         Package: mawk\nVersion: 1\nPriority: required\nProvides: awk\n\n\
+         Package: original-awk\nVersion: 1\nPriority: optional\nProvides: awk",
     );
     let r = solve(&idx, &[("base", "1")]).unwrap();
-    assert_eq!(r, vec!["base=1", "gawk=1"], "first provider by name");
-    let r = solve(&idx, &[("base", "1"), ("mawk", "1")]).unwrap();
-    assert_eq!(r, vec!["base=1", "mawk=1"], "a pinned provider wins");
-    // Versioned dependency on a virtual needs a versioned Provides.
+    assert_eq!(r, vec!["base=1", "mawk=1"], "the higher priority provider");
+    let r = solve(&idx, &[("base", "1"), ("gawk", "1")]).unwrap();
+    assert_eq!(r, vec!["base=1", "gawk=1"], "a pinned provider wins");
+    // Equal priority: apt prefers the name its cache met last (not name order).
     let idx = index(
-        "Package: app\nVersion: 1\nDepends: libz1 (>= 1)\n\n\
+        "Package: app\nVersion: 1\nDepends: api\n\n\
+         Package: zz-first\nVersion: 1\nPriority: optional\nProvides: api\n\n\
+         Package: aa-later\nVersion: 1\nPriority: optional\nProvides: api",
+    );
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["aa-later=1", "app=1"]
+    );
+    let idx = index(
+        "Package: app\nVersion: 1\nDepends: api\n\n\
+         Package: aa-later\nVersion: 1\nPriority: optional\nProvides: api\n\n\
+         Package: zz-first\nVersion: 1\nPriority: optional\nProvides: api",
+    );
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "zz-first=1"]
+    );
+    // A real package of the virtual's name comes before any provider.
+    let idx = index(
+        "Package: app\nVersion: 1\nDepends: awk\n\n\
+         Package: mawk\nVersion: 1\nPriority: required\nProvides: awk\n\n\
+         Package: awk\nVersion: 1\nPriority: optional",
+    );
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "awk=1"]
+    );
+}
+
+#[test]
+fn provider_reason_names_the_rule() {
+    let idx = index(
+        "Package: base\nVersion: 1\nPre-Depends: awk\n\n\
+         Package: gawk\nVersion: 1\nPriority: optional\nProvides: awk\n\n\
+         Package: mawk\nVersion: 1\nPriority: required\nProvides: awk",
+    );
+    let p = pins(&[("base", "1")]);
+    let r = solver::resolve(
+        &idx,
+        &Request {
+            label: "t".into(),
+            pins: &p,
+            installed: &[],
+        },
+    )
+    .unwrap();
+    let reasons: Vec<String> = r
+        .iter()
+        .map(|c| format!("{}: {}", c.record.name, c.reason))
+        .collect();
+    insta::assert_snapshot!("provider_reason", reasons.join("\n"));
+}
+
+#[test]
+fn backtracks_out_of_an_alternative_that_later_conflicts() {
+    // The bsd-mailx + postfix-pgsql shape: the first alternative (exim)
+    // conflicts with the MTA another pin needs; apt ends with postfix only.
+    let idx = index(
+        "Package: mailx\nVersion: 1\nDepends: default-mta | mail-transport-agent\n\n\
+         Package: exim\nVersion: 1\nPriority: standard\nProvides: default-mta, mail-transport-agent\nConflicts: mail-transport-agent\n\n\
+         Package: postfix\nVersion: 1\nPriority: optional\nProvides: mail-transport-agent\nConflicts: mail-transport-agent\n\n\
+         Package: postfix-pgsql\nVersion: 1\nDepends: postfix (= 1)",
+    );
+    assert_eq!(
+        solve(&idx, &[("mailx", "1"), ("postfix-pgsql", "1")]).unwrap(),
+        vec!["mailx=1", "postfix=1", "postfix-pgsql=1"]
+    );
+    assert_eq!(
+        solve(&idx, &[("mailx", "1")]).unwrap(),
+        vec!["exim=1", "mailx=1"]
+    );
+    // Deeper: the first alternative's own dependency conflicts with a pin,
+    // found only after choosing it.
+    let idx = index(
+        "Package: app\nVersion: 1\nDepends: fast | slow\n\n\
+         Package: fast\nVersion: 1\nDepends: helper\n\n\
+         Package: helper\nVersion: 1\nBreaks: other (<< 2)\n\n\
+         Package: slow\nVersion: 1\n\n\
+         Package: other\nVersion: 1",
+    );
+    assert_eq!(
+        solve(&idx, &[("app", "1"), ("other", "1")]).unwrap(),
+        vec!["app=1", "other=1", "slow=1"]
+    );
+}
+
+#[test]
+fn a_provider_required_later_satisfies_an_earlier_dependency() {
+    // php-redis: `php-igbinary` is a real package *and* provided by
+    // php8.2-igbinary, which php8.2-redis (written first) needs anyway: apt
+    // walks php8.2-redis first and then needs nothing more. A solver
+    // deciding in its own order would add the real php-igbinary.
+    let deps = "php8.2-redis, php-igbinary";
+    {
+        let idx = index(&format!(
+            "Package: php-redis\nVersion: 1\nDepends: {deps}\n\n\
+             Package: php8.2-redis\nVersion: 1\nDepends: php8.2-igbinary\n\n\
+             Package: php8.2-igbinary\nVersion: 1\nProvides: php-igbinary\n\n\
+             Package: php-igbinary\nVersion: 1\nDepends: php8.2-igbinary"
+        ));
+        assert_eq!(
+            solve(&idx, &[("php-redis", "1")]).unwrap(),
+            vec!["php-redis=1", "php8.2-igbinary=1", "php8.2-redis=1"],
+            "{deps}"
+        );
+    }
+}
+
+#[test]
+fn versioned_provides() {
+    // A versioned dependency on a virtual needs a versioned Provides that fits.
+    let idx = index(
+        "Package: app\nVersion: 1\nDepends: libz1 (>= 2)\n\n\
+         Package: old\nVersion: 1\nProvides: libz1 (= 1)\n\n\
+         Package: plain\nVersion: 1\nProvides: libz1\n\n\
          Package: zlib\nVersion: 1\nProvides: libz1 (= 2)",
     );
     assert_eq!(
         solve(&idx, &[("app", "1")]).unwrap(),
         vec!["app=1", "zlib=1"]
     );
+    // The provided version, not the provider's, is what is compared; and a
+    // higher provider version that no longer provides it is skipped.
+    let idx = index(
+        "Package: app\nVersion: 1\nDepends: api (>= 3)\n\n\
+         Package: impl\nVersion: 9\n\n\
+         Package: impl\nVersion: 5\nProvides: api (= 3)",
+    );
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "impl=5"]
+    );
+    // A versioned Breaks on a virtual hits only matching versioned Provides.
+    let idx = index(
+        "Package: app\nVersion: 1\nDepends: api\nBreaks: api (<< 2)\n\n\
+         Package: v1\nVersion: 1\nPriority: required\nProvides: api (= 1)\n\n\
+         Package: v2\nVersion: 1\nPriority: optional\nProvides: api (= 2)",
+    );
+    assert_eq!(solve(&idx, &[("app", "1")]).unwrap(), vec!["app=1", "v2=1"]);
 }
 
 #[test]
@@ -127,18 +261,41 @@ fn any_qualifiers_are_accepted() {
 }
 
 #[test]
-fn conflicts_and_breaks_are_errors() {
+fn conflicting_pins_are_explained_with_both_chains() {
     let idx = index(
-        "Package: a\nVersion: 1\nConflicts: b\n\n\
-         Package: b\nVersion: 1\n\n\
+        "Package: web\nVersion: 1\nDepends: tool\n\n\
+         Package: tool\nVersion: 1\nConflicts: legacy\n\n\
+         Package: app\nVersion: 1\nDepends: legacy | modern\n\n\
+         Package: legacy\nVersion: 1\n\n\
+         Package: modern\nVersion: 1\nConflicts: tool\n\n\
          Package: c\nVersion: 1\nBreaks: d (<< 2)\n\n\
-         Package: d\nVersion: 1",
+         Package: d\nVersion: 1\n\n\
+         Package: d\nVersion: 2",
     );
-    let e = solve(&idx, &[("a", "1"), ("b", "1")]).unwrap_err();
-    assert!(matches!(e, ResolveError::Conflict { .. }), "{e}");
-    assert!(e.to_string().contains("a 1 conflicts with b"), "{e}");
+    let e = solve(&idx, &[("web", "1"), ("app", "1")]).unwrap_err();
+    assert!(matches!(e, ResolveError::Unsolvable { .. }), "{e}");
+    insta::assert_snapshot!("conflict_both_chains", e.to_string());
     let e = solve(&idx, &[("c", "1"), ("d", "1")]).unwrap_err();
-    assert!(e.to_string().contains("c 1 breaks d (<< 2)"), "{e}");
+    insta::assert_snapshot!("breaks_pin_hint", e.to_string());
+}
+
+#[test]
+fn an_exact_version_chain_suggests_the_sibling_pin() {
+    // openssh-server pinned one update behind openssh-sftp-server: both
+    // need openssh-client at their own version.
+    let idx = index(
+        "Package: server\nVersion: 1.0-1\nDepends: client (= 1.0-1)\n\n\
+         Package: server\nVersion: 1.0-2\nDepends: client (= 1.0-2)\n\n\
+         Package: sftp\nVersion: 1.0-1\nDepends: client (= 1.0-1)\n\n\
+         Package: sftp\nVersion: 1.0-2\nDepends: client (= 1.0-2)\n\n\
+         Package: client\nVersion: 1.0-1\n\n\
+         Package: client\nVersion: 1.0-2",
+    );
+    let e = solve(&idx, &[("server", "1.0-1"), ("sftp", "1.0-2")]).unwrap_err();
+    let s = e.to_string();
+    insta::assert_snapshot!("exact_chain_sibling_pin", s);
+    assert!(s.contains("pin server = \"1.0-2\""), "{s}");
+    assert!(s.contains("pin sftp = \"1.0-1\""), "{s}");
 }
 
 #[test]
@@ -256,4 +413,205 @@ mod version_order {
             }
         }
     }
+}
+
+/// The resolver against the real bookworm indexes, compared with what apt
+/// installs from the same indexes (`tests/data/apt-closures`, made by
+/// `make.sh` there).
+mod bookworm {
+    use super::super::common;
+    use imgforge::resolve::index::{self, Index, Origin};
+    use imgforge::resolve::solver::{self, Request};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::Read;
+    use std::sync::OnceLock;
+
+    fn load() -> Option<&'static Index> {
+        static IDX: OnceLock<Option<Index>> = OnceLock::new();
+        IDX.get_or_init(|| {
+            let files = common::debian_index()?;
+            let mut idx = Index::new("amd64");
+            for f in files {
+                let mut text = String::new();
+                xz2::read::XzDecoder::new(std::fs::File::open(&f).unwrap())
+                    .read_to_string(&mut text)
+                    .unwrap();
+                index::add_packages_text(&mut idx, &text, &f, Origin::Apt).unwrap();
+            }
+            Some(idx)
+        })
+        .as_ref()
+    }
+
+    /// (requested packages, apt's closure as `name version` lines).
+    fn expected(set: &str) -> (Vec<String>, BTreeSet<String>) {
+        let p = common::root().join(format!("tests/data/apt-closures/{set}.txt"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut lines = text.lines();
+        let head = lines.next().unwrap();
+        let pkgs = head
+            .split("--no-install-recommends ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        (pkgs, lines.map(str::to_string).collect())
+    }
+
+    /// imgforge's closure when each requested package is pinned to its
+    /// candidate (highest) version, as apt installs it.
+    fn ours(idx: &Index, pkgs: &[String]) -> Result<BTreeSet<String>, String> {
+        let pins: BTreeMap<String, String> = pkgs
+            .iter()
+            .map(|p| (p.clone(), idx.by_name[p][0].version.to_string()))
+            .collect();
+        let req = Request {
+            label: "test".into(),
+            pins: &pins,
+            installed: &[],
+        };
+        let r = solver::resolve(idx, &req).map_err(|e| e.to_string())?;
+        Ok(r.iter()
+            .map(|c| format!("{} {}", c.record.name, c.record.version))
+            .collect())
+    }
+
+    /// Packages of apt's answer that nothing in it depends on and that were
+    /// not requested: left over from a branch apt's repair step undid
+    /// (`apt-get autoremove` would remove them). Computed from the index.
+    fn orphans(idx: &Index, pkgs: &[String], apt: &BTreeSet<String>) -> BTreeSet<String> {
+        let recs: Vec<_> = apt
+            .iter()
+            .map(|l| {
+                let (n, v) = l.split_once(' ').unwrap();
+                idx.get(n, &v.parse().unwrap()).unwrap()
+            })
+            .collect();
+        recs.iter()
+            .filter(|x| !pkgs.contains(&x.name))
+            .filter(|x| {
+                !recs.iter().any(|r| {
+                    r.pre_depends.iter().chain(r.depends.iter()).any(|g| {
+                        g.into_iter().any(|rel| {
+                            (rel.name == x.name && solver::satisfies(&x.version, &rel.version))
+                                || x.provides.iter().flatten().any(|p| p.name == rel.name)
+                        })
+                    })
+                })
+            })
+            .map(|x| format!("{} {}", x.name, x.version))
+            .collect()
+    }
+
+    /// Compare one set; returns the printed row and whether it matched
+    /// apt's answer (without apt's orphans).
+    fn compare(idx: &Index, set: &str) -> (String, bool) {
+        let (pkgs, apt) = expected(set);
+        let orphans = orphans(idx, &pkgs, &apt);
+        let want: BTreeSet<String> = apt.difference(&orphans).cloned().collect();
+        let got = match ours(idx, &pkgs) {
+            Ok(g) => g,
+            Err(e) => return (format!("{set}: imgforge failed: {e}"), false),
+        };
+        let only_ours: Vec<_> = got.difference(&want).cloned().collect();
+        let only_apt: Vec<_> = want.difference(&got).cloned().collect();
+        let row = format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            pkgs.join(" "),
+            got.len(),
+            apt.len(),
+            if orphans.is_empty() {
+                "-".into()
+            } else {
+                orphans.iter().cloned().collect::<Vec<_>>().join(", ")
+            },
+            if only_ours.is_empty() {
+                "-".into()
+            } else {
+                only_ours.join(", ")
+            },
+            if only_apt.is_empty() {
+                "-".into()
+            } else {
+                only_apt.join(", ")
+            },
+        );
+        (row, only_ours.is_empty() && only_apt.is_empty())
+    }
+
+    #[test]
+    fn issue_cases_match_apt() {
+        let Some(idx) = load() else { return };
+        for set in ["php-redis", "mailx-postfix-pgsql", "base-files"] {
+            let (row, same) = compare(idx, set);
+            println!("{row}");
+            assert!(same, "{set} differs from apt: {row}");
+        }
+    }
+
+    #[test]
+    fn package_sets_match_apt() {
+        let Some(idx) = load() else { return };
+        let sets =
+            std::fs::read_to_string(common::root().join("tests/data/apt-closures/sets")).unwrap();
+        println!(
+            "| packages | imgforge | apt | apt's orphans | only imgforge | only apt |\n|---|---|---|---|---|---|"
+        );
+        let mut differ = vec![];
+        for line in sets
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let set = line.split_whitespace().next().unwrap();
+            let (row, same) = compare(idx, set);
+            println!("{row}");
+            if !same {
+                differ.push(set.to_string());
+            }
+        }
+        assert!(differ.is_empty(), "differ from apt: {differ:?}");
+    }
+}
+
+#[test]
+fn lock_explain_prints_the_chain_from_the_recipe() {
+    let Some(mirror) = super::common::fixture() else {
+        return;
+    };
+    let out = super::common::run(
+        super::common::imgforge()
+            .current_dir(super::common::root())
+            .args([
+                "lock",
+                "recipes",
+                "--no-apt",
+                "--locked",
+                "-q",
+                "--explain",
+                "iproute2",
+                "--mirror",
+            ])
+            .arg(&mirror),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", super::common::text(&out));
+    insta::assert_snapshot!("lock_explain_iproute2", stdout);
+    let out = super::common::run(
+        super::common::imgforge()
+            .current_dir(super::common::root())
+            .args([
+                "lock",
+                "recipes",
+                "--no-apt",
+                "--locked",
+                "-q",
+                "--explain",
+                "nosuch",
+                "--mirror",
+            ])
+            .arg(&mirror),
+    );
+    assert!(!out.status.success());
+    assert!(super::common::text(&out).contains("nosuch is in no image"));
 }
