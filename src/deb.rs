@@ -456,6 +456,40 @@ pub fn check_identity(path: &Path, ctl: &ControlInfo, expected: &Identity) -> Re
     Ok(())
 }
 
+/// Every regular file of `control.tar` (maintainer scripts, `templates`,
+/// `triggers`, ...) by name, within `limits.control_bytes`.
+pub fn read_control_files(
+    path: &Path,
+    limits: &Limits,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, DebError> {
+    let limit = limits.control_bytes;
+    with_member(path, "control.tar", limit, &mut |reader, member| {
+        let mut out = std::collections::BTreeMap::new();
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries()
+            .map_err(|e| member_error(path, member, limit, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| member_error(path, member, limit, e))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let name = entry
+                .path()
+                .map_err(|e| member_error(path, member, limit, e))?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| member_error(path, member, limit, e))?;
+            out.insert(name, bytes);
+        }
+        Ok(out)
+    })
+}
+
 /// Stream the package's `data.tar` through `f`.
 ///
 /// The archive is decompressed on the fly and capped at `limits.data_bytes`;

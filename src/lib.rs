@@ -22,6 +22,9 @@
 //! * [`resolve`]: package index (mirror, apt), resolver, lock file, fetching.
 //! * [`deb`]: reading `.deb` files (control, data.tar) as untrusted input.
 //! * [`layer`]: deterministic layer tars from packages, files and artifacts.
+//! * [`configure`]: maintainer scripts and triggers run in the sandbox with
+//!   a toolset that never ships; their changes become a configuration layer
+//!   (between `layer` and `image`).
 //! * [`image`]: OCI image layout, configs, manifests, the docker-load bundle.
 //! * [`sandbox`]: build stages in an OCI runtime with no network, under
 //!   per-step [`limits`] and a seccomp profile.
@@ -38,6 +41,7 @@
 //! (sorted keys); tar entries are sorted; timestamps come from
 //! `SOURCE_DATE_EPOCH`.
 
+pub mod configure;
 pub mod deb;
 pub mod digest;
 pub mod image;

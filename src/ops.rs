@@ -8,7 +8,7 @@
 use crate::layer::{self, Compression, Entry, LayerBlob};
 use crate::recipe::{self, Config, Recipe, Tree};
 use crate::resolve::{self, Lock, LockedPackage, SourceOptions, index::Index};
-use crate::{image, sandbox, sbom};
+use crate::{configure, image, sandbox, sbom};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -551,6 +551,14 @@ fn build_locked(
             });
         }
     }
+    if let Some(l) = lock.get(&tree.base.name, "toolset") {
+        jobs_list.push(LayerJob {
+            key: "toolset".into(),
+            entries: closure_entries(&l.name, "toolset"),
+            lower_symlinks: true,
+            scratch: true,
+        });
+    }
     let base_symlinks: BTreeSet<String> = jobs_list[0]
         .entries
         .iter()
@@ -614,6 +622,77 @@ fn build_locked(
         ),
         comment: Some("merged-/usr root with dpkg status.d metadata".into()),
     });
+    // 4b. Configure: maintainer scripts and triggers, a layer per root.
+    let cfg = ConfigureRun {
+        lock,
+        base: &tree.base.name,
+        pkgs: &pkg_by_key,
+        entries: &entries,
+        toolset_layer: written
+            .get("toolset")
+            .map(|b| scratch_blobs.join(hex(&b.digest))),
+        work: scratch.path().to_path_buf(),
+        lower: &base_symlinks,
+        sde: sde_u,
+        arch: tree.source.arch.clone(),
+        st,
+    };
+    let ship = layer::WriteOptions {
+        blobs_dir: blobs.clone(),
+        compression: opts.compression,
+    };
+    let layer_path = |l: &LayerBlob| blobs.join(hex(&l.digest));
+    let base_paths: Vec<PathBuf> = base_layers.iter().map(layer_path).collect();
+    let base_cfg = cfg.run(&tree.base, "runtime", base_paths.clone(), &[], &ship)?;
+    if let Some(l) = base_cfg {
+        layer_bytes += l.tar_size;
+        base_layers.push(l);
+        base_history.push(cfg.history(&tree.base.name, "runtime"));
+    }
+    let base_paths: Vec<PathBuf> = base_layers.iter().map(layer_path).collect();
+    // Images (and build-stage roots) configure independently: in parallel.
+    let below = [(tree.base.name.as_str(), "runtime")];
+    let scratch_write = layer::WriteOptions {
+        blobs_dir: scratch_blobs.clone(),
+        compression: Compression::Zstd(1),
+    };
+    let written_ref = &written;
+    let roots: Vec<(&Recipe, &str, &LayerBlob)> = tree
+        .images
+        .iter()
+        .flat_map(|img| {
+            ["runtime", "build"].into_iter().filter_map(move |stage| {
+                Some((
+                    img,
+                    stage,
+                    written_ref.get(&format!("{}/{stage}", img.name))?,
+                ))
+            })
+        })
+        .collect();
+    let configured: Vec<(String, Option<LayerBlob>)> = roots
+        .into_par_iter()
+        .map(|(img, stage, l)| -> Result<(String, Option<LayerBlob>)> {
+            let mut layers = base_paths.clone();
+            let (dir, w) = if stage == "build" {
+                (&scratch_blobs, &scratch_write)
+            } else {
+                (&blobs, &ship)
+            };
+            layers.push(dir.join(hex(&l.digest)));
+            let c = cfg.run(img, stage, layers, &below, w)?;
+            Ok((format!("{}/{stage}", img.name), c))
+        })
+        .collect::<Result<_>>()?;
+    let mut config_layers: BTreeMap<String, LayerBlob> = BTreeMap::new();
+    for (k, c) in configured.into_iter() {
+        if let Some(c) = c {
+            if k.ends_with("/runtime") {
+                layer_bytes += c.tar_size;
+            }
+            config_layers.insert(k, c);
+        }
+    }
     let mut base_config = tree.base.config.clone();
     if let Some(v) = &vendor {
         for kv in &v.env {
@@ -645,6 +724,11 @@ fn build_locked(
                 .chain(std::iter::once(
                     scratch_blobs.join(hex(&written[&format!("{}/build", img.name)].digest)),
                 ))
+                .chain(
+                    config_layers
+                        .get(&format!("{}/build", img.name))
+                        .map(|c| scratch_blobs.join(hex(&c.digest))),
+                )
                 .collect(),
             context: b.context.clone(),
             steps: b.steps.clone(),
@@ -735,6 +819,10 @@ fn build_locked(
                 ),
                 comment: None,
             });
+        }
+        if let Some(c) = config_layers.get(&format!("{}/runtime", img.name)) {
+            layers.push(c.clone());
+            history.push(cfg.history(&img.name, "runtime"));
         }
         if let Some((l, _)) = artifact_layers.get(&img.name) {
             layers.push(l.clone());
@@ -904,6 +992,147 @@ fn debian_release(
     };
     let deb = &pkgs[&(bf.name.clone(), bf.version.clone())].deb;
     Ok(Some(crate::release::read_release(deb, &bf.version)?))
+}
+
+/// What every configure run of a build shares (see [`crate::configure`]).
+struct ConfigureRun<'a> {
+    lock: &'a Lock,
+    base: &'a str,
+    pkgs: &'a BTreeMap<(String, String), &'a Pkg>,
+    entries: &'a BTreeMap<(String, String), Vec<Entry>>,
+    toolset_layer: Option<PathBuf>,
+    work: PathBuf,
+    lower: &'a BTreeSet<String>,
+    sde: u64,
+    arch: String,
+    st: Status,
+}
+
+impl ConfigureRun<'_> {
+    fn refs(&self, name: &str, stage: &str, paths: bool) -> Vec<configure::PackageRef> {
+        let Some(l) = self.lock.get(name, stage) else {
+            return Vec::new();
+        };
+        l.packages
+            .iter()
+            .map(|p| {
+                let key = (p.name.clone(), p.version.clone());
+                let full = self.pkgs[&key];
+                configure::PackageRef {
+                    name: p.name.clone(),
+                    deb: full.deb.clone(),
+                    control: full.control.clone(),
+                    paths: if paths {
+                        self.entries[&key].iter().map(|e| e.path.clone()).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Configure `recipe`'s `stage` packages on `layers`; the layer, or
+    /// `None` when nothing changed or the recipe opted out (with a warning
+    /// listing what would have been created).
+    fn run(
+        &self,
+        recipe: &Recipe,
+        stage: &str,
+        layers: Vec<PathBuf>,
+        below: &[(&str, &str)],
+        write: &layer::WriteOptions,
+    ) -> Result<Option<LayerBlob>> {
+        let t = Instant::now();
+        let label = if stage == "build" {
+            format!("{} (build stage)", recipe.name)
+        } else {
+            recipe.name.clone()
+        };
+        let mut present = self.refs(self.base, "toolset", false);
+        for (n, s) in below {
+            present.extend(self.refs(n, s, false));
+        }
+        let spec = configure::ConfigureSpec {
+            label: label.clone(),
+            layers,
+            toolset_layer: self.toolset_layer.clone(),
+            configure: self.refs(&recipe.name, stage, true),
+            present,
+            debconf: recipe.configure.debconf.clone(),
+            source_date_epoch: self.sde,
+            arch: self.arch.clone(),
+        };
+        if spec.configure.is_empty() {
+            return Ok(None);
+        }
+        if spec.toolset_layer.is_none() {
+            self.warn_no_toolset(&spec);
+            return Ok(None);
+        }
+        let out = configure::configure(
+            &spec,
+            &configure::ConfigureOptions {
+                work_dir: self.work.clone(),
+                runtime: None,
+                lower_symlinks: self.lower.clone(),
+                write: write.clone(),
+            },
+        )?;
+        if !recipe.configure.enabled {
+            let list: Vec<String> = out
+                .created
+                .iter()
+                .map(|(p, path)| format!("    /{path} ({p})"))
+                .collect();
+            self.st.say(
+                "Warning",
+                format!(
+                    "{label}: configure = false: skipped {} maintainer script(s); they would have created or changed {} path(s):\n{}",
+                    out.scripts,
+                    list.len(),
+                    list.join("\n")
+                ),
+            );
+            return Ok(None);
+        }
+        self.st.say(
+            "Configured",
+            format!(
+                "{label}: {} script(s), {} path(s) in {:.1}s",
+                out.scripts,
+                out.created.len(),
+                t.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(out.layer)
+    }
+
+    fn warn_no_toolset(&self, spec: &configure::ConfigureSpec) {
+        let with: Vec<&str> = spec
+            .configure
+            .iter()
+            .filter(|p| p.has_scripts())
+            .map(|p| p.name.as_str())
+            .collect();
+        if !with.is_empty() {
+            self.st.say(
+                "Warning",
+                format!(
+                    "{}: no [configure] toolset in the base recipe: maintainer scripts of {} not run",
+                    spec.label,
+                    with.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn history(&self, name: &str, stage: &str) -> image::History {
+        image::History {
+            created_by: format!("imgforge: configure {}", names(self.lock.get(name, stage))),
+            comment: Some("maintainer scripts and triggers".into()),
+        }
+    }
 }
 
 fn hex(d: &str) -> &str {

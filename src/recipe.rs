@@ -79,6 +79,16 @@ struct RawFile {
     build: Option<RawBuild>,
     #[serde(default)]
     copy: Vec<Spanned<RawCopy>>,
+    configure: Option<Spanned<RawConfigure>>,
+    #[serde(default)]
+    debconf: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfigure {
+    #[serde(default)]
+    toolset: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +99,7 @@ struct RawImage {
     from: Option<Spanned<String>>,
     from_layout: Option<Spanned<String>>,
     source_date_epoch: Option<Spanned<i64>>,
+    configure: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +327,30 @@ pub struct Recipe {
     pub copies: Vec<Copy>,
     /// `SOURCE_DATE_EPOCH` from the recipe, if set.
     pub source_date_epoch: Option<i64>,
+    /// The configure step's settings (see [`crate::configure`]).
+    pub configure: ConfigureSettings,
+}
+
+/// How a recipe's packages are configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigureSettings {
+    /// `[image] configure` (default true): run maintainer scripts.
+    pub enabled: bool,
+    /// `[configure] toolset` (base only): packages present while
+    /// configuring that never ship, name -> exact version.
+    pub toolset: BTreeMap<String, String>,
+    /// `[debconf]`: question -> answer.
+    pub debconf: BTreeMap<String, String>,
+}
+
+impl Default for ConfigureSettings {
+    fn default() -> Self {
+        ConfigureSettings {
+            enabled: true,
+            toolset: BTreeMap::new(),
+            debconf: BTreeMap::new(),
+        }
+    }
 }
 
 impl Recipe {
@@ -617,6 +652,22 @@ fn parse_text(
     }
 
     let packages = check_packages(&mut cx, &raw.packages, "packages");
+    let mut configure = ConfigureSettings {
+        enabled: raw.image.configure.unwrap_or(true),
+        toolset: BTreeMap::new(),
+        debconf: raw.debconf.clone(),
+    };
+    if let Some(c) = &raw.configure {
+        if !is_base {
+            cx.at(
+                c.span(),
+                "[configure] may only appear in the base recipe".into(),
+                "the toolset is shared by every image; move [configure] to base/base.toml",
+            );
+        } else {
+            configure.toolset = check_packages(&mut cx, &c.get_ref().toolset, "configure.toolset");
+        }
+    }
 
     // config
     let mut expose = Vec::new();
@@ -791,6 +842,7 @@ fn parse_text(
             build,
             copies,
             source_date_epoch: raw.image.source_date_epoch.map(|s| s.into_inner()),
+            configure,
         },
         source,
     ))

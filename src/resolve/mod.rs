@@ -325,6 +325,24 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
         pins: pins_digest(&tree.base.packages),
         packages: locked(&base),
     });
+    // The configure step's toolset: on top of the base, never shipped.
+    let toolset = &tree.base.configure.toolset;
+    if !toolset.is_empty() {
+        let ts = solver::resolve(
+            index,
+            &solver::Request {
+                label: format!("configure toolset ({})", tree.base.file.display()),
+                pins: toolset,
+                installed: &base_records,
+            },
+        )?;
+        images.push(LockedImage {
+            name: tree.base.name.clone(),
+            stage: "toolset".into(),
+            pins: pins_digest(toolset),
+            packages: locked(&ts),
+        });
+    }
     for img in &tree.images {
         let rt = solve(
             index,
@@ -402,11 +420,22 @@ pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
             Some(_) => {}
         };
     check(&tree.base.name, "runtime", &tree.base.packages);
+    if !tree.base.configure.toolset.is_empty() {
+        check(&tree.base.name, "toolset", &tree.base.configure.toolset);
+    }
+    let dropped_toolset =
+        tree.base.configure.toolset.is_empty() && lock.get(&tree.base.name, "toolset").is_some();
     for img in &tree.images {
         check(&img.name, "runtime", &img.packages);
         if let Some(b) = &img.build {
             check(&img.name, "build", &b.packages);
         }
+    }
+    if dropped_toolset {
+        out.push(format!(
+            "  {} (toolset): no longer in the recipes",
+            tree.base.name
+        ));
     }
     out
 }

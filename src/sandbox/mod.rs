@@ -750,3 +750,80 @@ fn entry_for(a: &Artifact, dest: &str, c: &Copy, sde: u64) -> Result<Entry, Sand
         origin: format!("build artifact /{}", a.path),
     })
 }
+
+/// Unpack `layers` (bottom first) beneath `rootfs` with the same checks as
+/// a build root (no write through a symlink, no `..`, no devices); returns
+/// every path written (relative, no leading `/`). Used by the configure
+/// step to assemble an image root.
+pub fn unpack_layers(
+    label: &str,
+    rootfs: &Path,
+    layers: &[PathBuf],
+) -> Result<std::collections::BTreeSet<String>, SandboxError> {
+    std::fs::create_dir_all(rootfs).map_err(io_error("creating", rootfs))?;
+    let root = beneath::Root::open(rootfs).map_err(io_error("opening", rootfs))?;
+    let mut paths = std::collections::BTreeSet::new();
+    for layer in layers {
+        unpack::unpack_layer_into(&root, layer, &mut paths).map_err(|e| SandboxError::Unpack {
+            recipe: label.to_string(),
+            layer: layer.clone(),
+            entry: e.entry,
+            reason: e.reason.to_string(),
+        })?;
+    }
+    Ok(paths)
+}
+
+/// Run one command in an already assembled root (`rootfs`, writable) with
+/// the build sandbox's isolation (no network, fixed env plus `env`, cwd
+/// `/`), its output appended to `log`. Returns the exit code. The root is
+/// the caller's; nothing is mounted from the host.
+#[allow(clippy::too_many_arguments)]
+pub fn run_in_root(
+    label: &str,
+    rootfs: &Path,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    source_date_epoch: u64,
+    work: &Path,
+    log: &Path,
+    runtime: Option<&Path>,
+) -> Result<i32, SandboxError> {
+    let rt = match runtime {
+        Some(p) if runtime::usable(p) => p.to_path_buf(),
+        _ => runtime::find().ok_or_else(|| SandboxError::RuntimeMissing {
+            recipe: label.to_string(),
+            detail: " (looked for crun and runc on PATH and in /usr/local/sbin, /usr/sbin, /sbin)"
+                .into(),
+        })?,
+    };
+    let env = runtime::environment(source_date_epoch, env);
+    let mut config = runtime::spec(rootfs, argv, &env);
+    // No build context here: drop the /src bind and start in /.
+    config["process"]["cwd"] = serde_json::json!("/");
+    if let Some(m) = config["mounts"].as_array_mut() {
+        m.retain(|m| m["destination"] != "/src");
+    }
+    let unique = work
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("root")
+        .to_string();
+    let id = format!("imgforge-{}-{}", std::process::id(), slug(&unique));
+    let outcome = runtime::run(
+        &rt,
+        &work.join("bundle"),
+        &work.join("state"),
+        &id,
+        &config,
+        log,
+    )
+    .map_err(|source| SandboxError::Spawn {
+        recipe: label.to_string(),
+        step: 1,
+        text: argv.join(" "),
+        runtime: rt.clone(),
+        source,
+    })?;
+    Ok(outcome.code)
+}

@@ -45,6 +45,15 @@ fn io_fail(entry: &str, e: io::Error) -> UnpackError {
 
 /// Unpack one layer blob (gzip, zstd or plain tar) into `root`.
 pub fn unpack_layer(root: &Root, blob: &Path) -> Result<usize, UnpackError> {
+    unpack_layer_into(root, blob, &mut std::collections::BTreeSet::new())
+}
+
+/// [`unpack_layer`], adding every path written to `paths`.
+pub fn unpack_layer_into(
+    root: &Root,
+    blob: &Path,
+    paths: &mut std::collections::BTreeSet<String>,
+) -> Result<usize, UnpackError> {
     let r = crate::layer::open_blob(blob).map_err(|e| io_fail("(blob)", e))?;
     let mut ar = tar::Archive::new(r);
     let mut w = Writer::new(root);
@@ -126,6 +135,7 @@ pub fn unpack_layer(root: &Root, blob: &Path) -> Result<usize, UnpackError> {
             ))),
         }
         .map_err(|r| fail(&raw, r))?;
+        paths.insert(path);
         n += 1;
     }
     Ok(n)

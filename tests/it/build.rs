@@ -10,7 +10,7 @@
 //! Tool tests skip (or fail under `IMGFORGE_REQUIRE_TOOLS=1`) when the
 //! fixture or the tool is missing.
 
-use crate::common::{copy_examples, fixture, imgforge, require_tool, run, strict, text};
+use crate::common::{copy_examples, imgforge, require_tool, run, strict, text};
 use crate::debgen::{Deb, T};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,7 +85,7 @@ static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
 fn shared() -> Option<&'static Shared> {
     SHARED
         .get_or_init(|| {
-            let fixture = fixture()?;
+            let fixture = crate::common::examples_mirror()?;
             let tmp = copy_examples();
             let tree = tmp.path().to_path_buf();
             let out = tree.join("out");

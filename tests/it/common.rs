@@ -137,6 +137,61 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The frozen Essential set `../shared/debian-essential` (the configure
+/// toolset's perl-base, sed, grep, findutils, libc-bin... and what real dpkg
+/// needs), or `None` after printing a skip (a panic when [`strict`]).
+pub fn essential() -> Option<PathBuf> {
+    let dir = root().join("..").join("shared").join("debian-essential");
+    if dir.join("Packages").is_file() {
+        return Some(dir.canonicalize().expect("essential path"));
+    }
+    let msg = format!(
+        "this test needs the Essential fixture at {} (the configure step's toolset comes from it); skipping",
+        dir.display()
+    );
+    if strict() {
+        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
+    }
+    eprintln!("SKIP: {msg}");
+    None
+}
+
+/// The mirror the example recipes build from: `../shared/debian` plus
+/// `../shared/debian-essential` in one flat repository (symlinks to both
+/// pools and their `Packages` indexes concatenated), made once per target
+/// directory.
+pub fn examples_mirror() -> Option<PathBuf> {
+    static ONCE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let (debian, essential) = (fixture()?, essential()?);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("imgforge-examples-mirror");
+        if dir.join("Packages").is_file() {
+            return Some(dir);
+        }
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let pool = tmp.path().join("pool");
+        std::fs::create_dir(&pool).unwrap();
+        let mut index = String::new();
+        for src in [&debian, &essential] {
+            for e in std::fs::read_dir(src.join("pool")).unwrap() {
+                let p = e.unwrap().path();
+                std::os::unix::fs::symlink(&p, pool.join(p.file_name().unwrap())).unwrap();
+            }
+            index.push_str(
+                std::fs::read_to_string(src.join("Packages"))
+                    .unwrap()
+                    .trim_end(),
+            );
+            index.push_str("\n\n");
+        }
+        std::fs::write(tmp.path().join("Packages"), index).unwrap();
+        // Another test binary may have won the race: keep its copy.
+        let _ = std::fs::rename(tmp.keep(), &dir);
+        Some(dir)
+    })
+    .clone()
+}
+
 /// The frozen bookworm `Packages` indexes `../shared/debian-index` (main,
 /// amd64: bookworm, bookworm-updates, bookworm-security, in that order), or
 /// `None` after printing what the test needs. Panics instead when [`strict`].

@@ -10,6 +10,7 @@ mod common;
 mod debgen;
 
 mod build;
+mod configure;
 mod hostile;
 mod licenses;
 mod outputs;

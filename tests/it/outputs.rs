@@ -40,7 +40,9 @@ fn zstd_bundle_is_refused_with_an_explanation() {
 
 #[test]
 fn base_tag_naming_another_point_release_is_refused() {
-    let Some(fixture) = fixture() else { return };
+    let Some(fixture) = crate::common::examples_mirror() else {
+        return;
+    };
     let tmp = copy_examples();
     let base = tmp.path().join("base/base.toml");
     let text0 = std::fs::read_to_string(&base).unwrap();
@@ -132,7 +134,9 @@ fn build_metadata_json_is_snapshotted() {
 #[test]
 fn per_image_outputs_are_accepted_by_syft() {
     use std::collections::BTreeSet;
-    let Some(fixture) = fixture() else { return };
+    let Some(fixture) = crate::common::examples_mirror() else {
+        return;
+    };
     if !require_tool("syft") {
         return;
     }

@@ -311,7 +311,9 @@ fn docker_ready() -> bool {
 
 #[test]
 fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
-    let Some(fixture) = fixture() else { return };
+    let Some(fixture) = crate::common::examples_mirror() else {
+        return;
+    };
     let Some(reg) = registry() else { return };
     let tmp = copy_examples();
     let out = tmp.path().join("out");

@@ -91,7 +91,9 @@ fn broken_toml_and_unknown_fields_are_errors_with_location() {
 
 #[test]
 fn examples_check_and_lock_deterministically() {
-    let Some(mirror) = fixture() else { return };
+    let Some(mirror) = crate::common::examples_mirror() else {
+        return;
+    };
     let tmp = copy_examples();
     let m = mirror.to_str().unwrap();
     let o = run(imgforge()
@@ -138,13 +140,15 @@ fn examples_check_and_lock_deterministically() {
     let committed = std::fs::read(root().join("recipes/imgforge.lock")).unwrap();
     assert_eq!(
         committed, first,
-        "recipes/imgforge.lock is out of date: run `imgforge lock recipes --mirror ../shared/debian`"
+        "recipes/imgforge.lock is out of date: run `imgforge lock recipes --mirror <../shared/debian + ../shared/debian-essential>` (see README)"
     );
 }
 
 #[test]
 fn locked_fails_after_a_pin_changes_and_names_the_package() {
-    let Some(mirror) = fixture() else { return };
+    let Some(mirror) = crate::common::examples_mirror() else {
+        return;
+    };
     let tmp = copy_examples();
     let m = mirror.to_str().unwrap();
     let o = run(imgforge()

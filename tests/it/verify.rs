@@ -104,7 +104,7 @@ fn json_of(o: &Output) -> Value {
 
 #[test]
 fn examples_rebuild_bit_for_bit() {
-    let Some(fixture) = common::fixture() else {
+    let Some(fixture) = common::examples_mirror() else {
         return;
     };
     if !common::require_tool("runc") {

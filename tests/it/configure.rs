@@ -1,0 +1,663 @@
+//! The configure step against real dpkg, and the configured images at work.
+//!
+//! The parity test installs each example image's packages, at the locked
+//! versions, with real dpkg (`mmdebstrap --variant=essential --include=...`
+//! from a local repository of `../shared/debian` + `../shared/debian-essential`),
+//! and an Essential-only root beside it. Every path the image's packages own
+//! (dpkg's `.list` files) and every path their scripts created or changed
+//! (present in the first root, absent or different in the second) must exist
+//! in the imgforge image with the same type, content, link target, mode and
+//! owner. Out of scope: `var/log`, `var/cache`, `var/lib/dpkg`, `var/lib/apt`.
+//! The documented exceptions are [`EXCEPTIONS`].
+
+use crate::common;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Paths compared for existence and type only, with the reason.
+const EXCEPTIONS: &[(&str, &str)] = &[(
+    "etc/ld.so.cache",
+    "its bytes index every library present, and the dpkg root has the whole Essential set",
+)];
+
+/// Trees out of scope (the list), and the runtime's mount points.
+const OUT_OF_SCOPE: &[&str] = &[
+    "var/log",
+    "var/cache",
+    "var/lib/dpkg",
+    "var/lib/apt",
+    "proc",
+    "sys",
+    "dev",
+];
+
+const SDE: &str = "1735689600";
+
+struct Built {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+    lock: imgforge::resolve::Lock,
+    /// Unpacked image roots by image name.
+    roots: BTreeMap<String, PathBuf>,
+    bundle: PathBuf,
+}
+
+fn is_root() -> bool {
+    // /proc/self belongs to the process's uid.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The examples built once with the configure step, and unpacked.
+fn built() -> Option<&'static Built> {
+    static B: OnceLock<Option<Built>> = OnceLock::new();
+    B.get_or_init(|| {
+        let mirror = common::examples_mirror()?;
+        if !common::require_tool("runc") || !common::require_tool("tar") {
+            return None;
+        }
+        let tmp = common::copy_examples();
+        let out = tmp.path().join("out");
+        let bundle = tmp.path().join("bundle.tar");
+        let o = common::run(
+            common::imgforge()
+                .current_dir(tmp.path())
+                .env("SOURCE_DATE_EPOCH", SDE)
+                .args(["build", "recipes", "--no-apt", "--no-cache", "--mirror"])
+                .arg(&mirror)
+                .arg("--out")
+                .arg(&out)
+                .arg("--bundle")
+                .arg(&bundle)
+                .arg("--cache")
+                .arg(tmp.path().join("cache")),
+        );
+        assert!(o.status.success(), "{}", common::text(&o));
+        eprintln!("{}", common::text(&o));
+        let lock =
+            imgforge::resolve::Lock::read(&tmp.path().join("recipes/imgforge.lock")).unwrap();
+        let mut roots = BTreeMap::new();
+        for (name, layers) in image_layers(&out) {
+            let dir = tmp.path().join("roots").join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for l in layers {
+                let st = Command::new("tar")
+                    .args(["--same-owner", "-xpf"])
+                    .arg(&l)
+                    .arg("-C")
+                    .arg(&dir)
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "untar {}", l.display());
+            }
+            roots.insert(name, dir);
+        }
+        Some(Built {
+            _tmp: tmp,
+            out,
+            lock,
+            roots,
+            bundle,
+        })
+    })
+    .as_ref()
+}
+
+/// Image name -> its layer blobs, bottom first.
+fn image_layers(out: &Path) -> BTreeMap<String, Vec<PathBuf>> {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let blob = |d: &serde_json::Value| {
+        out.join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = read(out.join("index.json"));
+    let mut m = BTreeMap::new();
+    for d in index["manifests"].as_array().unwrap() {
+        let r = d["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap();
+        let name = r.split(':').next().unwrap().to_string();
+        let man = read(blob(&d["digest"]));
+        let layers = man["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| blob(&l["digest"]))
+            .collect();
+        m.insert(name, layers);
+    }
+    m
+}
+
+/// A local apt repository of both pools, as the Essential README shows.
+fn repo(dir: &Path) -> PathBuf {
+    let (deb, ess) = (common::fixture().unwrap(), common::essential().unwrap());
+    let pool = dir.join("repo/pool/main");
+    let dists = dir.join("repo/dists/bookworm/main/binary-amd64");
+    std::fs::create_dir_all(&pool).unwrap();
+    std::fs::create_dir_all(&dists).unwrap();
+    for src in [deb, ess] {
+        for e in std::fs::read_dir(src.join("pool")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, pool.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let r = dir.join("repo");
+    let o = Command::new("apt-ftparchive")
+        .current_dir(&r)
+        .args(["packages", "pool/main"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::write(dists.join("Packages"), o.stdout).unwrap();
+    let o = Command::new("apt-ftparchive")
+        .current_dir(&r)
+        .args([
+            "-o",
+            "APT::FTPArchive::Release::Suite=bookworm",
+            "-o",
+            "APT::FTPArchive::Release::Codename=bookworm",
+            "-o",
+            "APT::FTPArchive::Release::Components=main",
+            "-o",
+            "APT::FTPArchive::Release::Architectures=amd64",
+            "release",
+            "dists/bookworm",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::write(r.join("dists/bookworm/Release"), o.stdout).unwrap();
+    r
+}
+
+fn mmdebstrap(repo: &Path, include: &[String], target: &Path) {
+    let mut c = Command::new("mmdebstrap");
+    c.env("SOURCE_DATE_EPOCH", SDE).args([
+        "--quiet",
+        "--mode=root",
+        "--variant=essential",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    ]);
+    if !include.is_empty() {
+        c.arg(format!("--include={}", include.join(",")));
+    }
+    let o = c
+        .arg("bookworm")
+        .arg(target)
+        .arg(format!(
+            "deb [trusted=yes] copy://{} bookworm main",
+            repo.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "mmdebstrap failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// What is compared at one path.
+#[derive(Debug, PartialEq, Eq)]
+struct Obj {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    content: String,
+}
+
+/// Resolve `rel` beneath `root`, following symlinks in the parent
+/// components within the root (an absolute link is taken from the root).
+fn resolve_parent(root: &Path, rel: &str) -> Option<PathBuf> {
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let (last, parents) = comps.split_last()?;
+    let mut cur: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = parents.iter().rev().map(|s| s.to_string()).collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let p = root.join(cur.join("/")).join(&c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                let t = std::fs::read_link(&p).ok()?.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    cur.clear();
+                }
+                for x in t.split('/').filter(|x| !x.is_empty()).rev() {
+                    todo.push(x.to_string());
+                }
+            }
+            Ok(_) => cur.push(c),
+            Err(_) => return None,
+        }
+    }
+    Some(root.join(cur.join("/")).join(last))
+}
+
+fn obj(root: &Path, rel: &str) -> Option<Obj> {
+    let p = resolve_parent(root, rel)?;
+    let m = std::fs::symlink_metadata(&p).ok()?;
+    let ft = m.file_type();
+    let (kind, content) = if ft.is_symlink() {
+        (
+            "symlink",
+            std::fs::read_link(&p)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        )
+    } else if ft.is_dir() {
+        ("dir", String::new())
+    } else if ft.is_file() {
+        (
+            "file",
+            hex::encode(Sha256::digest(std::fs::read(&p).unwrap())),
+        )
+    } else {
+        ("other", String::new())
+    };
+    Some(Obj {
+        kind,
+        mode: if ft.is_symlink() {
+            0
+        } else {
+            m.mode() & 0o7777
+        },
+        uid: m.uid(),
+        gid: m.gid(),
+        content,
+    })
+}
+
+fn walk(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut it = walkdir::WalkDir::new(root).min_depth(1).into_iter();
+    while let Some(e) = it.next() {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if out_of_scope(&rel) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        out.insert(rel);
+    }
+    out
+}
+
+fn out_of_scope(rel: &str) -> bool {
+    OUT_OF_SCOPE
+        .iter()
+        .any(|t| rel == *t || rel.strip_prefix(t).is_some_and(|r| r.starts_with('/')))
+}
+
+/// Paths dpkg says `pkgs` own in `root`.
+fn owned(root: &Path, pkgs: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(root.join("var/lib/dpkg/info")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".list") else {
+            continue;
+        };
+        let pkg = stem.split(':').next().unwrap();
+        if !pkgs.contains(pkg) {
+            continue;
+        }
+        for l in std::fs::read_to_string(&p).unwrap().lines() {
+            let rel = l.trim_start_matches('/');
+            if !rel.is_empty() && rel != "." && !out_of_scope(rel) {
+                out.insert(rel.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn parity_with_dpkg_for_every_example_image() {
+    let Some(b) = built() else { return };
+    for t in ["mmdebstrap", "apt-ftparchive"] {
+        if !common::require_tool(t) {
+            return;
+        }
+    }
+    if !is_root() {
+        assert!(
+            !common::strict(),
+            "the parity test needs root (mmdebstrap --mode=root)"
+        );
+        eprintln!("SKIP: the parity test needs root (mmdebstrap --mode=root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let ess = tmp.path().join("essential");
+    mmdebstrap(&repo, &[], &ess);
+    let ess_paths = walk(&ess);
+    let mut failures = Vec::new();
+    for image in ["base", "nginx", "python"] {
+        let mut pkgs = BTreeMap::new();
+        for (n, s) in [("base", "runtime"), (image, "runtime")] {
+            for p in &b.lock.get(n, s).unwrap().packages {
+                pkgs.insert(p.name.clone(), p.version.clone());
+            }
+        }
+        let include: Vec<String> = pkgs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let full = tmp.path().join(format!("dpkg-{image}"));
+        mmdebstrap(&repo, &include, &full);
+        let names: BTreeSet<String> = pkgs.keys().cloned().collect();
+        let mut want = owned(&full, &names);
+        let mut scripts = 0;
+        for p in walk(&full) {
+            if obj(&full, &p) != obj(&ess, &p) || !ess_paths.contains(&p) {
+                scripts += usize::from(want.insert(p));
+            }
+        }
+        let ours = &b.roots[image];
+        let (mut ok, mut excepted, mut total) = (0, 0, 0);
+        for p in &want {
+            let (a, o) = (obj(&full, p), obj(ours, p));
+            let Some(a) = a else { continue }; // dpkg lists a path it then replaced
+            total += 1;
+            match (EXCEPTIONS.iter().find(|e| e.0 == p), o) {
+                (Some(_), Some(o)) if o.kind == a.kind => excepted += 1,
+                (None, Some(o)) if o == a => ok += 1,
+                (_, o) => failures.push(format!("{image}: /{p}: dpkg {a:?}, imgforge {o:?}")),
+            }
+        }
+        eprintln!(
+            "parity {image}: {ok} of {total} paths identical, {excepted} documented exception(s) ({} created or changed by scripts), {:.1}%",
+            scripts,
+            100.0 * (ok + excepted) as f64 / total.max(1) as f64
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} path(s) differ from dpkg's install:\n{}",
+        failures.len(),
+        failures[..failures.len().min(60)].join("\n")
+    );
+}
+
+/// Run a command in an image root with runc (no network), returning
+/// (success, output).
+fn run_in(image: &str, argv: &[&str]) -> Option<(bool, String)> {
+    let b = built()?;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path();
+    let st = Command::new("runc")
+        .arg("spec")
+        .current_dir(bundle)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["root"]["path"] = b.roots[image].to_string_lossy().into();
+    cfg["root"]["readonly"] = false.into();
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(argv);
+    cfg["process"]["env"] = serde_json::json!([
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
+    ]);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let id = format!(
+        "imgforge-cfgtest-{}-{}",
+        std::process::id(),
+        bundle.file_name().unwrap().to_string_lossy()
+    );
+    let o = Command::new("runc")
+        .arg("--root")
+        .arg(dir.path().join("state"))
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Some((o.status.success(), common::text(&o)))
+}
+
+#[test]
+fn base_has_a_working_ca_bundle_localtime_and_awk() {
+    let Some(b) = built() else { return };
+    let root = &b.roots["base"];
+    // The CA bundle verifies with openssl (the image's own openssl) and
+    // every hash link resolves.
+    let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
+    assert!(bundle.is_file(), "no CA bundle");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let first = &text[..text.find("-----END CERTIFICATE-----").unwrap() + 26];
+    let one = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(one.path(), first).unwrap();
+    let o = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&bundle)
+        .arg(one.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl verify: {}", common::text(&o));
+    let mut links = 0;
+    for e in std::fs::read_dir(root.join("etc/ssl/certs")).unwrap() {
+        let p = e.unwrap().path();
+        let n = p.file_name().unwrap().to_string_lossy().into_owned();
+        if n.len() == 10 && n.ends_with(".0") {
+            links += 1;
+            let rel = format!("etc/ssl/certs/{n}");
+            let mut target = resolve_parent(root, &rel).unwrap();
+            for _ in 0..8 {
+                match std::fs::read_link(&target) {
+                    Ok(t) if t.is_absolute() => target = root.join(t.strip_prefix("/").unwrap()),
+                    Ok(t) => target = target.parent().unwrap().join(t),
+                    Err(_) => break,
+                }
+            }
+            assert!(target.is_file(), "hash link {rel} does not resolve");
+        }
+    }
+    assert!(links > 100, "only {links} hash links");
+    let lt = std::fs::read_link(root.join("etc/localtime")).unwrap();
+    assert!(
+        lt.to_string_lossy().starts_with("/usr/share/zoneinfo/"),
+        "{lt:?}"
+    );
+    let Some((ok, out)) = run_in("base", &["awk", "BEGIN{print 6*7}"]) else {
+        return;
+    };
+    assert!(ok && out.trim() == "42", "awk: {out}");
+    let mut pems: Vec<String> = std::fs::read_dir(root.join("etc/ssl/certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pem"))
+        .collect();
+    pems.sort();
+    let pem = format!("/etc/ssl/certs/{}", pems[0]);
+    let Some((ok, out)) = run_in(
+        "base",
+        &[
+            "openssl",
+            "verify",
+            "-CAfile",
+            "/etc/ssl/certs/ca-certificates.crt",
+            &pem,
+        ],
+    ) else {
+        return;
+    };
+    assert!(ok, "openssl verify inside the image: {out}");
+}
+
+#[test]
+fn python_imports_its_standard_library_from_shipped_bytecode() {
+    let Some(b) = built() else { return };
+    let pyc = b.roots["python"].join("usr/lib/python3.11/__pycache__/os.cpython-311.pyc");
+    let head = std::fs::read(&pyc).expect("os.pyc is shipped");
+    // PEP 552 flags: hash-based (bit 0), so independent of build time.
+    assert_eq!(head[4] & 1, 1, "os.pyc is not hash-based");
+    let Some((ok, out)) = run_in(
+        "python",
+        &["python3.11", "-v", "-c", "import os, re; print('imported')"],
+    ) else {
+        return;
+    };
+    assert!(ok && out.contains("imported"), "{out}");
+    // `os` is frozen into the interpreter in 3.11; these two are not.
+    for m in ["encodings/__init__", "re/__init__"] {
+        let from = format!("code object from '/usr/lib/python3.11/{}'", cached(m));
+        assert!(
+            out.contains(&from),
+            "{m} not imported from byte-code:\n{out}"
+        );
+    }
+}
+
+/// `re/__init__` -> `re/__pycache__/__init__.cpython-311.pyc`.
+fn cached(module: &str) -> String {
+    match module.rsplit_once('/') {
+        Some((dir, m)) => format!("{dir}/__pycache__/{m}.cpython-311.pyc"),
+        None => format!("__pycache__/{module}.cpython-311.pyc"),
+    }
+}
+
+#[test]
+fn nginx_has_its_default_site() {
+    let Some(b) = built() else { return };
+    let root = &b.roots["nginx"];
+    let site =
+        std::fs::read_link(root.join("etc/nginx/sites-enabled/default")).expect("no default site");
+    assert_eq!(site, Path::new("/etc/nginx/sites-available/default"));
+    assert!(root.join("etc/nginx/sites-available/default").is_file());
+    assert!(root.join("var/www/html/index.nginx-debian.html").is_file());
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("www-data:")),
+        "{passwd}"
+    );
+}
+
+#[test]
+fn nginx_serves_the_welcome_page_in_docker() {
+    let Some(b) = built() else { return };
+    if !common::require_tool("docker") || !common::require_tool("curl") {
+        return;
+    }
+    let o = common::run(Command::new("docker").args(["load", "-i"]).arg(&b.bundle));
+    assert!(o.status.success(), "docker load: {}", common::text(&o));
+    let port = 18000 + (std::process::id() % 1000) as u16;
+    let name = format!("imgforge-cfg-nginx-{}", std::process::id());
+    let o = common::run(Command::new("docker").args([
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "nginx:1.22.1",
+    ]));
+    assert!(o.status.success(), "docker run: {}", common::text(&o));
+    let mut body = String::new();
+    for _ in 0..30 {
+        let c =
+            common::run(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/")]));
+        body = String::from_utf8_lossy(&c.stdout).into_owned();
+        if body.contains("Welcome to nginx") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let _ = common::run(Command::new("docker").args(["rm", "-f", &name]));
+    assert!(body.contains("Welcome to nginx!"), "got: {body}");
+    let _ = &b.out;
+}
+
+/// A `[debconf]` answer reaches the scripts (tzdata's zone), and
+/// `configure = false` ships no configuration layer but warns, listing
+/// what the scripts would have created.
+#[test]
+fn debconf_answers_and_opt_out() {
+    let Some(mirror) = common::examples_mirror() else {
+        return;
+    };
+    if !common::require_tool("runc") {
+        return;
+    }
+    let tmp = common::copy_examples();
+    let base = tmp.path().join("base/base.toml");
+    let mut text = std::fs::read_to_string(&base).unwrap();
+    text.push_str(
+        "\n[debconf]\n\"tzdata/Areas\" = \"Europe\"\n\"tzdata/Zones/Europe\" = \"Paris\"\n",
+    );
+    std::fs::write(&base, text).unwrap();
+    for r in ["nginx.toml", "hello.toml"] {
+        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+    }
+    let py = tmp.path().join("recipes/python.toml");
+    let text = std::fs::read_to_string(&py)
+        .unwrap()
+        .replace("[image]\n", "[image]\nconfigure = false\n");
+    std::fs::write(&py, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = common::run(
+        common::imgforge()
+            .current_dir(tmp.path())
+            .args(["build", "recipes", "--no-apt", "--no-cache", "--mirror"])
+            .arg(&mirror)
+            .arg("--out")
+            .arg(&out),
+    );
+    let t = common::text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("python: configure = false: skipped"), "{t}");
+    assert!(
+        t.contains("/usr/lib/python3.11/__pycache__/") && t.contains("(python3.11-minimal)"),
+        "the warning lists what the scripts would have made: {t}"
+    );
+    let layers = image_layers(&out);
+    // base: packages + configuration; python: + its packages only.
+    assert_eq!(layers["base"].len(), 2);
+    assert_eq!(layers["python"].len(), 3);
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for l in &layers["base"] {
+        let st = Command::new("tar")
+            .arg("-xf")
+            .arg(l)
+            .arg("-C")
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let lt = std::fs::read_link(root.join("etc/localtime")).unwrap();
+    assert_eq!(lt, Path::new("/usr/share/zoneinfo/Europe/Paris"));
+    let tz = std::fs::read_to_string(root.join("etc/timezone")).unwrap();
+    assert_eq!(tz.trim(), "Europe/Paris");
+}
