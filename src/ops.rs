@@ -15,6 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod gc;
+pub mod update;
+pub mod vendor;
+
 /// Options shared by every command.
 #[derive(Debug, Clone)]
 pub struct CommonOptions {
@@ -80,7 +84,7 @@ pub fn render_error(e: &anyhow::Error) -> String {
     s.replace("error: error: ", "error: ")
 }
 
-fn load_tree(opts: &CommonOptions) -> Result<Tree> {
+pub(crate) fn load_tree(opts: &CommonOptions) -> Result<Tree> {
     Ok(recipe::load_tree(&recipe::LoadOptions {
         recipes: opts.recipes.clone(),
         base: opts.base.clone(),
@@ -101,12 +105,14 @@ pub fn cache_dir(opts: &CommonOptions) -> PathBuf {
     }
 }
 
-fn source_options(opts: &CommonOptions) -> SourceOptions {
+/// Where packages come from; `refresh` downloads Release and indexes again.
+pub fn source_options(opts: &CommonOptions, refresh: bool) -> SourceOptions {
     SourceOptions {
         mirror: opts.mirror.clone(),
         apt: opts.apt,
-        apt_lists: PathBuf::from("/var/lib/apt/lists"),
-        cache_dir: cache_dir(opts).join("debs"),
+        apt_root: PathBuf::from("/"),
+        cache_dir: cache_dir(opts),
+        refresh,
     }
 }
 
@@ -123,7 +129,7 @@ pub fn check(opts: &CommonOptions, quiet: bool) -> Result<()> {
             tree.images.len()
         ),
     );
-    let index = match resolve::load_index(&tree, &source_options(opts)) {
+    let index = match resolve::load_index(&tree, &source_options(opts, false)) {
         Ok(i) => i,
         Err(resolve::ResolveError::NoSource(why)) => {
             st.say(
@@ -171,7 +177,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Resolve, compare with the lock file, and write it when allowed.
-fn lock_tree(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
+pub(crate) fn lock_tree(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
     let path = tree.lock_path();
     let fresh = resolve::resolve_tree(tree, index)?;
     let text = fresh.to_text();
@@ -199,7 +205,7 @@ fn lock_tree(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Loc
 pub fn lock(opts: &CommonOptions, locked: bool, quiet: bool) -> Result<Lock> {
     let st = Status { quiet };
     let tree = load_tree(opts)?;
-    let index = resolve::load_index(&tree, &source_options(opts))?;
+    let index = resolve::load_index(&tree, &source_options(opts, true))?;
     let lock = lock_tree(&tree, &index, locked, st)?;
     for img in &lock.images {
         st.say(
@@ -217,7 +223,7 @@ pub fn lock(opts: &CommonOptions, locked: bool, quiet: bool) -> Result<Lock> {
 
 /// The lock a build uses: the file when it matches the recipes, else a
 /// fresh resolution (written unless `--locked`).
-fn lock_for_build(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
+pub(crate) fn lock_for_build(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
     let path = tree.lock_path();
     if path.is_file() {
         let lock = Lock::read(&path)?;
@@ -310,9 +316,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let t0 = Instant::now();
     image::compat::check_bundle(opts.compression, opts.bundle.is_some(), opts.force)?;
     let tree = load_tree(&opts.common)?;
-    let src = source_options(&opts.common);
+    let src = source_options(&opts.common, false);
     let index = resolve::load_index(&tree, &src)?;
     let lock = lock_for_build(&tree, &index, opts.locked, st)?;
+    let drifted = resolve::drift::locked(&lock, &index, &src.cache_dir);
+    resolve::drift::report(&drifted, "locked", &tree.dir)?;
     let sde = source_date_epoch(opts, &tree)?;
     let jobs = opts
         .jobs

@@ -20,3 +20,4 @@ mod sandbox;
 mod sbom;
 mod vendor;
 mod verify;
+mod archive;
