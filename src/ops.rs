@@ -140,6 +140,14 @@ pub fn check(opts: &CommonOptions, quiet: bool) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Ok(locked) = Lock::read(&tree.lock_path()) {
+        let cache = cache_dir(opts);
+        resolve::drift::report(
+            &resolve::drift::locked(&locked, &index, &cache),
+            "locked",
+            &tree.dir,
+        )?;
+    }
     let lock = resolve::resolve_tree(&tree, &index)?;
     for img in &lock.images {
         st.say(

@@ -472,9 +472,7 @@ fn archive_source(
         uri: a.uri.trim_end_matches('/').to_string(),
         suites: a.suites.clone(),
         components: a.components.clone(),
-        keys: crate::archive::sources::Keys::Files(
-            a.keyring.iter().map(|k| dir.join(k)).collect(),
-        ),
+        keys: crate::archive::sources::Keys::Files(a.keyring.iter().map(|k| dir.join(k)).collect()),
         trusted: a.trusted,
         declared: format!("{} [[source.archive]] {}", file.display(), a.uri),
     }
@@ -609,10 +607,13 @@ fn parse_file(path: &Path, is_base: bool, diags: &mut Vec<Diagnostic>) -> Option
                     .iter()
                     .map(|a| archive_source(a, dir, path))
                     .collect(),
-                snapshot: s.snapshot.as_ref().map(|n| crate::archive::sources::Snapshot {
-                    timestamp: n.timestamp.clone(),
-                    url: n.url.clone(),
-                }),
+                snapshot: s
+                    .snapshot
+                    .as_ref()
+                    .map(|n| crate::archive::sources::Snapshot {
+                        timestamp: n.timestamp.clone(),
+                        url: n.url.clone(),
+                    }),
             };
             for a in &source.archives {
                 if !a.trusted && a.keys == crate::archive::sources::Keys::Files(Vec::new()) {

@@ -85,7 +85,11 @@ mod tests {
 
     #[test]
     fn entries_between_versions_with_cves() {
-        let e = between(LOG, &"1:1.2-1".parse().unwrap(), &"1:1.3-2".parse().unwrap());
+        let e = between(
+            LOG,
+            &"1:1.2-1".parse().unwrap(),
+            &"1:1.3-2".parse().unwrap(),
+        );
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].version, "1:1.3-2");
         assert!(e[1].text.contains("New upstream"));

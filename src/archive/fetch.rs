@@ -84,7 +84,9 @@ impl Client {
         let Some(r) = self.open(url)? else {
             return Ok(None);
         };
-        let dir = dest.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = dest
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         std::fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
         let tmp = tempfile::Builder::new()
             .prefix(".download-")

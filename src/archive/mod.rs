@@ -43,7 +43,9 @@ pub enum ArchiveError {
         line: usize,
         reason: String,
     },
-    #[error("cannot download {url}: {reason}\nhelp: check the network and the archive URI (or use --mirror DIR offline)")]
+    #[error(
+        "cannot download {url}: {reason}\nhelp: check the network and the archive URI (or use --mirror DIR offline)"
+    )]
     Http { url: String, reason: String },
     #[error(
         "{url}: signature check failed: {reason}\nhelp: the archive's keyring ({keys}) must hold the key that signs it; set `keyring` for this archive in base/base.toml, or `trusted = true` only if you trust the transport"
@@ -57,7 +59,9 @@ pub enum ArchiveError {
         "{url}: no InRelease and no Release + Release.gpg: the archive is not signed\nhelp: refusing an unsigned archive; set `trusted = true` for it in base/base.toml only if you trust the transport"
     )]
     Unsigned { url: String },
-    #[error("cannot read keyring {path}: {reason}\nhelp: point `keyring` (or Signed-By) at an OpenPGP public keyring, binary or armored")]
+    #[error(
+        "cannot read keyring {path}: {reason}\nhelp: point `keyring` (or Signed-By) at an OpenPGP public keyring, binary or armored"
+    )]
     Keyring { path: String, reason: String },
     #[error(
         "{url}: sha256 check failed against {against}\n  expected sha256 {expected}\n  actual   sha256 {actual}\nhelp: the file changed after it was signed (a broken or hostile mirror or proxy); nothing was written; try again later or another mirror"
@@ -68,7 +72,9 @@ pub enum ArchiveError {
         expected: String,
         actual: String,
     },
-    #[error("{url}: signed Release lists no {what}\nhelp: check the suite and component names of this archive")]
+    #[error(
+        "{url}: signed Release lists no {what}\nhelp: check the suite and component names of this archive"
+    )]
     NotListed { url: String, what: String },
     #[error(
         "no package source: no --mirror, no [[source.archive]] in the base recipe, and no apt configuration on this host ({root}/etc/apt/sources.list[.d])\nhelp: add to base/base.toml, for example:\n  [[source.archive]]\n  uri = \"http://<your Debian mirror>/debian\"\n  suites = [\"bookworm\", \"bookworm-updates\"]\n  components = [\"main\"]\n  keyring = \"keys/debian-archive-keyring.gpg\"\nor pass --mirror DIR (a flat repository or a directory of .deb files)"
@@ -139,15 +145,12 @@ pub fn load(
         for suite in &src.suites {
             let rel = release::get_release(&client, src, suite, opts, &mut report.downloaded)?;
             for comp in &src.components {
-                let path = release::packages_file(&client, src, comp, &rel, opts, &mut report.downloaded)?;
+                let path =
+                    release::packages_file(&client, src, comp, &rel, opts, &mut report.downloaded)?;
                 let text = store::read_index(&path)?;
                 note_suites(&text, &format!("{} {suite}", src.uri), &mut report.suite_of);
-                report.records += index::add_packages_text(
-                    idx,
-                    &text,
-                    &path,
-                    Origin::Url(src.uri.clone()),
-                )?;
+                report.records +=
+                    index::add_packages_text(idx, &text, &path, Origin::Url(src.uri.clone()))?;
             }
             release::commit(&rel)?;
             report.suites.push(format!("{} {suite}", src.uri));
@@ -171,7 +174,12 @@ pub fn fetch_deb(
     let client = fetch::Client::new();
     let url = format!("{base}/{filename}");
     let n = client
-        .download_verified(&url, &st.deb_path(sha256), sha256, "the signed Packages index")?
+        .download_verified(
+            &url,
+            &st.deb_path(sha256),
+            sha256,
+            "the signed Packages index",
+        )?
         .ok_or_else(|| ArchiveError::Http {
             url: url.clone(),
             reason: "not found (HTTP 404): the archive no longer has it".into(),

@@ -48,7 +48,8 @@ pub fn load_keys(keys: &Keys) -> Result<Vec<SignedPublicKey>, ArchiveError> {
     let mut out = Vec::new();
     match keys {
         Keys::Inline(text) => {
-            let (it, _) = SignedPublicKey::from_string_many(text).map_err(|e| bad("inline Signed-By", &e))?;
+            let (it, _) =
+                SignedPublicKey::from_string_many(text).map_err(|e| bad("inline Signed-By", &e))?;
             for k in it {
                 out.push(k.map_err(|e| bad("inline Signed-By", &e))?);
             }
@@ -57,7 +58,8 @@ pub fn load_keys(keys: &Keys) -> Result<Vec<SignedPublicKey>, ArchiveError> {
             for f in files {
                 let name = f.display().to_string();
                 let file = std::fs::File::open(f).map_err(|e| bad(&name, &e))?;
-                let (it, _) = SignedPublicKey::from_reader_many(file).map_err(|e| bad(&name, &e))?;
+                let (it, _) =
+                    SignedPublicKey::from_reader_many(file).map_err(|e| bad(&name, &e))?;
                 for k in it {
                     out.push(k.map_err(|e| bad(&name, &e))?);
                 }
@@ -83,7 +85,9 @@ fn keys_label(keys: &Keys) -> String {
 fn verified_by(sig: &Signature, data: &[u8], keys: &[SignedPublicKey]) -> bool {
     keys.iter().any(|k| {
         sig.verify(&k.primary_key, data).is_ok()
-            || k.public_subkeys.iter().any(|s| sig.verify(&s.key, data).is_ok())
+            || k.public_subkeys
+                .iter()
+                .any(|s| sig.verify(&s.key, data).is_ok())
     })
 }
 
@@ -106,7 +110,11 @@ pub fn verify_inrelease(bytes: &[u8], keys: &[SignedPublicKey]) -> Result<String
     let (msg, _) = CleartextSignedMessage::from_string(text)
         .map_err(|e| format!("not a clearsigned OpenPGP message ({e})"))?;
     let data = msg.signed_text();
-    if msg.signatures().iter().any(|s| verified_by(s, data.as_bytes(), keys)) {
+    if msg
+        .signatures()
+        .iter()
+        .any(|s| verified_by(s, data.as_bytes(), keys))
+    {
         return Ok(data.replace("\r\n", "\n"));
     }
     let sigs: Vec<&Signature> = msg.signatures().iter().collect();
@@ -123,7 +131,10 @@ pub fn verify_detached(release: &[u8], sig: &[u8], keys: &[SignedPublicKey]) -> 
     let (it, _) = DetachedSignature::from_reader_many(sig)
         .map_err(|e| format!("Release.gpg is not an OpenPGP signature ({e})"))?;
     let sigs: Vec<DetachedSignature> = it.filter_map(Result::ok).collect();
-    if sigs.iter().any(|s| verified_by(&s.signature, release, keys)) {
+    if sigs
+        .iter()
+        .any(|s| verified_by(&s.signature, release, keys))
+    {
         return Ok(());
     }
     let refs: Vec<&Signature> = sigs.iter().map(|s| &s.signature).collect();
@@ -191,23 +202,32 @@ pub fn get_release(
     let dist = format!("{}/dists/{suite}", src.uri);
     let dir = Store::new(&opts.cache).release_dir(&src.uri, suite);
     let cached = |name: &str| std::fs::read(dir.join(name)).ok();
-    let (inrel, rel, sig) = if !opts.refresh && (dir.join("InRelease").is_file() || dir.join("Release").is_file()) {
-        (cached("InRelease"), cached("Release"), cached("Release.gpg"))
-    } else {
-        let inrel = client.get(&format!("{dist}/InRelease"))?;
-        let (rel, sig) = match inrel {
-            Some(_) => (None, None),
-            None => (
-                client.get(&format!("{dist}/Release"))?,
-                client.get(&format!("{dist}/Release.gpg"))?,
-            ),
+    let (inrel, rel, sig) =
+        if !opts.refresh && (dir.join("InRelease").is_file() || dir.join("Release").is_file()) {
+            (
+                cached("InRelease"),
+                cached("Release"),
+                cached("Release.gpg"),
+            )
+        } else {
+            let inrel = client.get(&format!("{dist}/InRelease"))?;
+            let (rel, sig) = match inrel {
+                Some(_) => (None, None),
+                None => (
+                    client.get(&format!("{dist}/Release"))?,
+                    client.get(&format!("{dist}/Release.gpg"))?,
+                ),
+            };
+            for b in [&inrel, &rel, &sig].into_iter().flatten() {
+                *downloaded += b.len() as u64;
+            }
+            (inrel, rel, sig)
         };
-        for b in [&inrel, &rel, &sig].into_iter().flatten() {
-            *downloaded += b.len() as u64;
-        }
-        (inrel, rel, sig)
+    let keys = if src.trusted {
+        Vec::new()
+    } else {
+        load_keys(&src.keys)?
     };
-    let keys = if src.trusted { Vec::new() } else { load_keys(&src.keys)? };
     let fail = |url: String, reason: String| ArchiveError::Signature {
         url,
         keys: keys_label(&src.keys),
@@ -228,7 +248,9 @@ pub fn get_release(
         match (&sig, src.trusted) {
             (_, true) => {}
             (None, false) => return Err(ArchiveError::Unsigned { url: dist }),
-            (Some(s), false) => verify_detached(r, s, &keys).map_err(|e| fail(format!("{dist}/Release.gpg"), e))?,
+            (Some(s), false) => {
+                verify_detached(r, s, &keys).map_err(|e| fail(format!("{dist}/Release.gpg"), e))?
+            }
         }
         pending.push((dir.join("Release"), r.clone()));
         if let Some(s) = &sig {

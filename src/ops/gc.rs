@@ -56,7 +56,14 @@ pub fn gc(opts: &GcOptions) -> Result<GcSummary> {
         if !opts.dry_run {
             std::fs::remove_file(&v.1)?;
         }
-        st.say(if opts.dry_run { "Would remove" } else { "Removed" }, v.1.display());
+        st.say(
+            if opts.dry_run {
+                "Would remove"
+            } else {
+                "Removed"
+            },
+            v.1.display(),
+        );
         size -= v.2;
         s.removed += 1;
         s.removed_bytes += v.2;
@@ -69,13 +76,20 @@ pub fn gc(opts: &GcOptions) -> Result<GcSummary> {
             "store: kept {} .deb ({} bytes), {} {} ({} bytes)",
             s.kept,
             s.kept_bytes,
-            if opts.dry_run { "would remove" } else { "removed" },
+            if opts.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
             s.removed,
             s.removed_bytes
         ),
     );
     if opts.max_size.is_some_and(|m| size > m) {
-        st.say("Warning", "the packages the locks reference exceed --max-size; they are kept");
+        st.say(
+            "Warning",
+            "the packages the locks reference exceed --max-size; they are kept",
+        );
     }
     Ok(s)
 }

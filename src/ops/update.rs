@@ -54,7 +54,10 @@ pub fn update(opts: &UpdateOptions) -> Result<Vec<Move>> {
     let mut common = opts.common.clone();
     if let (Some(into), false) = (&opts.into, opts.dry_run) {
         common = copy_tree(&common, into)?;
-        st.say("Copied", format!("the recipes and base to {}", into.display()));
+        st.say(
+            "Copied",
+            format!("the recipes and base to {}", into.display()),
+        );
     }
     let tree = load_tree(&common)?;
     let src = source_options(&common, true);
@@ -63,10 +66,15 @@ pub fn update(opts: &UpdateOptions) -> Result<Vec<Move>> {
         st.say("Read", s);
     }
     let mut moves = planned_moves(&tree, &index, &report.suite_of, &opts.packages)?;
-    moves.par_iter_mut().try_for_each(|m| read_changelog(m, &index, &src))?;
+    moves
+        .par_iter_mut()
+        .try_for_each(|m| read_changelog(m, &index, &src))?;
     print_moves(&moves);
     if opts.dry_run {
-        st.say("Dry run", format!("{} pin(s) would move; nothing written", moves.len()));
+        st.say(
+            "Dry run",
+            format!("{} pin(s) would move; nothing written", moves.len()),
+        );
         return Ok(moves);
     }
     let mut by_file: BTreeMap<&Path, Vec<&Move>> = BTreeMap::new();
@@ -106,7 +114,11 @@ fn planned_moves(
     if !unknown.is_empty() {
         bail!(
             "not pinned in any recipe: {}\nhelp: name packages as they appear in [packages] or [build] packages; dependencies follow their pins when the lock is rewritten",
-            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let mut out = Vec::new();
@@ -119,7 +131,10 @@ fn planned_moves(
                 continue;
             };
             let new = best.version.to_string();
-            if old.parse::<debversion::Version>().is_ok_and(|o| o >= best.version) {
+            if old
+                .parse::<debversion::Version>()
+                .is_ok_and(|o| o >= best.version)
+            {
                 continue;
             }
             out.push(Move {
@@ -213,7 +228,8 @@ fn print_moves(moves: &[Move]) {
 
 /// Set the moved pins in one recipe file, keeping everything else as written.
 fn rewrite(file: &Path, moves: &[&Move]) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .with_context(|| format!("{}: not valid TOML", file.display()))?;
@@ -245,12 +261,18 @@ fn copy_tree(common: &CommonOptions, into: &Path) -> Result<CommonOptions> {
         .clone()
         .unwrap_or_else(|| common.recipes.join("..").join("base").join("base.toml"));
     let base_dir = base.parent().unwrap_or(Path::new("."));
-    let base_name = base.file_name().context("the base recipe path has no file name")?;
+    let base_name = base
+        .file_name()
+        .context("the base recipe path has no file name")?;
     let recipes = into.join("recipes");
     let bases = into.join("base");
-    for (from, to) in [(&common.recipes, &recipes), (&base_dir.to_path_buf(), &bases)] {
+    for (from, to) in [
+        (&common.recipes, &recipes),
+        (&base_dir.to_path_buf(), &bases),
+    ] {
         if to.exists() {
-            std::fs::remove_dir_all(to).with_context(|| format!("cannot replace {}", to.display()))?;
+            std::fs::remove_dir_all(to)
+                .with_context(|| format!("cannot replace {}", to.display()))?;
         }
         copy_dir(from, to)?;
     }
@@ -267,9 +289,11 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         let rel = e.path().strip_prefix(from).unwrap_or(e.path());
         let dest = to.join(rel);
         if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+            std::fs::create_dir_all(&dest)
+                .with_context(|| format!("cannot create {}", dest.display()))?;
         } else if e.file_type().is_file() {
-            std::fs::copy(e.path(), &dest).with_context(|| format!("cannot copy to {}", dest.display()))?;
+            std::fs::copy(e.path(), &dest)
+                .with_context(|| format!("cannot copy to {}", dest.display()))?;
         }
     }
     Ok(())

@@ -91,14 +91,19 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorSummary> {
     std::fs::write(staging.path().join("Packages"), packages.join("\n"))?;
     std::fs::write(staging.path().join("SHA256SUMS"), sums.concat())?;
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot replace {}", dir.display()))?;
     }
     let kept = staging.keep();
     std::fs::rename(&kept, dir).with_context(|| format!("cannot write {}", dir.display()))?;
     let bytes = stanzas.iter().map(|s| s.2).sum();
     st.say(
         "Vendored",
-        format!("{} packages ({bytes} bytes) -> {}", stanzas.len(), dir.display()),
+        format!(
+            "{} packages ({bytes} bytes) -> {}",
+            stanzas.len(),
+            dir.display()
+        ),
     );
     Ok(VendorSummary {
         packages: stanzas.len(),

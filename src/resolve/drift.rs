@@ -30,9 +30,8 @@ fn available(index: &Index, name: &str) -> Vec<String> {
 
 fn has(index: &Index, name: &str, version: &str, sha256: Option<&str>) -> bool {
     index.by_name.get(name).is_some_and(|l| {
-        l.iter().any(|r| {
-            r.version.to_string() == version && sha256.is_none_or(|s| s == r.sha256)
-        })
+        l.iter()
+            .any(|r| r.version.to_string() == version && sha256.is_none_or(|s| s == r.sha256))
     })
 }
 
@@ -97,7 +96,10 @@ pub fn report(items: &[Drifted], what: &str, recipes: &Path) -> Result<(), Resol
         } else {
             format!("the sources have {}", d.available.join(", "))
         };
-        s.push_str(&format!("\n  {} {} ({}): {have}", d.package, d.version, d.used_by));
+        s.push_str(&format!(
+            "\n  {} {} ({}): {have}",
+            d.package, d.version, d.used_by
+        ));
     }
     let r = recipes.display();
     s.push_str(&format!(

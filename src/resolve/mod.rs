@@ -441,12 +441,16 @@ pub fn fetch(
         version: pkg.version.clone(),
         filename: pkg.filename.clone(),
     };
-    let rec = pkg.version.parse::<debversion::Version>().ok().and_then(|v| {
-        let list = index.by_name.get(&pkg.name)?;
-        list.iter()
-            .find(|r| r.version == v && r.sha256 == pkg.sha256)
-            .or_else(|| list.iter().find(|r| r.version == v))
-    });
+    let rec = pkg
+        .version
+        .parse::<debversion::Version>()
+        .ok()
+        .and_then(|v| {
+            let list = index.by_name.get(&pkg.name)?;
+            list.iter()
+                .find(|r| r.version == v && r.sha256 == pkg.sha256)
+                .or_else(|| list.iter().find(|r| r.version == v))
+        });
     let path = match rec.map(|r| (&r.origin, r)) {
         Some((Origin::Mirror(root), r)) => root.join(&r.filename),
         Some((Origin::Url(base), r)) if r.sha256 == pkg.sha256 => {

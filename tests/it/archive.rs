@@ -7,9 +7,7 @@
 
 use crate::common::{imgforge, run, text};
 use crate::debgen::{self, Deb, T};
-use pgp::composed::{
-    CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
-};
+use pgp::composed::{CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedSecretKey};
 use pgp::types::Password;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -122,9 +120,8 @@ fn archive(root: &Path, debs: &[Deb], key: &SignedSecretKey) {
 }
 
 fn sign_release(root: &Path, release: &str, key: &SignedSecretKey) {
-    let msg =
-        CleartextSignedMessage::sign(rand::thread_rng(), release, &**key, &Password::empty())
-            .unwrap();
+    let msg = CleartextSignedMessage::sign(rand::thread_rng(), release, &**key, &Password::empty())
+        .unwrap();
     std::fs::write(
         root.join("dists/stable/InRelease"),
         msg.to_armored_string(None.into()).unwrap(),
@@ -192,7 +189,12 @@ fn repo(debs: &[Deb]) -> Repo {
 
 fn project(r: &Repo, pins: &str) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
-    tree(t.path(), &r.server.url("").trim_end_matches('/'), pins, None);
+    tree(
+        t.path(),
+        &r.server.url("").trim_end_matches('/'),
+        pins,
+        None,
+    );
     write_keyring(&r.key, &t.path().join("base/key.asc"));
     t
 }
@@ -201,15 +203,25 @@ fn project(r: &Repo, pins: &str) -> tempfile::TempDir {
 fn signed_archive_builds_and_a_second_build_downloads_nothing() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--out", "out", "-q"], t.path());
+    let o = cmd(
+        &["build", "recipes", "--cache", "cache", "--out", "out", "-q"],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(t.path().join("out/index.json").is_file());
     let lock = std::fs::read_to_string(t.path().join("recipes/imgforge.lock")).unwrap();
     assert!(lock.contains("name = \"lib\""), "{lock}");
-    let stored = std::fs::read_dir(t.path().join("cache/store/sha256")).unwrap().count();
+    let stored = std::fs::read_dir(t.path().join("cache/store/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(stored, 2);
     let before = r.server.count();
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--out", "out2", "-q"], t.path());
+    let o = cmd(
+        &[
+            "build", "recipes", "--cache", "cache", "--out", "out2", "-q",
+        ],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(r.server.count(), before, "the second build made requests");
 }
@@ -221,7 +233,10 @@ fn refused(r: &Repo, file: &str, check: &str) {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains(file), "does not name {file}: {out}");
-    assert!(out.contains(check), "does not name the check {check:?}: {out}");
+    assert!(
+        out.contains(check),
+        "does not name the check {check:?}: {out}"
+    );
     assert!(!t.path().join("recipes/imgforge.lock").exists());
     let cached: Vec<_> = walkdir::WalkDir::new(t.path().join("cache"))
         .into_iter()
@@ -239,14 +254,20 @@ fn a_changed_packages_file_is_refused() {
     let mut text = std::fs::read_to_string(p.join("Packages")).unwrap();
     text = text.replace("Version: 2.0", "Version: 2.1");
     std::fs::write(p.join("Packages.gz"), debgen::gz(text.as_bytes())).unwrap();
-    refused(&r, "main/binary-amd64/Packages.gz", "sha256 check failed against the SHA256 signed in");
+    refused(
+        &r,
+        "main/binary-amd64/Packages.gz",
+        "sha256 check failed against the SHA256 signed in",
+    );
 }
 
 #[test]
 fn a_changed_inrelease_is_refused() {
     let r = repo(&debs());
     let p = r.dir.join("dists/stable/InRelease");
-    let s = std::fs::read_to_string(&p).unwrap().replace("Origin: test", "Origin: evil");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("Origin: test", "Origin: evil");
     std::fs::write(&p, s).unwrap();
     refused(&r, "dists/stable/InRelease", "signature check failed");
 }
@@ -258,7 +279,11 @@ fn an_unknown_key_is_refused() {
     let release = std::fs::read_to_string(r.dir.join("dists/stable/InRelease")).unwrap();
     let (msg, _) = CleartextSignedMessage::from_string(&release).unwrap();
     sign_release(&r.dir, &msg.signed_text().replace("\r\n", "\n"), &other);
-    refused(&r, "dists/stable/InRelease", "none of its 1 signature(s) verifies");
+    refused(
+        &r,
+        "dists/stable/InRelease",
+        "none of its 1 signature(s) verifies",
+    );
 }
 
 #[test]
@@ -271,11 +296,17 @@ fn a_changed_deb_is_refused_and_not_stored() {
     Deb::new("lib", "2.0")
         .entry(T::File("./usr/share/lib", b"evil\n", 0o644))
         .write(&r.dir.join("pool"));
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--out", "out", "-q"], t.path());
+    let o = cmd(
+        &["build", "recipes", "--cache", "cache", "--out", "out", "-q"],
+        t.path(),
+    );
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains("pool/lib_2.0_amd64.deb"), "{out}");
-    assert!(out.contains("sha256 check failed against the signed Packages index"), "{out}");
+    assert!(
+        out.contains("sha256 check failed against the signed Packages index"),
+        "{out}"
+    );
     assert!(!t.path().join("out").exists());
     let stored: Vec<_> = std::fs::read_dir(t.path().join("cache/store/sha256"))
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
@@ -302,7 +333,10 @@ fn a_version_gone_from_the_live_archive_comes_from_the_snapshot() {
         Some(&server.url("snap/{archive}/{timestamp}")),
     );
     write_keyring(&key, &t.path().join("base/key.asc"));
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--out", "out", "-q"], t.path());
+    let o = cmd(
+        &["build", "recipes", "--cache", "cache", "--out", "out", "-q"],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let lock = std::fs::read_to_string(t.path().join("recipes/imgforge.lock")).unwrap();
     assert!(lock.contains("snapshot = \"20250101T000000Z "), "{lock}");
@@ -325,14 +359,23 @@ fn a_missing_version_without_snapshot_is_diagnosed_before_download() {
 fn vendor_then_mirror_build_is_byte_identical() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--out", "a", "-q"], t.path());
+    let o = cmd(
+        &["build", "recipes", "--cache", "cache", "--out", "a", "-q"],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let o = cmd(&["vendor", "mirror", "recipes", "--cache", "cache", "-q"], t.path());
+    let o = cmd(
+        &["vendor", "mirror", "recipes", "--cache", "cache", "-q"],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let sums = std::fs::read_to_string(t.path().join("mirror/SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 2, "{sums}");
     let o = cmd(
-        &["build", "recipes", "--mirror", "mirror", "--no-apt", "--cache", "cache2", "--out", "b", "--locked", "-q"],
+        &[
+            "build", "recipes", "--mirror", "mirror", "--no-apt", "--cache", "cache2", "--out",
+            "b", "--locked", "-q",
+        ],
         t.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
@@ -342,7 +385,10 @@ fn vendor_then_mirror_build_is_byte_identical() {
     for e in std::fs::read_dir(t.path().join("a/blobs/sha256")).unwrap() {
         let e = e.unwrap();
         let other = t.path().join("b/blobs/sha256").join(e.file_name());
-        assert_eq!(std::fs::read(e.path()).unwrap(), std::fs::read(other).unwrap());
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            std::fs::read(other).unwrap()
+        );
     }
 }
 
@@ -351,7 +397,11 @@ fn changelog_deb(version: &str, log: &str) -> Deb {
     Deb::new("lib", version)
         .entry(T::Dir("./usr/share/doc/", 0o755))
         .entry(T::Dir("./usr/share/doc/lib/", 0o755))
-        .entry(T::File("./usr/share/doc/lib/changelog.Debian.gz", gz, 0o644))
+        .entry(T::File(
+            "./usr/share/doc/lib/changelog.Debian.gz",
+            gz,
+            0o644,
+        ))
 }
 
 #[test]
@@ -362,10 +412,16 @@ fn update_shows_changelogs_and_keeps_comments() {
         changelog_deb("2.0", log),
         changelog_deb("2.1", log),
     ]);
-    let t = project(&r, "app = \"1.0\"\n# keep: pinned for the test\nlib = \"2.0\"  # trailing");
+    let t = project(
+        &r,
+        "app = \"1.0\"\n# keep: pinned for the test\nlib = \"2.0\"  # trailing",
+    );
     let recipe = t.path().join("recipes/app.toml");
     let before = std::fs::read_to_string(&recipe).unwrap();
-    let o = cmd(&["update", "recipes", "--cache", "cache", "--dry-run"], t.path());
+    let o = cmd(
+        &["update", "recipes", "--cache", "cache", "--dry-run"],
+        t.path(),
+    );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("lib 2.0 -> 2.1"), "{out}");
@@ -373,14 +429,23 @@ fn update_shows_changelogs_and_keeps_comments() {
     assert!(out.contains("CVEs: CVE-2026-12345"), "{out}");
     assert!(out.contains("| lib (2.1) stable-security"), "{out}");
     assert!(!out.contains("| lib (2.0) stable"), "{out}");
-    assert_eq!(std::fs::read_to_string(&recipe).unwrap(), before, "dry run wrote");
+    assert_eq!(
+        std::fs::read_to_string(&recipe).unwrap(),
+        before,
+        "dry run wrote"
+    );
     assert!(!t.path().join("recipes/imgforge.lock").exists());
 
     let o = cmd(&["update", "recipes", "--cache", "cache", "-q"], t.path());
     assert!(o.status.success(), "{}", text(&o));
     let after = std::fs::read_to_string(&recipe).unwrap();
     assert_eq!(after, before.replace("lib = \"2.0\"", "lib = \"2.1\""));
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--locked", "--out", "o", "-q"], t.path());
+    let o = cmd(
+        &[
+            "build", "recipes", "--cache", "cache", "--locked", "--out", "o", "-q",
+        ],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -388,16 +453,32 @@ fn update_shows_changelogs_and_keeps_comments() {
 fn gc_keeps_what_the_locks_reference() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");
-    let o = cmd(&["build", "recipes", "--cache", "cache", "--out", "out", "-q"], t.path());
+    let o = cmd(
+        &["build", "recipes", "--cache", "cache", "--out", "out", "-q"],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let store = t.path().join("cache/store/sha256");
     let stray = store.join(format!("{}.deb", "0".repeat(64)));
     std::fs::write(&stray, b"old").unwrap();
-    let o = cmd(&["gc", "recipes", "--cache", "cache", "--dry-run"], t.path());
+    let o = cmd(
+        &["gc", "recipes", "--cache", "cache", "--dry-run"],
+        t.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("would remove 1"), "{}", text(&o));
     assert!(stray.exists());
-    let o = cmd(&["gc", "recipes", "--cache", "cache", "--max-size", "100000000"], t.path());
+    let o = cmd(
+        &[
+            "gc",
+            "recipes",
+            "--cache",
+            "cache",
+            "--max-size",
+            "100000000",
+        ],
+        t.path(),
+    );
     assert!(o.status.success() && stray.exists(), "{}", text(&o));
     let o = cmd(&["gc", "recipes", "--cache", "cache"], t.path());
     assert!(o.status.success(), "{}", text(&o));

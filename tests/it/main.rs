@@ -9,6 +9,7 @@
 mod common;
 mod debgen;
 
+mod archive;
 mod build;
 mod hostile;
 mod licenses;
@@ -20,4 +21,3 @@ mod sandbox;
 mod sbom;
 mod vendor;
 mod verify;
-mod archive;
