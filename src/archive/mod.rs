@@ -146,7 +146,7 @@ pub fn load(
             let rel = release::get_release(&client, src, suite, opts, &mut report.downloaded)?;
             for comp in &src.components {
                 let path =
-                    release::packages_file(&client, src, comp, &rel, opts, &mut report.downloaded)?;
+                    release::packages_file(&client, comp, &rel, opts, &mut report.downloaded)?;
                 let text = store::read_index(&path)?;
                 note_suites(&text, &format!("{} {suite}", src.uri), &mut report.suite_of);
                 report.records +=

@@ -281,7 +281,6 @@ fn strip_clearsign(b: &[u8]) -> String {
 /// The verified `Packages` index of one component, in the by-hash cache.
 pub fn packages_file(
     client: &Client,
-    src: &ArchiveSource,
     comp: &str,
     rel: &Release,
     opts: &ArchiveOptions,
@@ -310,7 +309,6 @@ pub fn packages_file(
             }
         }
     }
-    let _ = src;
     Err(ArchiveError::NotListed {
         url: rel.url.clone(),
         what: format!("{dir}/Packages(.xz|.gz) that the archive serves"),

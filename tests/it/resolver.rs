@@ -15,7 +15,13 @@ fn index(stanzas: &str) -> Index {
             "0".repeat(64)
         ));
     }
-    index::add_packages_text(&mut idx, &text, Path::new("Packages"), Origin::Url("http://127.0.0.1".into())).unwrap();
+    index::add_packages_text(
+        &mut idx,
+        &text,
+        Path::new("Packages"),
+        Origin::Url("http://127.0.0.1".into()),
+    )
+    .unwrap();
     idx
 }
 
