@@ -189,12 +189,7 @@ fn repo(debs: &[Deb]) -> Repo {
 
 fn project(r: &Repo, pins: &str) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
-    tree(
-        t.path(),
-        &r.server.url("").trim_end_matches('/'),
-        pins,
-        None,
-    );
+    tree(t.path(), r.server.url("").trim_end_matches('/'), pins, None);
     write_keyring(&r.key, &t.path().join("base/key.asc"));
     t
 }
