@@ -57,6 +57,42 @@ pub enum Command {
     },
     /// Push the built images to an OCI registry, digests preserved.
     Push(PushArgs),
+    /// Move pins to the archive's current versions, rewrite the recipes (comments kept), re-lock, show changelogs.
+    Update {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Only these packages (default: every pinned package).
+        #[arg(value_name = "PACKAGE")]
+        packages: Vec<String>,
+        /// Print what would move, with changelogs; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Update a copy of the tree in DIR (DIR/recipes, DIR/base) and leave RECIPES as is.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+    },
+    /// Remove .deb files from the package store that no given tree's lock references.
+    Gc {
+        /// Recipe directories whose imgforge.lock files say what to keep.
+        #[arg(default_value = "recipes")]
+        trees: Vec<PathBuf>,
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove unreferenced packages (largest first) only until the store is at most this many bytes.
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+        /// The cache [default: ~/.cache/imgforge].
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+    },
+    /// Write every locked .deb into DIR as a flat mirror (Packages + SHA256SUMS) for --mirror DIR.
+    Vendor {
+        /// The mirror directory to write (empty, new, or an earlier vendor output).
+        dir: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -113,10 +149,10 @@ pub struct CommonArgs {
     /// A local package mirror: a flat repository (Packages index) or a directory of .deb files.
     #[arg(long, value_name = "DIR")]
     pub mirror: Option<PathBuf>,
-    /// Never use the host's apt.
+    /// Never read the host's apt configuration (archives then come from base.toml or --mirror).
     #[arg(long)]
     pub no_apt: bool,
-    /// Cache for downloaded packages and build-stage results [default: ~/.cache/imgforge].
+    /// Cache: package store, verified archive indexes, build-stage results [default: ~/.cache/imgforge].
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
 }

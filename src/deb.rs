@@ -463,7 +463,9 @@ pub fn read_control_files(
     limits: &Limits,
 ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, DebError> {
     let limit = limits.control_bytes;
-    with_member(path, "control.tar", limit, &mut |reader, member| {
+    let mut file = File::open(path).map_err(|e| DebError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DebError::io(path, e))?.len();
+    with_member(&mut file, len, path, Want::Control, limits, &mut |reader, member| {
         let mut out = std::collections::BTreeMap::new();
         let mut archive = tar::Archive::new(reader);
         let entries = archive

@@ -19,7 +19,9 @@
 //! ```
 //!
 //! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
-//! * [`resolve`]: package index (mirror, apt), resolver, lock file, fetching.
+//! * [`archive`]: Debian archive client (signed Release, verified indexes,
+//!   content-addressed package store).
+//! * [`resolve`]: package index (mirror, archives), resolver, lock file, fetching.
 //! * [`deb`]: reading `.deb` files (control, data.tar) as untrusted input.
 //! * [`layer`]: deterministic layer tars from packages, files and artifacts.
 //! * [`configure`]: maintainer scripts and triggers run in the sandbox with
@@ -41,6 +43,7 @@
 //! (sorted keys); tar entries are sorted; timestamps come from
 //! `SOURCE_DATE_EPOCH`.
 
+pub mod archive;
 pub mod configure;
 pub mod deb;
 pub mod digest;

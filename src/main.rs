@@ -4,6 +4,7 @@
 mod cli;
 
 use clap::Parser;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -52,6 +53,46 @@ fn main() -> ExitCode {
         cli::Command::Push(p) => {
             imgforge::ops::push(&p.to_options(), p.format == cli::Format::Json, quiet)
                 .map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Update {
+            common,
+            packages,
+            dry_run,
+            into,
+        } => imgforge::ops::update::update(&imgforge::ops::update::UpdateOptions {
+            common: common.to_options(),
+            packages: packages.clone(),
+            dry_run: *dry_run,
+            into: into.clone(),
+            quiet,
+        })
+        .map(|_| ExitCode::SUCCESS),
+        cli::Command::Gc {
+            trees,
+            dry_run,
+            max_size,
+            cache,
+        } => imgforge::ops::gc::gc(&imgforge::ops::gc::GcOptions {
+            trees: trees.clone(),
+            cache: imgforge::ops::cache_dir(&imgforge::ops::CommonOptions {
+                recipes: PathBuf::new(),
+                base: None,
+                mirror: None,
+                apt: true,
+                cache: cache.clone(),
+            }),
+            dry_run: *dry_run,
+            max_size: *max_size,
+            quiet,
+        })
+        .map(|_| ExitCode::SUCCESS),
+        cli::Command::Vendor { dir, common } => {
+            imgforge::ops::vendor::vendor(&imgforge::ops::vendor::VendorOptions {
+                common: common.to_options(),
+                dir: dir.clone(),
+                quiet,
+            })
+            .map(|_| ExitCode::SUCCESS)
         }
     };
     match result {

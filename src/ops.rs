@@ -15,6 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod gc;
+pub mod update;
+pub mod vendor;
+
 /// Options shared by every command.
 #[derive(Debug, Clone)]
 pub struct CommonOptions {
@@ -92,7 +96,7 @@ pub fn render_error(e: &anyhow::Error) -> String {
     s.replace("error: error: ", "error: ")
 }
 
-fn load_tree(opts: &CommonOptions) -> Result<Tree> {
+pub(crate) fn load_tree(opts: &CommonOptions) -> Result<Tree> {
     Ok(recipe::load_tree(&recipe::LoadOptions {
         recipes: opts.recipes.clone(),
         base: opts.base.clone(),
@@ -113,12 +117,14 @@ pub fn cache_dir(opts: &CommonOptions) -> PathBuf {
     }
 }
 
-fn source_options(opts: &CommonOptions) -> SourceOptions {
+/// Where packages come from; `refresh` downloads Release and indexes again.
+pub fn source_options(opts: &CommonOptions, refresh: bool) -> SourceOptions {
     SourceOptions {
         mirror: opts.mirror.clone(),
         apt: opts.apt,
-        apt_lists: PathBuf::from("/var/lib/apt/lists"),
-        cache_dir: cache_dir(opts).join("debs"),
+        apt_root: PathBuf::from("/"),
+        cache_dir: cache_dir(opts),
+        refresh,
     }
 }
 
@@ -135,7 +141,7 @@ pub fn check(opts: &CommonOptions, quiet: bool) -> Result<()> {
             tree.images.len()
         ),
     );
-    let index = match resolve::load_index(&tree, &source_options(opts)) {
+    let index = match resolve::load_index(&tree, &source_options(opts, false)) {
         Ok(i) => i,
         Err(resolve::ResolveError::NoSource(why)) => {
             st.say(
@@ -150,6 +156,14 @@ pub fn check(opts: &CommonOptions, quiet: bool) -> Result<()> {
         eprintln!(
             "warning: {bad}\n  help: builds that select this package fail; fix or remove the stanza in the mirror's index"
         );
+    }
+    if let Ok(locked) = Lock::read(&tree.lock_path()) {
+        let cache = cache_dir(opts);
+        resolve::drift::report(
+            &resolve::drift::locked(&locked, &index, &cache),
+            "locked",
+            &tree.dir,
+        )?;
     }
     let lock = resolve::resolve_tree(&tree, &index)?;
     for img in &lock.images {
@@ -188,7 +202,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Resolve, compare with the lock file, and write it when allowed.
-fn lock_tree(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
+pub(crate) fn lock_tree(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
     let path = tree.lock_path();
     let fresh = resolve::resolve_tree(tree, index)?;
     let text = fresh.to_text();
@@ -226,7 +240,7 @@ pub fn explain(lock: &Lock, package: &str) -> Result<String> {
 pub fn lock(opts: &CommonOptions, locked: bool, quiet: bool) -> Result<Lock> {
     let st = Status { quiet };
     let tree = load_tree(opts)?;
-    let index = resolve::load_index(&tree, &source_options(opts))?;
+    let index = resolve::load_index(&tree, &source_options(opts, true))?;
     let lock = lock_tree(&tree, &index, locked, st)?;
     for img in &lock.images {
         st.say(
@@ -244,7 +258,7 @@ pub fn lock(opts: &CommonOptions, locked: bool, quiet: bool) -> Result<Lock> {
 
 /// The lock a build uses: the file when it matches the recipes, else a
 /// fresh resolution (written unless `--locked`).
-fn lock_for_build(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
+pub(crate) fn lock_for_build(tree: &Tree, index: &Index, locked: bool, st: Status) -> Result<Lock> {
     let path = tree.lock_path();
     if path.is_file() {
         let lock = Lock::read(&path)?;
@@ -337,9 +351,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let t0 = Instant::now();
     image::compat::check_bundle(opts.compression, opts.bundle.is_some(), opts.force)?;
     let tree = load_tree(&opts.common)?;
-    let src = source_options(&opts.common);
+    let src = source_options(&opts.common, false);
     let index = resolve::load_index(&tree, &src)?;
     let lock = lock_for_build(&tree, &index, opts.locked, st)?;
+    let drifted = resolve::drift::locked(&lock, &index, &src.cache_dir);
+    resolve::drift::report(&drifted, "locked", &tree.dir)?;
     let sde = source_date_epoch(opts, &tree)?;
     let jobs = opts
         .jobs

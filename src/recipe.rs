@@ -112,6 +112,27 @@ struct RawSource {
     arch: String,
     #[serde(default = "default_distro")]
     distro: String,
+    #[serde(default)]
+    archive: Vec<RawArchive>,
+    snapshot: Option<RawSnapshot>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawArchive {
+    uri: String,
+    suites: Vec<String>,
+    components: Vec<String>,
+    keyring: Option<String>,
+    #[serde(default)]
+    trusted: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSnapshot {
+    timestamp: String,
+    url: String,
 }
 
 fn default_true() -> bool {
@@ -212,6 +233,10 @@ pub struct Source {
     pub arch: String,
     /// Distribution qualifier for package URLs, e.g. `debian-12`.
     pub distro: String,
+    /// `[[source.archive]]`: Debian archives (else the host's apt config).
+    pub archives: Vec<crate::archive::sources::ArchiveSource>,
+    /// `[source.snapshot]`: where versions gone from the archives are found.
+    pub snapshot: Option<crate::archive::sources::Snapshot>,
 }
 
 impl Default for Source {
@@ -221,6 +246,8 @@ impl Default for Source {
             apt: true,
             arch: default_arch(),
             distro: default_distro(),
+            archives: Vec::new(),
+            snapshot: None,
         }
     }
 }
@@ -477,6 +504,21 @@ pub fn load_tree(opts: &LoadOptions) -> Result<Tree, RecipeErrors> {
     }
 }
 
+fn archive_source(
+    a: &RawArchive,
+    dir: &Path,
+    file: &Path,
+) -> crate::archive::sources::ArchiveSource {
+    crate::archive::sources::ArchiveSource {
+        uri: a.uri.trim_end_matches('/').to_string(),
+        suites: a.suites.clone(),
+        components: a.components.clone(),
+        keys: crate::archive::sources::Keys::Files(a.keyring.iter().map(|k| dir.join(k)).collect()),
+        trusted: a.trusted,
+        declared: format!("{} [[source.archive]] {}", file.display(), a.uri),
+    }
+}
+
 /// 1-based line and column of byte offset `pos` in `text`.
 pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
     let pos = pos.min(text.len());
@@ -641,13 +683,35 @@ fn parse_text(
                 "every image resolves from the base's package source; move [source] to base/base.toml",
             );
         } else {
+            let s_span = s.span();
             let s = s.get_ref();
             source = Source {
                 mirror: s.mirror.as_ref().map(|m| dir.join(m)),
                 apt: s.apt,
                 arch: s.arch.clone(),
                 distro: s.distro.clone(),
+                archives: s
+                    .archive
+                    .iter()
+                    .map(|a| archive_source(a, dir, path))
+                    .collect(),
+                snapshot: s
+                    .snapshot
+                    .as_ref()
+                    .map(|n| crate::archive::sources::Snapshot {
+                        timestamp: n.timestamp.clone(),
+                        url: n.url.clone(),
+                    }),
             };
+            for a in &source.archives {
+                if !a.trusted && a.keys == crate::archive::sources::Keys::Files(Vec::new()) {
+                    cx.at(
+                        s_span.clone(),
+                        format!("[[source.archive]] {} has no keyring", a.uri),
+                        "set keyring = \"path/to/keyring.gpg\" (relative to this file), or trusted = true to accept it unsigned",
+                    );
+                }
+            }
         }
     }
 

@@ -4,8 +4,8 @@
 //! 1. a local mirror (`--mirror DIR`): a flat repository with a `Packages`
 //!    (or `Packages.gz`/`.xz`) index, or a plain directory of `.deb` files
 //!    that imgforge indexes by reading their control files;
-//! 2. the host's apt lists (`/var/lib/apt/lists/*_Packages*`), whose files
-//!    are fetched with `apt-get download` into the cache when needed.
+//! 2. Debian archives read by [`crate::archive`] (signed Release, verified
+//!    `Packages`), whose `.deb`s are downloaded into the package store.
 //!
 //! Each record keeps its sha256, so every `.deb` is checked before use.
 
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 pub enum Origin {
     /// In a mirror directory: `<root>/<Filename>`.
     Mirror(PathBuf),
-    /// In the host's apt archive; fetched by `apt-get download`.
-    Apt,
+    /// In a Debian archive: `<base URI>/<Filename>`.
+    Url(String),
 }
 
 /// One package version as an index describes it.
@@ -538,34 +538,6 @@ pub fn add_mirror(index: &mut Index, dir: &Path) -> Result<usize, IndexError> {
                 reason: e.to_string(),
             }),
         }
-    }
-    Ok(n)
-}
-
-/// The host's apt `Packages` lists, sorted by file name.
-pub fn apt_lists(lists_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(lists_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            n.contains("_Packages")
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Index the host's apt lists.
-pub fn add_apt(index: &mut Index, lists_dir: &Path) -> Result<usize, IndexError> {
-    let mut n = 0;
-    for p in apt_lists(lists_dir) {
-        let text = read_maybe_compressed(&p)?;
-        n += add_packages_text(index, &text, &p, Origin::Apt)?;
     }
     Ok(n)
 }

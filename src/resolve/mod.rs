@@ -3,11 +3,13 @@
 //! * [`index`]: the records a mirror or apt offers;
 //! * [`solver`]: the closure of each image and build stage;
 //! * [`Lock`]: `recipes/imgforge.lock`, byte-identical on every run;
-//! * [`fetch`]: the `.deb` of a locked package, checked against its sha256.
+//! * [`fetch`]: the `.deb` of a locked package, checked against its sha256;
+//! * [`drift`]: locked or pinned versions the sources no longer have.
 //!
 //! Entry point: [`resolve_tree`] (recipes + index -> lock). Later stages
 //! consume only the lock (plus [`fetch`] to find the files).
 
+pub mod drift;
 pub mod index;
 pub mod provider;
 pub mod solver;
@@ -28,7 +30,7 @@ pub enum ResolveError {
     #[error(transparent)]
     Solve(#[from] solver::ResolveError),
     #[error(
-        "no package source: no --mirror was given, the base recipe names none, and {0}\nhelp: pass --mirror DIR (a flat repository or a directory of .deb files), or run `apt-get update` so the host's apt lists exist"
+        "no package source: no --mirror was given, the base recipe names none, and {0}\nhelp: pass --mirror DIR (a flat repository or a directory of .deb files), or list archives in base/base.toml:\n  [[source.archive]]\n  uri = \"http://<your Debian mirror>/debian\"\n  suites = [\"bookworm\", \"bookworm-updates\"]\n  components = [\"main\"]\n  keyring = \"keys/debian-archive-keyring.gpg\""
     )]
     NoSource(String),
     #[error(
@@ -51,7 +53,7 @@ pub enum ResolveError {
         from: String,
     },
     #[error(
-        "{package} {version} (locked) is not in the package source\nhelp: add {filename} to the mirror, enable apt, or run `imgforge lock` again"
+        "{package} {version} (locked) is not in the package source\nhelp: add {filename} to the mirror, run `imgforge update` to move the pin, or set a snapshot in base/base.toml"
     )]
     Missing {
         package: String,
@@ -59,17 +61,13 @@ pub enum ResolveError {
         filename: String,
     },
     #[error(
-        "apt-get download {package}={version} failed: {reason}\nhelp: run `apt-get update`, check the version exists (`apt-cache policy {package}`), or put the .deb in a --mirror directory"
-    )]
-    Apt {
-        package: String,
-        version: String,
-        reason: String,
-    },
-    #[error(
         "{package} is in no image or build stage of the lock\nhelp: check the name (`grep 'name = \"{package}' recipes/imgforge.lock`); packages come only through Pre-Depends/Depends"
     )]
     NotInLock { package: String },
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error("{0}")]
+    Drift(String),
     #[error("{path}: {source}\nhelp: check permissions and free space")]
     Io {
         path: PathBuf,
@@ -81,35 +79,80 @@ pub enum ResolveError {
 /// Where packages come from.
 #[derive(Debug, Clone)]
 pub struct SourceOptions {
-    /// A local mirror (overrides the base recipe's).
+    /// A local mirror (overrides the base recipe's); when set, only it is read.
     pub mirror: Option<PathBuf>,
-    /// Allow the host's apt.
+    /// Allow the host's apt configuration (`/etc/apt/sources.list[.d]`).
     pub apt: bool,
-    /// The apt lists directory (`/var/lib/apt/lists`).
-    pub apt_lists: PathBuf,
-    /// Where `apt-get download` puts files.
+    /// The root the apt configuration is read under (`/`).
+    pub apt_root: PathBuf,
+    /// The cache root: verified indexes and the package store.
     pub cache_dir: PathBuf,
+    /// Download Release and index files again (`lock`, `update`).
+    pub refresh: bool,
 }
 
-/// Build the index for a tree.
+/// The archives to read: the base recipe's `[[source.archive]]`, else the
+/// host's apt configuration (when allowed).
+pub fn archive_sources(
+    tree: &Tree,
+    opts: &SourceOptions,
+) -> Result<Vec<crate::archive::sources::ArchiveSource>, ResolveError> {
+    if !tree.source.archives.is_empty() {
+        return Ok(tree.source.archives.clone());
+    }
+    if opts.apt && tree.source.apt {
+        return Ok(crate::archive::sources::host_sources(
+            &opts.apt_root,
+            &tree.source.arch,
+        )?);
+    }
+    Ok(Vec::new())
+}
+
+/// Build the index for a tree: the mirror alone when one is given, else
+/// every archive (signed Release, verified Packages; cached by hash).
 pub fn load_index(tree: &Tree, opts: &SourceOptions) -> Result<Index, ResolveError> {
+    Ok(load_index_report(tree, opts)?.0)
+}
+
+/// [`load_index`], with what the archives reported (suites, downloads).
+pub fn load_index_report(
+    tree: &Tree,
+    opts: &SourceOptions,
+) -> Result<(Index, crate::archive::LoadReport), ResolveError> {
     let mut idx = Index::new(&tree.source.arch);
     let mirror = opts.mirror.clone().or_else(|| tree.source.mirror.clone());
     if let Some(m) = &mirror {
         index::add_mirror(&mut idx, m)?;
+        return Ok((idx, Default::default()));
     }
-    let apt_ok = opts.apt && tree.source.apt && which("apt-get").is_some();
-    if apt_ok && !index::apt_lists(&opts.apt_lists).is_empty() {
-        index::add_apt(&mut idx, &opts.apt_lists)?;
-    }
-    if idx.is_empty() {
-        return Err(ResolveError::NoSource(if apt_ok {
-            format!("{} holds no Packages lists", opts.apt_lists.display())
+    let sources = archive_sources(tree, opts)?;
+    if sources.is_empty() {
+        return Err(ResolveError::NoSource(if opts.apt && tree.source.apt {
+            format!(
+                "the host has no apt configuration ({}etc/apt/sources.list[.d])",
+                opts.apt_root.display()
+            )
         } else {
-            "apt is not available or disabled".into()
+            "the host's apt configuration is disabled (--no-apt or apt = false)".into()
         }));
     }
-    Ok(idx)
+    let aopts = crate::archive::ArchiveOptions {
+        cache: opts.cache_dir.clone(),
+        arch: tree.source.arch.clone(),
+        refresh: opts.refresh,
+    };
+    let mut report = crate::archive::load(&sources, &aopts, &mut idx)?;
+    if let Some(snap) = &tree.source.snapshot {
+        let snap_sources = snap.sources(&sources);
+        let r = crate::archive::load(&snap_sources, &aopts, &mut idx)?;
+        report.downloaded += r.downloaded;
+        report.suites.extend(r.suites);
+        for (k, v) in r.suite_of {
+            report.suite_of.entry(k).or_insert(v);
+        }
+    }
+    Ok((idx, report))
 }
 
 /// Find a program on PATH.
@@ -128,6 +171,10 @@ pub fn which(prog: &str) -> Option<PathBuf> {
 pub struct Lock {
     pub version: u32,
     pub arch: String,
+    /// The snapshot (`<timestamp> <url template>`) the lock was resolved
+    /// with, when the base recipe sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     #[serde(rename = "image", default)]
     pub images: Vec<LockedImage>,
 }
@@ -309,6 +356,7 @@ fn solve(index: &Index, req: &solver::Request<'_>) -> Result<Vec<solver::Chosen>
 
 /// Resolve every image and build stage of `tree`.
 pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
+    drift::report(&drift::pins(tree, index), "pinned", &tree.dir)?;
     let mut images = Vec::new();
     let base = solve(
         index,
@@ -379,6 +427,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     Ok(Lock {
         version: 1,
         arch: tree.source.arch.clone(),
+        snapshot: tree.source.snapshot.as_ref().map(|s| s.to_string()),
         images,
     })
 }
@@ -442,37 +491,37 @@ pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
 
 // ---------------------------------------------------------------- fetching
 
-/// The verified `.deb` of a locked package: from the mirror, or downloaded
-/// with apt into the cache. The sha256 is checked on every call.
+/// The verified `.deb` of a locked package: from the mirror, from the
+/// package store (by sha256, no index needed), or downloaded from its
+/// archive into the store. The lock's sha256 is checked on every call.
 pub fn fetch(
     pkg: &LockedPackage,
     index: &Index,
     opts: &SourceOptions,
 ) -> Result<PathBuf, ResolveError> {
-    let version: debversion::Version = pkg.version.parse().map_err(|_| ResolveError::Missing {
+    let missing = || ResolveError::Missing {
         package: pkg.name.clone(),
         version: pkg.version.clone(),
         filename: pkg.filename.clone(),
-    })?;
-    // Prefer a record with the locked checksum.
-    let rec = index
-        .by_name
-        .get(&pkg.name)
-        .and_then(|l| {
-            l.iter()
-                .find(|r| r.version == version && r.sha256 == pkg.sha256)
-        })
-        .or_else(|| index.get(&pkg.name, &version));
-    let Some(rec) = rec else {
-        return Err(ResolveError::Missing {
-            package: pkg.name.clone(),
-            version: pkg.version.clone(),
-            filename: pkg.filename.clone(),
-        });
     };
-    let path = match &rec.origin {
-        Origin::Mirror(root) => root.join(&rec.filename),
-        Origin::Apt => apt_download(rec, &opts.cache_dir)?,
+    let rec = pkg
+        .version
+        .parse::<debversion::Version>()
+        .ok()
+        .and_then(|v| {
+            let list = index.by_name.get(&pkg.name)?;
+            list.iter()
+                .find(|r| r.version == v && r.sha256 == pkg.sha256)
+                .or_else(|| list.iter().find(|r| r.version == v))
+        });
+    let path = match rec.map(|r| (&r.origin, r)) {
+        Some((Origin::Mirror(root), r)) => root.join(&r.filename),
+        Some((Origin::Url(base), r)) if r.sha256 == pkg.sha256 => {
+            crate::archive::fetch_deb(base, &r.filename, &r.sha256, &opts.cache_dir)?.0
+        }
+        _ => crate::archive::store::Store::new(&opts.cache_dir)
+            .deb(&pkg.sha256)
+            .ok_or_else(missing)?,
     };
     verify_file(&path, &pkg.sha256, "the lock file")?;
     Ok(path)
@@ -493,49 +542,4 @@ pub fn verify_file(path: &Path, expected: &str, from: &str) -> Result<(), Resolv
         });
     }
     Ok(())
-}
-
-fn apt_download(rec: &Record, cache: &Path) -> Result<PathBuf, ResolveError> {
-    let io = |source| ResolveError::Io {
-        path: cache.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(cache).map_err(io)?;
-    let dest = cache.join(format!("{}_{}.deb", rec.name, rec.sha256));
-    if dest.is_file() && verify_file(&dest, &rec.sha256, "the apt index").is_ok() {
-        return Ok(dest);
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix(".apt-")
-        .tempdir_in(cache)
-        .map_err(io)?;
-    let spec = format!("{}={}", rec.name, rec.version);
-    let out = std::process::Command::new("apt-get")
-        .args(["download", "-q", &spec])
-        .current_dir(tmp.path())
-        .output()
-        .map_err(|e| ResolveError::Apt {
-            package: rec.name.clone(),
-            version: rec.version.to_string(),
-            reason: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(ResolveError::Apt {
-            package: rec.name.clone(),
-            version: rec.version.to_string(),
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let got = std::fs::read_dir(tmp.path())
-        .map_err(io)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or_else(|| ResolveError::Apt {
-            package: rec.name.clone(),
-            version: rec.version.to_string(),
-            reason: "apt-get reported success but wrote no .deb".into(),
-        })?;
-    verify_file(&got, &rec.sha256, "the apt index")?;
-    std::fs::rename(&got, &dest).map_err(io)?;
-    Ok(dest)
 }

@@ -798,7 +798,9 @@ pub fn run_in_root(
         })?,
     };
     let env = runtime::environment(source_date_epoch, env);
-    let mut config = runtime::spec(rootfs, argv, &env);
+    // Maintainer scripts get the same default limits as a build step.
+    let limits = crate::limits::StepLimits::default();
+    let mut config = runtime::spec(rootfs, argv, &env, &limits);
     // No build context here: drop the /src bind and start in /.
     config["process"]["cwd"] = serde_json::json!("/");
     if let Some(m) = config["mounts"].as_array_mut() {
@@ -817,6 +819,7 @@ pub fn run_in_root(
         &id,
         &config,
         log,
+        limits.timeout,
     )
     .map_err(|source| SandboxError::Spawn {
         recipe: label.to_string(),

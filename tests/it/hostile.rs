@@ -950,7 +950,7 @@ fn fuzz_corpora_replay_through_the_parsers() {
             &mut index,
             &text,
             Path::new("Packages"),
-            imgforge::resolve::index::Origin::Apt,
+            imgforge::resolve::index::Origin::Url(String::new()),
         )
         .unwrap();
         assert!(n > 0 && index.bad.is_empty(), "{name}: {:?}", index.bad);

@@ -9,6 +9,7 @@
 mod common;
 mod debgen;
 
+mod archive;
 mod build;
 mod configure;
 mod hostile;

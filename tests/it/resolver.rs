@@ -15,7 +15,13 @@ fn index(stanzas: &str) -> Index {
             "0".repeat(64)
         ));
     }
-    index::add_packages_text(&mut idx, &text, Path::new("Packages"), Origin::Apt).unwrap();
+    index::add_packages_text(
+        &mut idx,
+        &text,
+        Path::new("Packages"),
+        Origin::Url("http://127.0.0.1".into()),
+    )
+    .unwrap();
     idx
 }
 
@@ -436,7 +442,7 @@ mod bookworm {
                 xz2::read::XzDecoder::new(std::fs::File::open(&f).unwrap())
                     .read_to_string(&mut text)
                     .unwrap();
-                index::add_packages_text(&mut idx, &text, &f, Origin::Apt).unwrap();
+                index::add_packages_text(&mut idx, &text, &f, Origin::Url(String::new())).unwrap();
             }
             Some(idx)
         })
