@@ -465,31 +465,38 @@ pub fn read_control_files(
     let limit = limits.control_bytes;
     let mut file = File::open(path).map_err(|e| DebError::io(path, e))?;
     let len = file.metadata().map_err(|e| DebError::io(path, e))?.len();
-    with_member(&mut file, len, path, Want::Control, limits, &mut |reader, member| {
-        let mut out = std::collections::BTreeMap::new();
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive
-            .entries()
-            .map_err(|e| member_error(path, member, limit, e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| member_error(path, member, limit, e))?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let name = entry
-                .path()
-                .map_err(|e| member_error(path, member, limit, e))?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
+    with_member(
+        &mut file,
+        len,
+        path,
+        Want::Control,
+        limits,
+        &mut |reader, member| {
+            let mut out = std::collections::BTreeMap::new();
+            let mut archive = tar::Archive::new(reader);
+            let entries = archive
+                .entries()
                 .map_err(|e| member_error(path, member, limit, e))?;
-            out.insert(name, bytes);
-        }
-        Ok(out)
-    })
+            for entry in entries {
+                let mut entry = entry.map_err(|e| member_error(path, member, limit, e))?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let name = entry
+                    .path()
+                    .map_err(|e| member_error(path, member, limit, e))?
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .to_string();
+                let mut bytes = Vec::new();
+                entry
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| member_error(path, member, limit, e))?;
+                out.insert(name, bytes);
+            }
+            Ok(out)
+        },
+    )
 }
 
 /// Stream the package's `data.tar` through `f`.

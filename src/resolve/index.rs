@@ -404,11 +404,10 @@ pub fn add_packages_text(
 ) -> Result<usize, IndexError> {
     let mut n = 0;
     for (i, stanza) in stanzas(text).enumerate() {
-        let parsed = crate::deb::control::parse(stanza.as_bytes())
-            .and_then(|c| {
-                let p = c.paragraph();
-                record_from_paragraph(&p, None, None, None, origin.clone()).map(|r| (r, p))
-            });
+        let parsed = crate::deb::control::parse(stanza.as_bytes()).and_then(|c| {
+            let p = c.paragraph();
+            record_from_paragraph(&p, None, None, None, origin.clone()).map(|r| (r, p))
+        });
         match parsed {
             Ok((rec, p)) => {
                 index.note_stanza(&p);
