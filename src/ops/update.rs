@@ -101,6 +101,12 @@ fn planned_moves(
 ) -> Result<Vec<Move>> {
     let mut pins: Vec<(&Path, &'static str, &BTreeMap<String, String>)> =
         vec![(&tree.base.file, "packages", &tree.base.packages)];
+    // The configure toolset never ships, but its pins age like any other.
+    pins.push((
+        &tree.base.file,
+        "configure.toolset",
+        &tree.base.configure.toolset,
+    ));
     for img in &tree.images {
         pins.push((&img.file, "packages", &img.packages));
         if let Some(b) = &img.build {
