@@ -195,6 +195,14 @@ fn project(r: &Repo, pins: &str) -> tempfile::TempDir {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_fixture_debian,
+        has_fixture_debian_essential,
+        has_fixture_debian_index
+    )),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, ../shared/debian-index"
+)]
 fn signed_archive_builds_and_a_second_build_downloads_nothing() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");
@@ -243,6 +251,10 @@ fn refused(r: &Repo, file: &str, check: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn a_changed_packages_file_is_refused() {
     let r = repo(&debs());
     let p = r.dir.join("dists/stable/main/binary-amd64");
@@ -257,6 +269,10 @@ fn a_changed_packages_file_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn a_changed_inrelease_is_refused() {
     let r = repo(&debs());
     let p = r.dir.join("dists/stable/InRelease");
@@ -268,6 +284,10 @@ fn a_changed_inrelease_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn an_unknown_key_is_refused() {
     let r = repo(&debs());
     let other = key();
@@ -282,6 +302,10 @@ fn an_unknown_key_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn a_changed_deb_is_refused_and_not_stored() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");
@@ -339,6 +363,10 @@ fn a_version_gone_from_the_live_archive_comes_from_the_snapshot() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn a_missing_version_without_snapshot_is_diagnosed_before_download() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"\nlib = \"1.5\"");
@@ -351,6 +379,14 @@ fn a_missing_version_without_snapshot_is_diagnosed_before_download() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_fixture_debian,
+        has_fixture_debian_essential,
+        has_fixture_debian_index
+    )),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, ../shared/debian-index"
+)]
 fn vendor_then_mirror_build_is_byte_identical() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");
@@ -400,6 +436,10 @@ fn changelog_deb(version: &str, log: &str) -> Deb {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn update_shows_changelogs_and_keeps_comments() {
     let log = "lib (2.1) stable-security; urgency=high\n\n  * Fix CVE-2026-12345 (overflow).\n\n -- M <m@invalid>  Mon, 02 Feb 2026 00:00:00 +0000\n\nlib (2.0) stable; urgency=low\n\n  * Initial.\n\n -- M <m@invalid>  Mon, 01 Jan 2024 00:00:00 +0000\n";
     let r = repo(&[
@@ -445,6 +485,14 @@ fn update_shows_changelogs_and_keeps_comments() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_fixture_debian,
+        has_fixture_debian_essential,
+        has_fixture_debian_index
+    )),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, ../shared/debian-index"
+)]
 fn gc_keeps_what_the_locks_reference() {
     let r = repo(&debs());
     let t = project(&r, "app = \"1.0\"");

@@ -10,7 +10,7 @@
 //! Tool tests skip (or fail under `IMGFORGE_REQUIRE_TOOLS=1`) when the
 //! fixture or the tool is missing.
 
-use crate::common::{copy_examples, imgforge, require_tool, run, strict, text};
+use crate::common::{copy_examples, imgforge, require_tool, run, text};
 use crate::debgen::{Deb, T};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -191,6 +191,10 @@ fn copy_with_mtimes(from: &Path, to: &Path, mtime: std::time::SystemTime) {
 // ---------------------------------------------------------------- 1. determinism
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn build_is_deterministic_under_perturbation() {
     let Some(s) = shared() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -282,6 +286,14 @@ fn build_is_deterministic_under_perturbation() {
 // ---------------------------------------------------------------- 5. structure
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_fixture_debian,
+        has_fixture_debian_essential,
+        has_fixture_debian_index
+    )),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, ../shared/debian-index"
+)]
 fn build_layout_structure() {
     let Some(s) = shared() else { return };
     let ms = manifests(&s.out);
@@ -387,6 +399,10 @@ fn package_paths(deb: &Path, name: &str, spool: &Path) -> BTreeSet<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn build_hello_ships_no_build_stage_files() {
     let Some(s) = shared() else { return };
     let lock = s.lock();
@@ -441,6 +457,10 @@ fn build_hello_ships_no_build_stage_files() {
 // ---------------------------------------------------------------- 2. layout tools
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_oci_image_tool)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `oci-image-tool` on PATH"
+)]
 fn build_layout_passes_oci_image_tool() {
     let Some(s) = shared() else { return };
     if !require_tool("oci-image-tool") {
@@ -459,6 +479,10 @@ fn build_layout_passes_oci_image_tool() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_skopeo)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `skopeo` on PATH"
+)]
 fn build_layout_passes_skopeo_inspect() {
     let Some(s) = shared() else { return };
     if !require_tool("skopeo") {
@@ -544,6 +568,10 @@ fn run_image(
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH"
+)]
 fn build_python_runs_under_runc() {
     let Some((ok, t, ..)) = run_image(
         "python:3.11.2",
@@ -557,6 +585,10 @@ fn build_python_runs_under_runc() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH"
+)]
 fn build_hello_runs_under_runc() {
     let Some((ok, t, ..)) = run_image("hello:1.0.0", "hello", &["/usr/local/bin/hello"], &[])
     else {
@@ -566,6 +598,10 @@ fn build_hello_runs_under_runc() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH"
+)]
 fn build_nginx_config_test_passes_under_runc() {
     // NOTES: nginx -t needs CAP_CHOWN, which umoci's default spec lacks.
     let Some((ok, t, bundle, _tmp)) = run_image(
@@ -600,19 +636,19 @@ fn docker_ready() -> bool {
         Ok(o) if o.status.success() => true,
         other => {
             let msg = format!(
-                "this test needs a reachable docker daemon (`docker info` failed: {}); skipping",
+                "this test needs a reachable docker daemon (`docker info` failed: {})",
                 other.map(|o| text(&o)).unwrap_or_else(|e| e.to_string())
             );
-            if strict() {
-                panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-            }
-            eprintln!("SKIP: {msg}");
-            false
+            crate::common::missing(&msg)
         }
     }
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_docker, has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs `docker` on PATH, ../shared/debian, ../shared/debian-essential"
+)]
 fn build_bundle_loads_and_runs_in_docker() {
     let Some(s) = shared() else { return };
     if !docker_ready() {
@@ -654,6 +690,10 @@ fn build_bundle_loads_and_runs_in_docker() {
 // ---------------------------------------------------------------- 4. syft
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_syft)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `syft` on PATH"
+)]
 fn build_syft_finds_every_package_of_the_python_image() {
     let Some(s) = shared() else { return };
     if !require_tool("syft") {

@@ -23,14 +23,10 @@ pub fn fixture() -> Option<PathBuf> {
         return Some(dir.canonicalize().expect("fixture path"));
     }
     let msg = format!(
-        "this test needs the package fixture at {} (a flat Debian mirror with a Packages index and pool/); skipping",
+        "this test needs the package fixture at {} (a flat Debian mirror with a Packages index and pool/)",
         dir.display()
     );
-    if strict() {
-        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-    }
-    eprintln!("SKIP: {msg}");
-    None
+    missing(&msg)
 }
 
 /// The fixture's license answer key, if present.
@@ -43,12 +39,8 @@ pub fn license_answers() -> Option<PathBuf> {
     if p.is_file() {
         return Some(p);
     }
-    let msg = format!("this test needs {}; skipping", p.display());
-    if strict() {
-        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-    }
-    eprintln!("SKIP: {msg}");
-    None
+    let msg = format!("this test needs {}", p.display());
+    missing(&msg)
 }
 
 /// The dev license key and its frozen package pool
@@ -60,16 +52,8 @@ pub fn dev_license_fixture() -> Option<(PathBuf, PathBuf)> {
     if key.is_file() && pool.join("Packages").is_file() {
         return Some((key, pool.canonicalize().expect("pool path")));
     }
-    let msg = format!(
-        "this test needs {} and {}; skipping",
-        key.display(),
-        pool.display()
-    );
-    if strict() {
-        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-    }
-    eprintln!("SKIP: {msg}");
-    None
+    let msg = format!("this test needs {} and {}", key.display(), pool.display());
+    missing(&msg)
 }
 
 /// Whether an external tool is on PATH; when it is not, prints a skip
@@ -79,11 +63,8 @@ pub fn require_tool(name: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| is_executable(&d.join(name))))
         .unwrap_or(false);
     if !found {
-        let msg = format!("this test needs `{name}` on PATH (.ci/run installs it); skipping");
-        if strict() {
-            panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-        }
-        eprintln!("SKIP: {msg}");
+        let msg = format!("this test needs `{name}` on PATH (.ci/run installs it)");
+        missing(&msg);
     }
     found
 }
@@ -146,14 +127,10 @@ pub fn essential() -> Option<PathBuf> {
         return Some(dir.canonicalize().expect("essential path"));
     }
     let msg = format!(
-        "this test needs the Essential fixture at {} (the configure step's toolset comes from it); skipping",
+        "this test needs the Essential fixture at {} (the configure step's toolset comes from it)",
         dir.display()
     );
-    if strict() {
-        panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-    }
-    eprintln!("SKIP: {msg}");
-    None
+    missing(&msg)
 }
 
 /// The mirror the example recipes build from: `../shared/debian` plus
@@ -205,12 +182,21 @@ pub fn debian_index() -> Option<Vec<PathBuf>> {
         return Some(files);
     }
     let msg = format!(
-        "this test needs the frozen bookworm indexes at {}; skipping",
+        "this test needs the frozen bookworm indexes at {}",
         dir.display()
     );
-    if strict() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIP: {msg}");
-    None
+    missing(&msg)
+}
+
+/// A fixture or tool that a running test needs is missing: a failure, never
+/// a silent pass. Tests that need one carry
+/// `#[cfg_attr(not(has_...), ignore = "needs ...")]` (`build.rs` sets the
+/// cfgs from what this machine has), so they are reported as ignored, with
+/// the reason, where it is missing; under `IMGFORGE_REQUIRE_TOOLS=1` every
+/// cfg is set and they all run.
+pub fn missing(msg: &str) -> ! {
+    panic!(
+        "{msg}\nhelp: a test that needs it carries #[cfg_attr(not(has_...), ignore = \"needs ...\")] (see build.rs); strict mode (IMGFORGE_REQUIRE_TOOLS={}) runs every such test",
+        if strict() { "1" } else { "unset" }
+    )
 }

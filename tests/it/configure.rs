@@ -339,6 +339,10 @@ fn owned(root: &Path, pkgs: &BTreeSet<String>) -> BTreeSet<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
+)]
 fn parity_with_dpkg_for_every_example_image() {
     let Some(b) = built() else { return };
     for t in ["mmdebstrap", "apt-ftparchive"] {
@@ -446,6 +450,10 @@ fn run_in(image: &str, argv: &[&str]) -> Option<(bool, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
+)]
 fn base_has_a_working_ca_bundle_localtime_and_awk() {
     let Some(b) = built() else { return };
     let root = &b.roots["base"];
@@ -515,6 +523,10 @@ fn base_has_a_working_ca_bundle_localtime_and_awk() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
+)]
 fn python_imports_its_standard_library_from_shipped_bytecode() {
     let Some(b) = built() else { return };
     let pyc = b.roots["python"].join("usr/lib/python3.11/__pycache__/os.cpython-311.pyc");
@@ -547,6 +559,10 @@ fn cached(module: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
+)]
 fn nginx_has_its_default_site() {
     let Some(b) = built() else { return };
     let root = &b.roots["nginx"];
@@ -563,6 +579,17 @@ fn nginx_has_its_default_site() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_curl,
+        has_docker,
+        has_fixture_debian,
+        has_fixture_debian_essential,
+        has_runc,
+        has_tar
+    )),
+    ignore = "needs `curl` on PATH, `docker` on PATH, ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
+)]
 fn nginx_serves_the_welcome_page_in_docker() {
     let Some(b) = built() else { return };
     if !common::require_tool("docker") || !common::require_tool("curl") {
@@ -602,6 +629,10 @@ fn nginx_serves_the_welcome_page_in_docker() {
 /// `configure = false` ships no configuration layer but warns, listing
 /// what the scripts would have created.
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
+)]
 fn debconf_answers_and_opt_out() {
     let Some(mirror) = common::examples_mirror() else {
         return;

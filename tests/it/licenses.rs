@@ -35,6 +35,10 @@ fn gnu_variant(term: &str) -> Option<(String, &'static str)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_licenses)),
+    ignore = "needs ../shared/debian, ../shared/licenses"
+)]
 fn license_score_against_answer_key() {
     let (Some(fx), Some(answers)) = (fixture(), license_answers()) else {
         return;
@@ -96,6 +100,7 @@ fn license_score_against_answer_key() {
 }
 
 #[test]
+#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
 fn symlinked_doc_dir_is_followed_and_recorded() {
     let Some(fx) = fixture() else { return };
     let avail = pool(&fx);
@@ -195,6 +200,7 @@ fn shipped(paths: &[&str]) -> Shipped {
 }
 
 #[test]
+#[cfg_attr(not(has_fixture_debian_index), ignore = "needs ../shared/debian-index")]
 fn dep5_packaging_tests_and_texinfo_stanzas_are_excluded() {
     let text = format!(
         "{HDR}Files: *\nCopyright: x\nLicense: GPL-3+\n\n\
@@ -289,6 +295,7 @@ fn prose_grants_are_recognized_without_curated_entry() {
 }
 
 #[test]
+#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
 fn every_fixture_package_gets_a_valid_expression_or_a_flag() {
     let Some(fx) = fixture() else { return };
     let avail = pool(&fx);
@@ -508,6 +515,10 @@ fn annex(b: &KeyBuild) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses)),
+    ignore = "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
+)]
 fn license_keys_score_on_a_built_image() {
     let Some(b) = key_build() else { return };
     let a = annex(b);
@@ -545,6 +556,10 @@ fn license_keys_score_on_a_built_image() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses)),
+    ignore = "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
+)]
 fn no_curated_entry_names_a_dev_key_source() {
     let Some(b) = key_build() else { return };
     let a = annex(b);
@@ -565,6 +580,10 @@ fn no_curated_entry_names_a_dev_key_source() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses)),
+    ignore = "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
+)]
 fn legal_reports_carry_evidence_and_the_flag_legend() {
     let Some(b) = key_build() else { return };
     let a = annex(b);
@@ -616,6 +635,15 @@ fn legal_reports_carry_evidence_and_the_flag_legend() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_chromium,
+        has_fixture_debian,
+        has_fixture_debian_licenses,
+        has_fixture_licenses
+    )),
+    ignore = "needs `chromium` on PATH, ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
+)]
 fn html_report_renders_in_headless_chromium() {
     let Some(b) = key_build() else { return };
     if !require_tool("chromium") {

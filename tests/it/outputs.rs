@@ -39,6 +39,10 @@ fn zstd_bundle_is_refused_with_an_explanation() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn base_tag_naming_another_point_release_is_refused() {
     let Some(fixture) = crate::common::examples_mirror() else {
         return;
@@ -132,6 +136,10 @@ fn build_metadata_json_is_snapshotted() {
 /// runtime), the OS is detected, and no build-stage-only package appears.
 /// The same with trivy when it is installed (`.ci/run` installs it).
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_syft, has_trivy)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `syft` on PATH, `trivy` on PATH"
+)]
 fn per_image_outputs_are_accepted_by_syft() {
     use std::collections::BTreeSet;
     let Some(fixture) = crate::common::examples_mirror() else {

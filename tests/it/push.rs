@@ -204,6 +204,7 @@ fn fetch_manifest(host: &str, repo: &str, digest: &str) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(not(has_docker_registry), ignore = "needs `docker-registry` on PATH")]
 fn push_synthetic_layout_twice_mounts_then_skips() {
     let Some(reg) = registry() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -229,6 +230,7 @@ fn push_synthetic_layout_twice_mounts_then_skips() {
 }
 
 #[test]
+#[cfg_attr(not(has_docker_registry), ignore = "needs `docker-registry` on PATH")]
 fn push_corrupt_blob_names_the_blob() {
     let Some(reg) = registry() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -300,16 +302,22 @@ fn docker_ready() -> bool {
         .output();
     let ok = o.as_ref().is_ok_and(|o| o.status.success());
     if !ok {
-        let msg = "this test needs a reachable docker daemon; skipping";
-        if strict() {
-            panic!("{msg} (IMGFORGE_REQUIRE_TOOLS=1 turns this skip into a failure)");
-        }
-        eprintln!("SKIP: {msg}");
+        let msg = "this test needs a reachable docker daemon";
+        crate::common::missing(msg);
     }
     ok
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        has_docker,
+        has_docker_registry,
+        has_fixture_debian,
+        has_fixture_debian_essential
+    )),
+    ignore = "needs `docker` on PATH, `docker-registry` on PATH, ../shared/debian, ../shared/debian-essential"
+)]
 fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
     let Some(fixture) = crate::common::examples_mirror() else {
         return;

@@ -90,6 +90,10 @@ fn broken_toml_and_unknown_fields_are_errors_with_location() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn examples_check_and_lock_deterministically() {
     let Some(mirror) = crate::common::examples_mirror() else {
         return;
@@ -145,6 +149,10 @@ fn examples_check_and_lock_deterministically() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential"
+)]
 fn locked_fails_after_a_pin_changes_and_names_the_package() {
     let Some(mirror) = crate::common::examples_mirror() else {
         return;

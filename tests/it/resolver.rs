@@ -547,6 +547,7 @@ mod bookworm {
     }
 
     #[test]
+    #[cfg_attr(not(has_fixture_debian_index), ignore = "needs ../shared/debian-index")]
     fn issue_cases_match_apt() {
         let Some(idx) = load() else { return };
         for set in ["php-redis", "mailx-postfix-pgsql", "base-files"] {
@@ -557,6 +558,7 @@ mod bookworm {
     }
 
     #[test]
+    #[cfg_attr(not(has_fixture_debian_index), ignore = "needs ../shared/debian-index")]
     fn package_sets_match_apt() {
         let Some(idx) = load() else { return };
         let sets =
@@ -581,6 +583,7 @@ mod bookworm {
 }
 
 #[test]
+#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
 fn lock_explain_prints_the_chain_from_the_recipe() {
     let Some(mirror) = super::common::fixture() else {
         return;

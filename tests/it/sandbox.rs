@@ -135,6 +135,10 @@ fn sha_hex(b: &[u8]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_step_produces_artifacts_and_copies_map_them() {
     let Some(s) = setup() else { return };
     let mut spec =
@@ -339,6 +343,10 @@ fn sandbox_step_produces_artifacts_and_copies_map_them() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_index, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-index, `runc` on PATH"
+)]
 fn sandbox_failing_step_names_recipe_step_code_and_tail() {
     let Some(s) = setup() else { return };
     let spec = s.spec(
@@ -411,6 +419,10 @@ fn sandbox_failing_step_names_recipe_step_code_and_tail() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_has_no_network_to_the_host() {
     let Some(s) = setup() else { return };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -450,6 +462,10 @@ fn unique(tag: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_hostile_context_cannot_escape() {
     let Some(s) = setup() else { return };
     let ctx = s.tmp.path().join("context");
@@ -641,6 +657,10 @@ fn sandbox_hostile_layers_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_missing_artifact_is_named() {
     let Some(s) = setup() else { return };
     for missing in ["/out/absent", "/out/*.so", "/nodir/file"] {
@@ -660,6 +680,10 @@ fn sandbox_missing_artifact_is_named() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_cache_reuses_a_complete_result() {
     let Some(s) = setup() else { return };
     let spec = s.spec(
@@ -766,6 +790,10 @@ fn sandbox_cache_key_tracks_inputs_not_host_noise() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_step_over_its_time_limit_is_killed_and_named() {
     let Some(s) = setup() else { return };
     let mut spec = s.spec(
@@ -795,6 +823,10 @@ fn sandbox_step_over_its_time_limit_is_killed_and_named() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_step_over_its_memory_limit_is_killed_and_named() {
     let Some(s) = setup() else { return };
     let mut spec = s.spec(
@@ -816,6 +848,10 @@ fn sandbox_step_over_its_memory_limit_is_killed_and_named() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn sandbox_seccomp_denies_namespaces_and_the_log_outlives_the_build() {
     let Some(s) = setup() else { return };
     let spec = s.spec(

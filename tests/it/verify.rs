@@ -103,6 +103,10 @@ fn json_of(o: &Output) -> Value {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
+)]
 fn examples_rebuild_bit_for_bit() {
     let Some(fixture) = common::examples_mirror() else {
         return;
@@ -120,6 +124,10 @@ fn examples_rebuild_bit_for_bit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
 fn a_stage_that_records_the_time_is_caught() {
     let Some(fixture) = common::fixture() else {
         return;
@@ -208,6 +216,7 @@ fn tamper(out: &Path, saved: &Path, image: &str, index: usize, path: &str) -> (u
 /// tampered recorded layer is diffed down to the path and both modes; a
 /// changed pin names the image and layer and suggests the lock changed.
 #[test]
+#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
 fn against_a_record() {
     let Some(fixture) = common::fixture() else {
         return;
@@ -283,6 +292,7 @@ fn against_a_record() {
 }
 
 #[test]
+#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
 fn a_bad_record_is_an_error_not_a_difference() {
     let Some(fixture) = common::fixture() else {
         return;

@@ -1,0 +1,95 @@
+//! Build script: tells the integration tests what this machine has.
+//!
+//! A test that needs the package fixtures under `../shared/` or an external
+//! tool must be reported as *ignored, with its reason* when that is missing,
+//! never as passed without having run. libtest decides `#[ignore]` at
+//! compile time, so this script probes once and sets one `cfg` per fixture
+//! and tool; tests carry
+//! `#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]`.
+//!
+//! Under `IMGFORGE_REQUIRE_TOOLS=1` (CI's strict mode) every cfg is set, so
+//! every test runs and a missing fixture or tool is a failure.
+//!
+//! Nothing here reaches the library or the binary: the cfgs are only read
+//! by `tests/`.
+
+use std::path::{Path, PathBuf};
+
+/// Fixture directories under `../shared/` and the file that proves each.
+const FIXTURES: &[(&str, &str)] = &[
+    ("debian", "Packages"),
+    ("debian-essential", "Packages"),
+    ("debian-licenses", "Packages"),
+    ("debian-index", "SHA256SUMS"),
+    ("licenses", "fixture-answers.tsv"),
+    ("bench", "apt-peer"),
+];
+
+/// External programs some tests run.
+const TOOLS: &[&str] = &[
+    "chromium",
+    "curl",
+    "docker",
+    "docker-registry",
+    "mmdebstrap",
+    "oci-image-tool",
+    "openssl",
+    "pyspdxtools",
+    "runc",
+    "skopeo",
+    "syft",
+    "tar",
+    "trivy",
+    "umoci",
+];
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=IMGFORGE_REQUIRE_TOOLS");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let strict = std::env::var("IMGFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let shared = root.join("..").join("shared");
+    for (name, proof) in FIXTURES {
+        let cfg = format!("has_fixture_{}", name.replace('-', "_"));
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        let dir = shared.join(name);
+        // Watch the directory itself: cargo re-runs this script when it
+        // appears or disappears.
+        println!("cargo::rerun-if-changed={}", dir.display());
+        if strict || dir.join(proof).exists() {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in TOOLS {
+        let cfg = format!("has_{}", tool.replace('-', "_"));
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if strict || on_path(&path, tool) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+    println!("cargo::rustc-check-cfg=cfg(has_python_cyclonedx)");
+    if strict || python_has("cyclonedx") {
+        println!("cargo::rustc-cfg=has_python_cyclonedx");
+    }
+}
+
+fn on_path(path: &std::ffi::OsStr, tool: &str) -> bool {
+    std::env::split_paths(path).any(|d| is_executable(&d.join(tool)))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn python_has(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
