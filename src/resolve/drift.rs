@@ -40,7 +40,8 @@ pub fn pins(tree: &Tree, index: &Index) -> Vec<Drifted> {
     let mut out = BTreeSet::new();
     let mut scan = |label: String, pins: &std::collections::BTreeMap<String, String>| {
         for (name, version) in pins {
-            if !has(index, name, version, None) {
+            // A refused stanza is not drift: resolution names it.
+            if !has(index, name, version, None) && !refused(index, name) {
                 out.insert(Drifted {
                     package: name.clone(),
                     version: version.clone(),
@@ -67,7 +68,10 @@ pub fn locked(lock: &Lock, index: &Index, cache: &Path) -> Vec<Drifted> {
     let mut out = BTreeSet::new();
     for img in &lock.images {
         for p in &img.packages {
-            if has(index, &p.name, &p.version, Some(&p.sha256)) || store.deb(&p.sha256).is_some() {
+            if has(index, &p.name, &p.version, Some(&p.sha256))
+                || store.deb(&p.sha256).is_some()
+                || refused(index, &p.name)
+            {
                 continue;
             }
             out.insert(Drifted {
@@ -108,4 +112,10 @@ or set [source.snapshot] in the base recipe to fetch the old versions from an ar
 or build offline from a vendored mirror (`imgforge vendor DIR {r}` where the files exist, then --mirror DIR)"
     ));
     Err(ResolveError::Drift(s))
+}
+
+/// Whether the index refused a stanza claiming to be `name` (the error
+/// for it comes from resolution or fetching, naming the stanza).
+fn refused(index: &Index, name: &str) -> bool {
+    index.bad.iter().any(|b| b.package.as_deref() == Some(name))
 }

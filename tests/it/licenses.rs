@@ -464,7 +464,7 @@ fn key_build() -> Option<&'static KeyBuild> {
     static BUILD: std::sync::OnceLock<Option<KeyBuild>> = std::sync::OnceLock::new();
     BUILD
         .get_or_init(|| {
-            let fx = fixture()?;
+            let fx = examples_mirror()?;
             let fixture_key = license_answers()?;
             let (dev_key, dev_pool) = dev_license_fixture()?;
             let tmp = copy_examples();

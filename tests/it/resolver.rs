@@ -585,7 +585,7 @@ mod bookworm {
 #[test]
 #[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
 fn lock_explain_prints_the_chain_from_the_recipe() {
-    let Some(mirror) = super::common::fixture() else {
+    let Some(mirror) = super::common::examples_mirror() else {
         return;
     };
     let out = super::common::run(
