@@ -11,7 +11,8 @@
 //! * owners: numeric uid/gid as the package ships them, names as shipped;
 //! * modes: exactly as shipped (setuid, sticky and 0600 kept), never umask;
 //! * no atime/ctime, no xattrs, no sparse entries, GNU long names;
-//! * gzip: miniz_oxide (flate2's default backend, pinned in Cargo.lock),
+//! * gzip: flate2 pinned in Cargo.lock; its backend is zlib-rs, enabled by
+//!   the `pgp` dependency through feature unification,
 //!   header mtime 0, OS byte 255, no file name.
 //!
 //! Package contents are spooled to a temporary file per package
