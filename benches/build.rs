@@ -1,77 +1,146 @@
-//! Build benchmark: cold build of the example images from the fixture mirror.
+//! Build benchmark: the example images cold (empty store), unchanged (no-op),
+//! and after one recipe change, beside the apt way in the same run.
 //!
-//! `cargo bench --bench build` prints, for `--jobs 1` and all cores: wall
-//! time, layer data produced (uncompressed tar bytes) and its rate, and the
-//! peak resident memory of the process. Needs `../shared/debian` and runc
-//! (for hello's build stage); says so and exits when they are missing.
+//! `cargo bench --bench build` runs the release `imgforge` binary as a child
+//! process on a copy of the examples with the fixture mirror
+//! (`../shared/debian` + `../shared/debian-essential`) and prints a Markdown
+//! table: wall time and the child's peak RSS for each case, then, unless
+//! `IMGFORGE_BENCH_APT=0`, the time of `../shared/bench/apt-peer/run.sh`
+//! (mmdebstrap + buildah + `apt-get install`, cold) and the ratio.
+//! `IMGFORGE_BENCH_JOBS` sets `--jobs` (default: all cores). Says what is
+//! missing and exits when a fixture is absent.
 
-use imgforge::layer::Compression;
-use imgforge::ops::{BuildOptions, CommonOptions, build};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
-fn peak_rss_mib() -> f64 {
+/// Run `cmd`, returning (wall seconds, peak RSS in MiB of the child).
+// The child is reaped by wait4 (which also gives its rusage), not by `wait`.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (f64, f64) {
+    let t = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_maxrss as f64 / 1024.0
+    // SAFETY: waits for our own child and fills the struct we own.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed"
+    );
+    (secs, ru.ru_maxrss as f64 / 1024.0)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// One flat mirror of the two fixtures (symlinks + concatenated index).
+fn examples_mirror(shared: &Path, dir: &Path) -> PathBuf {
+    let pool = dir.join("pool");
+    std::fs::create_dir_all(&pool).unwrap();
+    let mut index = String::new();
+    for f in ["debian", "debian-essential"] {
+        let src = shared.join(f).canonicalize().unwrap();
+        for e in std::fs::read_dir(src.join("pool")).unwrap() {
+            let p = e.unwrap().path();
+            std::os::unix::fs::symlink(&p, pool.join(p.file_name().unwrap())).unwrap();
+        }
+        index.push_str(
+            std::fs::read_to_string(src.join("Packages"))
+                .unwrap()
+                .trim_end(),
+        );
+        index.push_str("\n\n");
+    }
+    std::fs::write(dir.join("Packages"), index).unwrap();
+    dir.to_path_buf()
 }
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mirror = root.join("../shared/debian");
-    if !mirror.join("Packages").is_file() {
-        eprintln!(
-            "SKIP: the build benchmark needs the package fixture at {}",
-            mirror.display()
+    let shared = root.join("../shared");
+    for f in ["debian/Packages", "debian-essential/Packages"] {
+        if !shared.join(f).is_file() {
+            eprintln!(
+                "the build benchmark needs {}; not run",
+                shared.join(f).display()
+            );
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mirror = examples_mirror(&shared, &tmp.path().join("mirror"));
+    let tree = tmp.path().join("tree");
+    for d in ["recipes", "base"] {
+        copy_dir(&root.join(d), &tree.join(d));
+    }
+    let jobs = std::env::var("IMGFORGE_BENCH_JOBS").unwrap_or_else(|_| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .to_string()
+    });
+    let build = |out: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_imgforge"));
+        c.current_dir(&tree)
+            .args([
+                "-q", "build", "recipes", "--no-apt", "--locked", "--jobs", &jobs,
+            ])
+            .arg("--mirror")
+            .arg(&mirror)
+            .arg("--cache")
+            .arg(tmp.path().join("cache"))
+            .args(["--out", out]);
+        measure(&mut c)
+    };
+    let cold = build("out-cold");
+    let noop = build("out-noop");
+    std::fs::write(tree.join("recipes/extra.txt"), "extra\n").unwrap();
+    let p = tree.join("recipes/python.toml");
+    let mut r = std::fs::read_to_string(&p).unwrap();
+    r.push_str("\n[[files]]\nsrc = \"extra.txt\"\ndest = \"/etc/extra.txt\"\n");
+    std::fs::write(&p, r).unwrap();
+    let change = build("out-change");
+    println!("| case (examples, --jobs {jobs}) | wall (s) | peak RSS (MiB) |");
+    println!("|---|---|---|");
+    println!(
+        "| imgforge cold (empty store) | {:.2} | {:.0} |",
+        cold.0, cold.1
+    );
+    println!("| imgforge no-op rebuild | {:.3} | {:.0} |", noop.0, noop.1);
+    println!(
+        "| imgforge one change (a file added to python) | {:.2} ({:.0}% of cold) | {:.0} |",
+        change.0,
+        100.0 * change.0 / cold.0,
+        change.1
+    );
+    let peer = shared.join("bench/apt-peer/run.sh");
+    if std::env::var("IMGFORGE_BENCH_APT").as_deref() == Ok("0") || !peer.is_file() {
+        println!(
+            "\n(the apt way not run: IMGFORGE_BENCH_APT=0 or no {})",
+            peer.display()
         );
         return;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let compression = match std::env::var("IMGFORGE_BENCH_COMPRESSION").as_deref() {
-        Ok("zstd") => Compression::Zstd(3),
-        _ => Compression::Gzip(6),
-    };
-    println!("| jobs | compression | wall (s) | layer data (MB) | MB/s | peak RSS (MiB) |");
-    println!("|---|---|---|---|---|---|");
-    for jobs in [1, cores] {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        // A copy of the recipes so the tree's lock is used but never rewritten.
-        let opts = BuildOptions {
-            common: CommonOptions {
-                recipes: root.join("recipes"),
-                base: None,
-                mirror: Some(mirror.clone()),
-                apt: false,
-                cache: Some(tmp.path().join("cache")),
-            },
-            out: tmp.path().join("out"),
-            bundle: None,
-            jobs: Some(jobs),
-            compression,
-            locked: true,
-            use_cache: false,
-            quiet: true,
-            force: false,
-            metadata_file: None,
-            json: false,
-            source_date_epoch: None,
-            max_package_entries: imgforge::deb::DEFAULT_MAX_ENTRIES,
-        };
-        let t = Instant::now();
-        let s = match build(&opts) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("build failed: {e:#}");
-                std::process::exit(1);
-            }
-        };
-        let secs = t.elapsed().as_secs_f64();
-        let mb = s.layer_bytes as f64 / 1e6;
-        println!(
-            "| {jobs} | {compression:?} | {secs:.1} | {mb:.1} | {:.1} | {:.0} |",
-            mb / secs,
-            peak_rss_mib()
-        );
-    }
+    let mut c = Command::new("bash");
+    c.arg(&peer).env("OUT", tmp.path().join("apt-peer"));
+    let apt = measure(&mut c);
+    println!(
+        "| the apt way, cold (mmdebstrap + buildah) | {:.2} | {:.0} |",
+        apt.0, apt.1
+    );
+    println!(
+        "\nimgforge cold is {:.1} times faster than the apt way in this run",
+        apt.0 / cold.0
+    );
 }

@@ -186,6 +186,22 @@ pub struct BuildArgs {
     /// Refuse a package whose data.tar has more entries than this.
     #[arg(long, value_name = "N", default_value_t = imgforge::deb::DEFAULT_MAX_ENTRIES)]
     pub max_package_entries: u64,
+    /// Layers per image: at most N, packages grouped by source package; or
+    /// `single` (one layer for the base's packages, one for each image's).
+    #[arg(long, value_name = "N|single", default_value = "16", value_parser = parse_layers)]
+    pub layers: ops::LayerPolicy,
+}
+
+fn parse_layers(s: &str) -> Result<ops::LayerPolicy, String> {
+    if s == "single" {
+        return Ok(ops::LayerPolicy::Single);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n >= 4 => Ok(ops::LayerPolicy::Budget(n)),
+        _ => Err(format!(
+            "{s:?}: expected `single` or a layer budget of at least 4 (the base needs a root, packages, files and configuration)"
+        )),
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -231,6 +247,7 @@ impl BuildArgs {
             json: false,
             source_date_epoch: None,
             max_package_entries: self.max_package_entries,
+            layers: self.layers,
         }
     }
 }

@@ -6,17 +6,19 @@
 //! entry point and an options struct, and its own error type:
 //!
 //! ```text
-//!  recipe ──► resolve ──────────────► layer ──────► image ─────► sbom
-//!  (TOML,     (mirror/apt index,      (.deb → one   (OCI layout,  (SPDX 2.3,
-//!   pinning    dependency closure,     normalized    config,       CycloneDX 1.6,
-//!   policy)    lock file, fetch +      tar, gzip/    manifests,    licenses,
-//!              sha256 check)           zstd, hashed  docker-load   legal report)
-//!                                      as written)   bundle)
-//!                          sandbox: build stages run in runc from the same
-//!                          layers; only declared artifacts reach the image.
-//!  verify: builds twice under perturbed conditions and diffs the outputs.
+//!  recipe ──► resolve ──► plan ───────────────────────────────────────────► outputs
+//!  (TOML,     (index,     content-addressed steps, run in parallel, each      (OCI layout
+//!   pinning    closure,   reused from the step store when its key is there:   from store
+//!   policy)    lock,      layer ──► configure ──► [sandbox: build stage]       blobs; SBOMs,
+//!              fetch +    (a layer    (maintainer   ──► artifact layer ──►      reports,
+//!              sha256)     per source  scripts)        image ──► sbom          per-image
+//!                          package)                                            archives)
+//!  verify: builds twice under perturbed conditions (fresh stores) and diffs.
 //!  registry: `push` sends a built layout to an OCI registry unchanged.
 //! ```
+//!
+//! Dependencies point one way: `ops` (commands) → `plan` / `verify` /
+//! `registry` → the stage modules → `options`, `json`, `digest`.
 //!
 //! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
 //! * [`archive`]: Debian archive client (signed Release, verified indexes,
@@ -35,8 +37,11 @@
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.
 //! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
-//! * [`ops`]: the commands (`check`, `lock`, `build`, `verify`) as functions
-//!   taking options structs; `main.rs` only parses arguments and calls them.
+//! * [`options`]: options structs shared by commands and stages, status lines.
+//! * [`plan`]: the build as content-addressed steps with a step store:
+//!   layers by source package, configuration, build stages, SBOMs, outputs.
+//! * [`ops`]: the commands (one thin function and file each) taking options
+//!   structs; `main.rs` only parses arguments and calls them.
 //!
 //! Determinism rules: no clock, umask, directory order, HashMap order,
 //! locale or environment reaches an output. JSON goes through [`json`]
@@ -53,6 +58,8 @@ pub mod layer;
 pub mod limits;
 pub mod metadata;
 pub mod ops;
+pub mod options;
+pub mod plan;
 pub mod recipe;
 pub mod registry;
 pub mod release;

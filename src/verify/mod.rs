@@ -31,7 +31,15 @@ pub mod record;
 pub mod report;
 pub mod tardiff;
 
-use crate::ops::{Status, VerifyOptions};
+use crate::options::{BuildOptions, Status};
+
+/// Options of `verify`.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub build: BuildOptions,
+    pub against: Option<std::path::PathBuf>,
+    pub json: bool,
+}
 use report::{BuildInfo, Report};
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,7 +96,9 @@ fn ensure_lock(opts: &VerifyOptions, st: Status) -> anyhow::Result<crate::recipe
             "Locking",
             "the lock is missing or stale; resolving once first",
         );
-        crate::ops::lock(common, false, true)?;
+        let index =
+            crate::resolve::load_index(&tree, &crate::options::source_options(common, true))?;
+        crate::plan::lock::lock_tree(&tree, &index, false, Status { quiet: true })?;
     }
     Ok(tree)
 }

@@ -13,7 +13,7 @@
 
 use super::VerifyError;
 use crate::layer::Compression;
-use crate::ops::BuildOptions;
+use crate::options::BuildOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -250,6 +250,12 @@ pub fn run_build(
         }
         .into(),
         "--locked".into(),
+        "--layers".into(),
+        match opts.layers {
+            crate::options::LayerPolicy::Single => "single".to_string(),
+            crate::options::LayerPolicy::Budget(n) => n.to_string(),
+        }
+        .into(),
     ];
     if let Some(b) = &c.base {
         args.extend(["--base".into(), abs(b).into()]);

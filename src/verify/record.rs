@@ -45,7 +45,14 @@ pub struct RecordLayer {
 }
 
 /// Build the record of `layout` (after everything else is written).
-pub fn collect(layout: &Path, images: &[WrittenImage], sde: i64) -> std::io::Result<Record> {
+/// `known` gives the digests of files already hashed (large archives made
+/// from the store), by path relative to the layout.
+pub fn collect(
+    layout: &Path,
+    images: &[WrittenImage],
+    sde: i64,
+    known: &BTreeMap<String, String>,
+) -> std::io::Result<Record> {
     let mut files = BTreeMap::new();
     for e in walkdir::WalkDir::new(layout).sort_by_file_name() {
         let e = e.map_err(std::io::Error::other)?;
@@ -61,8 +68,11 @@ pub fn collect(layout: &Path, images: &[WrittenImage], sde: i64) -> std::io::Res
         if rel.starts_with("blobs/") || rel == FILE_NAME {
             continue;
         }
-        let (hex, _) = crate::digest::sha256_file(e.path())?;
-        files.insert(rel, format!("sha256:{hex}"));
+        let digest = match known.get(&rel) {
+            Some(d) => d.clone(),
+            None => format!("sha256:{}", crate::digest::sha256_file(e.path())?.0),
+        };
+        files.insert(rel, digest);
     }
     let images = images
         .iter()
@@ -94,8 +104,13 @@ pub fn collect(layout: &Path, images: &[WrittenImage], sde: i64) -> std::io::Res
 }
 
 /// Write the record into `layout`.
-pub fn write(layout: &Path, images: &[WrittenImage], sde: i64) -> std::io::Result<Record> {
-    let rec = collect(layout, images, sde)?;
+pub fn write(
+    layout: &Path,
+    images: &[WrittenImage],
+    sde: i64,
+    known: &BTreeMap<String, String>,
+) -> std::io::Result<Record> {
+    let rec = collect(layout, images, sde, known)?;
     let v = serde_json::to_value(&rec).map_err(std::io::Error::other)?;
     std::fs::write(layout.join(FILE_NAME), crate::json::to_canonical_pretty(&v))?;
     Ok(rec)

@@ -15,6 +15,7 @@ mod configure;
 mod hostile;
 mod licenses;
 mod outputs;
+mod plan;
 mod push;
 mod recipes;
 mod resolver;

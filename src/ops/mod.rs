@@ -1,0 +1,49 @@
+//! The commands, one thin function per command (one file each), taking an
+//! options struct; `main.rs` parses arguments, calls them and maps errors
+//! to exit codes. The work is in the library modules: [`crate::plan`]
+//! (build), [`crate::verify`], [`crate::registry`] (push),
+//! [`crate::resolve`] and [`crate::archive`].
+
+pub mod check;
+pub mod gc;
+pub mod lock;
+pub mod push;
+pub mod update;
+pub mod vendor;
+
+pub use crate::options::{
+    BuildOptions, CommonOptions, LayerPolicy, Status, cache_dir, load_tree, source_options,
+    write_atomic,
+};
+pub use crate::plan::BuildSummary;
+pub use crate::plan::lock::{lock_for_build, lock_tree};
+pub use crate::verify::VerifyOptions;
+pub use check::check;
+pub use lock::{explain, lock};
+pub use push::push;
+
+use anyhow::Result;
+
+/// Render an error chain with its `help:` lines for the terminal.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut s = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(&format!("\n  caused by: {c}"));
+        }
+    }
+    s.replace("error: error: ", "error: ")
+}
+
+/// `imgforge build`: see [`crate::plan`]. The outputs are staged beside
+/// `--out` and renamed into place at the end: a failed or interrupted build
+/// leaves the previous output untouched.
+pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
+    crate::plan::build(opts)
+}
+
+/// `imgforge verify`: see [`crate::verify`].
+pub fn verify(opts: &VerifyOptions) -> Result<bool> {
+    crate::verify::run(opts)
+}

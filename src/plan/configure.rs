@@ -1,0 +1,257 @@
+//! Configuration steps: maintainer scripts and triggers of one root (see
+//! [`crate::configure`]), keyed by the layers below, the toolset, the
+//! packages, the debconf answers and the output settings.
+
+use super::exec::Ctx;
+use super::layers::LayerRecord;
+use crate::configure::{self, PackageRef};
+use crate::layer::{self, LayerBlob};
+use crate::recipe::Recipe;
+use crate::resolve::LockedPackage;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// What a configure step produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigureRecord {
+    pub layer: Option<LayerRecord>,
+    /// `(package, path)` of every path the scripts created or changed.
+    pub created: Vec<(String, String)>,
+    pub scripts: usize,
+}
+
+/// The root a configure step runs in.
+#[derive(Clone, Copy)]
+pub struct Root<'x> {
+    /// Its layers, bottom first.
+    pub layers: &'x [LayerBlob],
+    /// Closures already configured below (their packages are present).
+    pub below: &'x [(&'x str, &'x str)],
+    /// A build-stage root (never ships).
+    pub scratch: bool,
+    /// Symlinks of the layers below the packages being configured.
+    pub lower: &'x BTreeSet<String>,
+    pub toolset: Option<&'x LayerRecord>,
+}
+
+fn ids(ps: &[&LockedPackage]) -> serde_json::Value {
+    json!(
+        ps.iter()
+            .map(|p| [&p.name, &p.version, &p.sha256])
+            .collect::<Vec<_>>()
+    )
+}
+
+impl Ctx<'_> {
+    /// Configure `recipe`'s `stage` packages on `layers`: the layer, or
+    /// `None` when nothing changed, nothing has scripts, there is no
+    /// toolset, or the recipe opted out (with a warning listing what would
+    /// have been created).
+    pub fn configure(
+        &self,
+        recipe: &Recipe,
+        stage: &str,
+        root: &Root,
+    ) -> Result<Option<LayerRecord>> {
+        let Root {
+            layers,
+            below,
+            scratch,
+            lower,
+            toolset,
+        } = *root;
+        let label = if stage == "build" {
+            format!("{} (build stage)", recipe.name)
+        } else {
+            recipe.name.clone()
+        };
+        let own = self.closure(&recipe.name, stage);
+        if own.is_empty() {
+            return Ok(None);
+        }
+        let mut present = self.closure(&self.tree.base.name, "toolset");
+        for (n, s) in below {
+            present.extend(self.closure(n, s));
+        }
+        let Some(toolset) = toolset else {
+            self.warn_no_toolset(&label, &own)?;
+            return Ok(None);
+        };
+        let key = super::key::key(
+            "configure",
+            &json!({
+                "layers": layers.iter().map(|l| &l.digest).collect::<Vec<_>>(),
+                "toolset": toolset.digest,
+                "configure": ids(&own),
+                "present": ids(&present),
+                "debconf": recipe.configure.debconf,
+                "enabled": recipe.configure.enabled,
+                "sde": self.sde,
+                "arch": self.tree.source.arch,
+                "compression": format!("{:?}", self.compression_for(scratch)),
+                "lower": lower.iter().collect::<Vec<_>>(),
+            }),
+        );
+        let cached = self
+            .store
+            .get::<ConfigureRecord>("configure", &key)
+            .filter(|r| {
+                r.layer
+                    .as_ref()
+                    .is_none_or(|l| self.store.blob(&l.digest).is_file())
+            });
+        let rec = match cached {
+            Some(r) => {
+                self.count.reused("configure");
+                r
+            }
+            None => {
+                let r = self.run_configure(&label, recipe, &own, &present, root)?;
+                self.store.put("configure", &key, &r)?;
+                self.count.built("configure");
+                r
+            }
+        };
+        if !recipe.configure.enabled {
+            let list: Vec<String> = rec
+                .created
+                .iter()
+                .map(|(p, path)| format!("    /{path} ({p})"))
+                .collect();
+            self.st.say(
+                "Warning",
+                format!(
+                    "{label}: configure = false: skipped {} maintainer script(s); they would have created or changed {} path(s):\n{}",
+                    rec.scripts,
+                    list.len(),
+                    list.join("\n")
+                ),
+            );
+            return Ok(None);
+        }
+        Ok(rec.layer)
+    }
+
+    fn run_configure(
+        &self,
+        label: &str,
+        recipe: &Recipe,
+        own: &[&LockedPackage],
+        present: &[&LockedPackage],
+        root: &Root,
+    ) -> Result<ConfigureRecord> {
+        let toolset = root.toolset.expect("checked by the caller");
+        let t = Instant::now();
+        let spool = self.store.stage_dir()?;
+        let mut configure = Vec::new();
+        for p in own {
+            let mut r = self.package_ref(p)?;
+            r.paths = self
+                .package_entries(p, spool.path())?
+                .into_iter()
+                .map(|e| e.path)
+                .collect();
+            configure.push(r);
+        }
+        let present = present
+            .iter()
+            .map(|p| self.package_ref(p))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = configure::ConfigureSpec {
+            label: label.to_string(),
+            layers: root
+                .layers
+                .iter()
+                .map(|l| self.store.blob(&l.digest))
+                .collect(),
+            toolset_layer: Some(self.store.blob(&toolset.digest)),
+            configure,
+            present,
+            debconf: recipe.configure.debconf.clone(),
+            source_date_epoch: self.sde,
+            arch: self.tree.source.arch.clone(),
+        };
+        let out = configure::configure(
+            &spec,
+            &configure::ConfigureOptions {
+                work_dir: self.work.clone(),
+                runtime: None,
+                lower_symlinks: root.lower.clone(),
+                write: layer::WriteOptions {
+                    blobs_dir: self.store.blobs_dir(),
+                    compression: self.compression_for(root.scratch),
+                },
+            },
+        )?;
+        drop(spool);
+        if let Some(l) = &out.layer {
+            self.store.seal_blob(&l.digest)?;
+        }
+        if recipe.configure.enabled {
+            self.st.say(
+                "Configured",
+                format!(
+                    "{label}: {} script(s), {} path(s) in {:.1}s",
+                    out.scripts,
+                    out.created.len(),
+                    t.elapsed().as_secs_f64()
+                ),
+            );
+        }
+        Ok(ConfigureRecord {
+            layer: out.layer.as_ref().map(|b| LayerRecord {
+                digest: b.digest.clone(),
+                diff_id: b.diff_id.clone(),
+                size: b.size,
+                tar_size: b.tar_size,
+                media_type: b.media_type.clone(),
+                entries: b.entries,
+                symlinks: Vec::new(),
+            }),
+            created: out.created,
+            scripts: out.scripts,
+        })
+    }
+
+    fn package_ref(&self, p: &LockedPackage) -> Result<PackageRef> {
+        let f = self.inputs.get(p)?;
+        Ok(PackageRef {
+            name: p.name.clone(),
+            deb: f.deb.clone(),
+            control: f.control.clone(),
+            paths: Vec::new(),
+        })
+    }
+
+    fn warn_no_toolset(&self, label: &str, own: &[&LockedPackage]) -> Result<()> {
+        let mut with = Vec::new();
+        for p in own {
+            // Remembered by sha256, so an unchanged rebuild opens no package.
+            let key = super::key::key("has-scripts", &json!(p.sha256));
+            let has = match self.store.get::<bool>("has-scripts", &key) {
+                Some(h) => h,
+                None => {
+                    let h = self.package_ref(p)?.has_scripts();
+                    self.store.put("has-scripts", &key, &h)?;
+                    h
+                }
+            };
+            if has {
+                with.push(p.name.as_str());
+            }
+        }
+        if !with.is_empty() {
+            self.st.say(
+                "Warning",
+                format!(
+                    "{label}: no [configure] toolset in the base recipe: maintainer scripts of {} not run",
+                    with.join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
+}

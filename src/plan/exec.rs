@@ -1,0 +1,368 @@
+//! Running the plan: the base's layers, then every image's chain in
+//! parallel (its package layers, its configuration, its build stage and
+//! artifacts), each step taken from the store when its key is there.
+//!
+//! Independent work overlaps: images run side by side on the rayon pool,
+//! and inside an image the build stage (its root, configuration and run)
+//! runs while the runtime layers are written and configured.
+
+use super::group::{self, Member};
+use super::inputs::Inputs;
+use super::layers::{LayerRecord, LayerStep, Part};
+use super::store::StepStore;
+use crate::image::{self, History};
+use crate::layer::LayerBlob;
+use crate::options::{BuildOptions, LayerPolicy, Status};
+use crate::recipe::{Config, Recipe, Tree};
+use crate::resolve::{Lock, LockedPackage};
+use crate::sbom::SbomFile;
+use anyhow::Result;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Steps reused and run, by kind.
+#[derive(Debug, Default)]
+pub struct Counter(Mutex<BTreeMap<&'static str, (usize, usize)>>);
+
+impl Counter {
+    pub fn reused(&self, kind: &'static str) {
+        self.0.lock().expect("counter").entry(kind).or_default().0 += 1;
+    }
+    pub fn built(&self, kind: &'static str) {
+        self.0.lock().expect("counter").entry(kind).or_default().1 += 1;
+    }
+    /// `(reused, run)` over every kind.
+    pub fn totals(&self) -> (usize, usize) {
+        let m = self.0.lock().expect("counter");
+        m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+    }
+    /// `(kind, reused, run)`, sorted by kind.
+    pub fn by_kind(&self) -> Vec<(&'static str, usize, usize)> {
+        let m = self.0.lock().expect("counter");
+        m.iter().map(|(k, v)| (*k, v.0, v.1)).collect()
+    }
+}
+
+/// What every step of one build shares.
+pub struct Ctx<'a> {
+    pub opts: &'a BuildOptions,
+    pub tree: &'a Tree,
+    pub lock: &'a Lock,
+    pub inputs: Inputs<'a>,
+    pub store: StepStore,
+    pub sde: u64,
+    pub st: Status,
+    pub count: Counter,
+    /// Scratch space for configure and build-stage roots.
+    pub work: PathBuf,
+}
+
+/// The base's layers: what every image starts from.
+pub struct BaseBuilt {
+    pub layers: Vec<LayerBlob>,
+    pub history: Vec<History>,
+    /// Symlinks of the base's layers (images must not write through them).
+    pub symlinks: Arc<BTreeSet<String>>,
+    pub config: Config,
+    pub toolset: Option<LayerRecord>,
+}
+
+/// An image's own layers on top of the base.
+pub struct ImageBuilt {
+    pub layers: Vec<LayerBlob>,
+    pub history: Vec<History>,
+    pub artifacts: Vec<SbomFile>,
+}
+
+fn hist(created_by: String, comment: Option<&str>) -> History {
+    History {
+        created_by,
+        comment: comment.map(str::to_string),
+    }
+}
+
+/// `a, b, c`.
+pub fn names<'p>(ps: impl IntoIterator<Item = &'p LockedPackage>) -> String {
+    ps.into_iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl<'a> Ctx<'a> {
+    /// The locked packages of `name`'s `stage` closure.
+    pub fn closure(&self, name: &str, stage: &str) -> Vec<&'a LockedPackage> {
+        self.lock
+            .get(name, stage)
+            .map(|l| l.packages.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Package layers of a closure under the layer policy, with history.
+    fn package_steps<'s>(
+        &self,
+        pkgs: Vec<&'s LockedPackage>,
+        cap: usize,
+        lower: &Arc<BTreeSet<String>>,
+        label: &str,
+    ) -> Vec<(LayerStep<'s>, History)> {
+        let members: Vec<Member> = pkgs
+            .iter()
+            .map(|p| Member {
+                name: p.name.clone(),
+                source: if p.source.is_empty() {
+                    p.name.clone()
+                } else {
+                    p.source.clone()
+                },
+                size: p.size,
+            })
+            .collect();
+        let by_name: BTreeMap<&str, &'s LockedPackage> =
+            pkgs.iter().map(|p| (p.name.as_str(), *p)).collect();
+        group::group(&members, cap)
+            .into_iter()
+            .map(|g| {
+                let ps: Vec<&LockedPackage> =
+                    g.members.iter().map(|n| by_name[n.as_str()]).collect();
+                let h = hist(
+                    format!(
+                        "imgforge: packages {} (source {})",
+                        names(ps.iter().copied()),
+                        g.label
+                    ),
+                    None,
+                );
+                let step = LayerStep {
+                    label: format!("{label} packages of {}", g.label),
+                    parts: vec![Part::Packages(ps)],
+                    lower: lower.clone(),
+                    scratch: false,
+                };
+                (step, h)
+            })
+            .collect()
+    }
+
+    /// Run steps in parallel; records in step order.
+    pub fn layers(&self, steps: &[(LayerStep, History)]) -> Result<Vec<LayerRecord>> {
+        steps.par_iter().map(|(s, _)| self.layer(s)).collect()
+    }
+
+    /// The base: its package layers, files, configuration (and the toolset
+    /// root that configuration needs).
+    pub fn base(&self, vendor: Option<&image::vendor::Imported>) -> Result<BaseBuilt> {
+        let base = &self.tree.base;
+        let merged: Arc<BTreeSet<String>> = Arc::new(
+            crate::layer::package::merged_usr_entries(self.sde)
+                .into_iter()
+                .filter(|e| matches!(e.kind, crate::layer::Kind::Symlink(_)))
+                .map(|e| e.path)
+                .collect(),
+        );
+        let pkgs = self.closure(&base.name, "runtime");
+        let mut steps: Vec<(LayerStep, History)> = Vec::new();
+        match self.opts.layers {
+            LayerPolicy::Single => {
+                let mut parts = Vec::new();
+                if vendor.is_none() {
+                    parts.push(Part::MergedUsr);
+                }
+                parts.push(Part::Packages(pkgs.clone()));
+                parts.push(Part::Files(base));
+                steps.push((
+                    LayerStep {
+                        label: "base".into(),
+                        parts,
+                        lower: Arc::default(),
+                        scratch: false,
+                    },
+                    hist(
+                        format!("imgforge: base packages {}", names(pkgs.iter().copied())),
+                        Some("merged-/usr root with dpkg status.d metadata"),
+                    ),
+                ));
+            }
+            LayerPolicy::Budget(n) => {
+                if vendor.is_none() {
+                    steps.push((
+                        LayerStep {
+                            label: "root".into(),
+                            parts: vec![Part::MergedUsr],
+                            lower: Arc::default(),
+                            scratch: false,
+                        },
+                        hist("imgforge: merged-/usr root".into(), None),
+                    ));
+                }
+                steps.extend(self.package_steps(pkgs.clone(), group::base_cap(n), &merged, "base"));
+                if !base.files.is_empty() {
+                    steps.push(self.files_step(base, &merged));
+                }
+            }
+        }
+        let toolset_pkgs = self.closure(&base.name, "toolset");
+        let (records, toolset) = rayon::join(
+            || self.layers(&steps),
+            || -> Result<Option<LayerRecord>> {
+                if toolset_pkgs.is_empty() {
+                    return Ok(None);
+                }
+                let step = LayerStep {
+                    label: "configure toolset".into(),
+                    parts: vec![Part::Packages(toolset_pkgs.clone())],
+                    lower: merged.clone(),
+                    scratch: true,
+                };
+                Ok(Some(self.layer(&step)?))
+            },
+        );
+        let (records, toolset) = (records?, toolset?);
+        let mut symlinks: BTreeSet<String> = (*merged).clone();
+        symlinks.extend(records.iter().flat_map(|r| r.symlinks.iter().cloned()));
+        let mut layers: Vec<LayerBlob> = vendor.map(|v| v.layers.clone()).unwrap_or_default();
+        let mut history: Vec<History> = vendor
+            .map(|v| {
+                v.history
+                    .iter()
+                    .map(|h| hist(h.clone(), Some("vendor base image")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        layers.extend(records.iter().map(LayerRecord::blob));
+        history.extend(steps.into_iter().map(|s| s.1));
+        let root = super::configure::Root {
+            layers: &layers,
+            below: &[],
+            scratch: false,
+            lower: &symlinks,
+            toolset: toolset.as_ref(),
+        };
+        if let Some(c) = self.configure(base, "runtime", &root)? {
+            layers.push(c.blob());
+            history.push(self.configure_history(&base.name, "runtime"));
+        }
+        let mut config = base.config.clone();
+        for kv in vendor.map(|v| v.env.as_slice()).unwrap_or_default() {
+            if let Some((k, val)) = kv.split_once('=') {
+                config
+                    .env
+                    .entry(k.to_string())
+                    .or_insert_with(|| val.to_string());
+            }
+        }
+        Ok(BaseBuilt {
+            layers,
+            history,
+            symlinks: Arc::new(symlinks),
+            config,
+            toolset,
+        })
+    }
+
+    fn files_step<'r>(
+        &self,
+        r: &'r Recipe,
+        lower: &Arc<BTreeSet<String>>,
+    ) -> (LayerStep<'r>, History) {
+        (
+            LayerStep {
+                label: format!("{} files", r.name),
+                parts: vec![Part::Files(r)],
+                lower: lower.clone(),
+                scratch: false,
+            },
+            hist(format!("imgforge: {} recipe file(s)", r.files.len()), None),
+        )
+    }
+
+    /// An image's own layers: packages, files, configuration, artifacts.
+    pub fn image(&self, img: &Recipe, base: &BaseBuilt) -> Result<ImageBuilt> {
+        let (runtime, artifacts) = rayon::join(
+            || self.image_runtime(img, base),
+            || self.build_stage(img, base),
+        );
+        let (mut layers, mut history) = runtime?;
+        let mut files = Vec::new();
+        if let Some((rec, f, h)) = artifacts? {
+            layers.push(rec.blob());
+            history.push(h);
+            files = f;
+        }
+        Ok(ImageBuilt {
+            layers,
+            history,
+            artifacts: files,
+        })
+    }
+
+    fn image_runtime(
+        &self,
+        img: &Recipe,
+        base: &BaseBuilt,
+    ) -> Result<(Vec<LayerBlob>, Vec<History>)> {
+        let pkgs = self.closure(&img.name, "runtime");
+        let mut steps: Vec<(LayerStep, History)> = Vec::new();
+        match self.opts.layers {
+            LayerPolicy::Single => {
+                if !pkgs.is_empty() || !img.files.is_empty() {
+                    let files = if img.files.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" + {} recipe file(s)", img.files.len())
+                    };
+                    steps.push((
+                        LayerStep {
+                            label: img.name.clone(),
+                            parts: vec![Part::Packages(pkgs.clone()), Part::Files(img)],
+                            lower: base.symlinks.clone(),
+                            scratch: false,
+                        },
+                        hist(
+                            format!("imgforge: packages {}{files}", names(pkgs.iter().copied())),
+                            None,
+                        ),
+                    ));
+                }
+            }
+            LayerPolicy::Budget(n) => {
+                let fixed = usize::from(!img.files.is_empty())
+                    + usize::from(!pkgs.is_empty())
+                    + usize::from(img.build.is_some());
+                let cap = group::image_cap(n, base.layers.len(), fixed);
+                if !pkgs.is_empty() {
+                    steps.extend(self.package_steps(pkgs.clone(), cap, &base.symlinks, &img.name));
+                }
+                if !img.files.is_empty() {
+                    steps.push(self.files_step(img, &base.symlinks));
+                }
+            }
+        }
+        let records = self.layers(&steps)?;
+        let mut layers: Vec<LayerBlob> = records.iter().map(LayerRecord::blob).collect();
+        let mut history: Vec<History> = steps.into_iter().map(|s| s.1).collect();
+        let mut below = base.layers.clone();
+        below.extend(layers.iter().cloned());
+        let root = super::configure::Root {
+            layers: &below,
+            below: &[(self.tree.base.name.as_str(), "runtime")],
+            scratch: false,
+            lower: &base.symlinks,
+            toolset: base.toolset.as_ref(),
+        };
+        if let Some(c) = self.configure(img, "runtime", &root)? {
+            layers.push(c.blob());
+            history.push(self.configure_history(&img.name, "runtime"));
+        }
+        Ok((layers, history))
+    }
+
+    pub fn configure_history(&self, name: &str, stage: &str) -> History {
+        hist(
+            format!("imgforge: configure {}", names(self.closure(name, stage))),
+            Some("maintainer scripts and triggers"),
+        )
+    }
+}

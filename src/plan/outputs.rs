@@ -1,0 +1,233 @@
+//! The outputs of a build, assembled in a staging directory from the store:
+//! SBOMs and legal reports (one step for the whole build), per-image
+//! layouts and archives, the combined bundle, and the record `verify` reads.
+
+use super::exec::{Ctx, ImageBuilt};
+use super::store::{link_or_copy, link_tree};
+use crate::image::{self, WrittenImage};
+use crate::recipe::Recipe;
+use crate::resolve::LockedPackage;
+use crate::sbom;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the SBOM step produced (its files are a stored tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SbomRecord {
+    pub needs_review: usize,
+}
+
+/// A stored archive (per-image tar or bundle).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchiveRecord {
+    pub digest: String,
+}
+
+fn ids(ps: &[&LockedPackage]) -> Value {
+    json!(
+        ps.iter()
+            .map(|p| [&p.name, &p.version, &p.sha256])
+            .collect::<Vec<_>>()
+    )
+}
+
+impl Ctx<'_> {
+    /// The recipe of output image `i` (0 is the base).
+    fn recipe_of(&self, i: usize) -> &Recipe {
+        if i == 0 {
+            &self.tree.base
+        } else {
+            &self.tree.images[i - 1]
+        }
+    }
+
+    /// Shipped and build-stage packages of image `i`, sorted by name.
+    fn sbom_packages(&self, i: usize) -> (Vec<&LockedPackage>, Vec<&LockedPackage>) {
+        let mut ship = self.closure(&self.tree.base.name, "runtime");
+        let mut build = Vec::new();
+        if i > 0 {
+            let r = self.recipe_of(i);
+            ship.extend(self.closure(&r.name, "runtime"));
+            build.extend(self.closure(&r.name, "build"));
+        }
+        ship.sort_by(|a, b| a.name.cmp(&b.name));
+        build.sort_by(|a, b| a.name.cmp(&b.name));
+        (ship, build)
+    }
+
+    /// SPDX, CycloneDX and legal reports into `layout`; returns how many
+    /// packages need legal review.
+    pub fn sboms(
+        &self,
+        layout: &Path,
+        images: &[WrittenImage],
+        built: &[ImageBuilt],
+    ) -> Result<usize> {
+        let artifacts = |i: usize| -> Vec<sbom::SbomFile> {
+            if i == 0 {
+                Vec::new()
+            } else {
+                built[i - 1].artifacts.clone()
+            }
+        };
+        let all: Vec<&LockedPackage> = self
+            .lock
+            .images
+            .iter()
+            .flat_map(|l| l.packages.iter())
+            .collect();
+        let doc: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let (ship, build) = self.sbom_packages(i);
+                let files: Vec<_> = artifacts(i).iter().map(|f| json!([f.path, f.sha256, f.size])).collect();
+                json!({"name": w.name, "tag": w.tag, "manifest": w.manifest.digest, "config": w.config.digest,
+                       "packages": ids(&ship), "build": ids(&build), "artifacts": files})
+            })
+            .collect();
+        let key = super::key::key(
+            "sbom",
+            &json!({"images": doc, "all": ids(&all), "distro": self.tree.source.distro, "sde": self.sde}),
+        );
+        if let (Some(tree), Some(r)) = (
+            self.store.tree(&key),
+            self.store.get::<SbomRecord>("sbom", &key),
+        ) {
+            self.count.reused("sbom");
+            link_tree(&tree, layout)
+                .with_context(|| format!("cannot link SBOMs into {}", layout.display()))?;
+            return Ok(r.needs_review);
+        }
+        self.st
+            .say("SBOM", "SPDX 2.3, CycloneDX 1.6 and license reports");
+        let staged = self.store.stage_dir()?;
+        let pkg = |p: &LockedPackage| -> Result<sbom::SbomPackage> {
+            let f = self.inputs.get(p)?;
+            Ok(sbom::SbomPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
+                source: p.source.clone(),
+                source_version: p.source_version.clone(),
+                sha256: p.sha256.clone(),
+                size: p.size,
+                filename: p.filename.clone(),
+                deb_path: f.deb.clone(),
+                control: f.control.clone(),
+            })
+        };
+        let mut sbom_images = Vec::new();
+        for (i, w) in images.iter().enumerate() {
+            let (ship, build) = self.sbom_packages(i);
+            sbom_images.push(sbom::SbomImage {
+                name: w.name.clone(),
+                tag: w.tag.clone(),
+                manifest_digest: w.manifest.digest.clone(),
+                config_digest: w.config.digest.clone(),
+                packages: ship.into_iter().map(pkg).collect::<Result<_>>()?,
+                build_packages: build.into_iter().map(pkg).collect::<Result<_>>()?,
+                artifacts: artifacts(i),
+            });
+        }
+        let mut available: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for p in &all {
+            available.insert(p.name.clone(), self.inputs.get(p)?.deb.clone());
+        }
+        let summary = sbom::write_all(&sbom::SbomOptions {
+            out_dir: staged.path().to_path_buf(),
+            source_date_epoch: self.sde as i64,
+            distro: self.tree.source.distro.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            images: sbom_images,
+            available,
+            jobs: rayon::current_num_threads(),
+        })?;
+        let tree = self.store.adopt_tree(staged, &key)?;
+        self.store.put(
+            "sbom",
+            &key,
+            &SbomRecord {
+                needs_review: summary.needs_review,
+            },
+        )?;
+        self.count.built("sbom");
+        link_tree(&tree, layout)
+            .with_context(|| format!("cannot link SBOMs into {}", layout.display()))?;
+        Ok(summary.needs_review)
+    }
+
+    /// A tar of `images` from the layout `dir` (whose `index.json` it
+    /// holds) at `dest`, from the store when the same archive was made
+    /// before; returns its `sha256:` digest.
+    pub fn archive(&self, dir: &Path, images: &[WrittenImage], dest: &Path) -> Result<String> {
+        let index = std::fs::read(dir.join("index.json"))
+            .with_context(|| format!("cannot read {}", dir.join("index.json").display()))?;
+        let key = super::key::key(
+            "archive",
+            &json!({
+                "index": crate::digest::sha256_hex(&index),
+                "manifests": images.iter().map(|i| &i.manifest.digest).collect::<Vec<_>>(),
+                "sde": self.sde,
+            }),
+        );
+        if let Some(r) = self.store.get::<ArchiveRecord>("archive", &key)
+            && self.store.blob(&r.digest).is_file()
+        {
+            self.count.reused("archive");
+            link_or_copy(&self.store.blob(&r.digest), dest)?;
+            return Ok(r.digest);
+        }
+        let staged = self.store.stage_dir()?;
+        let tmp = staged.path().join("archive.tar");
+        image::write_bundle(dir, images, &tmp, self.sde as i64)?;
+        let (hex, _) = crate::digest::sha256_file(&tmp)?;
+        let digest = format!("sha256:{hex}");
+        let stored = self.store.adopt_blob(&tmp, &digest)?;
+        self.store.put(
+            "archive",
+            &key,
+            &ArchiveRecord {
+                digest: digest.clone(),
+            },
+        )?;
+        self.count.built("archive");
+        link_or_copy(&stored, dest)?;
+        Ok(digest)
+    }
+
+    /// `images/<name>/` (an OCI layout of one image) and `images/<name>.tar`
+    /// for every image; returns the archives' digests by relative path.
+    pub fn per_image(
+        &self,
+        layout: &Path,
+        images: &[WrittenImage],
+    ) -> Result<BTreeMap<String, String>> {
+        let mut known = BTreeMap::new();
+        for img in images {
+            let (dir, tar) = image::per_image::paths(layout, img);
+            let blobs = dir.join("blobs").join("sha256");
+            std::fs::create_dir_all(&blobs)
+                .with_context(|| format!("cannot create {}", blobs.display()))?;
+            let mut hexes: Vec<&str> = vec![img.config.hex(), img.manifest.hex()];
+            hexes.extend(
+                img.layers
+                    .iter()
+                    .map(|l| l.digest.trim_start_matches("sha256:")),
+            );
+            for hex in hexes {
+                link_or_copy(&layout.join("blobs/sha256").join(hex), &blobs.join(hex))?;
+            }
+            image::write_index(&dir, std::slice::from_ref(img))?;
+            let digest = self.archive(&dir, std::slice::from_ref(img), &tar)?;
+            let rel = tar
+                .strip_prefix(layout)
+                .expect("per-image outputs are in the layout");
+            known.insert(rel.to_string_lossy().into_owned(), digest);
+        }
+        Ok(known)
+    }
+}

@@ -1,0 +1,231 @@
+//! The step store: results of build-plan steps, found again by key.
+//!
+//! ```text
+//! <cache>/plan/blobs/sha256/<hex>     layer blobs, per-image archives, bundles
+//! <cache>/plan/steps/<kind>/<key>.json  a step's record (what it produced)
+//! <cache>/plan/trees/<key>/...          a step that produced several files (SBOMs)
+//! <cache>/plan/tmp/                     staging for the above, same file system
+//! ```
+//!
+//! A record is written (atomically) only after everything it names is in
+//! place, so a record always means a complete result; a blob a record names
+//! that has gone missing makes the step run again. Outputs are assembled from
+//! the store with hard links (copies across file systems); blobs are made
+//! read-only so a change in an output cannot reach the store through a link.
+
+use serde::{Serialize, de::DeserializeOwned};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Errors of the step store, each naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("step store: {what} {}: {source}\nhelp: check free space and permissions of the cache directory (--cache), or remove {} to start afresh", path.display(), root.display())]
+pub struct StoreError {
+    what: &'static str,
+    path: PathBuf,
+    root: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// A step store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct StepStore {
+    root: PathBuf,
+}
+
+impl StepStore {
+    /// Open (creating) the store at `root`.
+    pub fn open(root: &Path) -> Result<StepStore, StoreError> {
+        let s = StepStore {
+            root: root.to_path_buf(),
+        };
+        for d in [
+            s.blobs_dir(),
+            s.root.join("steps"),
+            s.root.join("trees"),
+            s.tmp_dir(),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|e| s.err("cannot create", &d, e))?;
+        }
+        Ok(s)
+    }
+
+    fn err(&self, what: &'static str, path: &Path, source: io::Error) -> StoreError {
+        StoreError {
+            what,
+            path: path.to_path_buf(),
+            root: self.root.clone(),
+            source,
+        }
+    }
+
+    /// `blobs/sha256`: layer writers write straight into it.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// Scratch space on the store's file system.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The path of blob `digest` (`sha256:<hex>` or `<hex>`).
+    pub fn blob(&self, digest: &str) -> PathBuf {
+        self.blobs_dir().join(digest.trim_start_matches("sha256:"))
+    }
+
+    fn record_path(&self, kind: &str, key: &str) -> PathBuf {
+        self.root
+            .join("steps")
+            .join(kind)
+            .join(format!("{key}.json"))
+    }
+
+    /// The record of step `kind`/`key`, if there is a readable one.
+    pub fn get<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Option<T> {
+        let bytes = std::fs::read(self.record_path(kind, key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Store the record of step `kind`/`key` (atomically).
+    pub fn put<T: Serialize>(&self, kind: &str, key: &str, value: &T) -> Result<(), StoreError> {
+        let path = self.record_path(kind, key);
+        let dir = path.parent().expect("records live in a directory");
+        std::fs::create_dir_all(dir).map_err(|e| self.err("cannot create", dir, e))?;
+        let v = serde_json::to_value(value)
+            .map_err(|e| self.err("cannot encode", &path, io::Error::other(e)))?;
+        let tmp = tempfile::NamedTempFile::new_in(self.tmp_dir())
+            .map_err(|e| self.err("cannot write in", &self.tmp_dir(), e))?;
+        std::fs::write(tmp.path(), crate::json::to_canonical(&v))
+            .map_err(|e| self.err("cannot write", tmp.path(), e))?;
+        tmp.persist(&path)
+            .map_err(|e| self.err("cannot write", &path, e.error))?;
+        Ok(())
+    }
+
+    /// Move a finished file into the blob store under `digest`, read-only.
+    pub fn adopt_blob(&self, file: &Path, digest: &str) -> Result<PathBuf, StoreError> {
+        let dest = self.blob(digest);
+        set_read_only(file).map_err(|e| self.err("cannot protect", file, e))?;
+        std::fs::rename(file, &dest).map_err(|e| self.err("cannot store", &dest, e))?;
+        Ok(dest)
+    }
+
+    /// Make a blob written in place by a layer writer read-only.
+    pub fn seal_blob(&self, digest: &str) -> Result<(), StoreError> {
+        let p = self.blob(digest);
+        set_read_only(&p).map_err(|e| self.err("cannot protect", &p, e))
+    }
+
+    /// The directory of a stored tree, if complete.
+    pub fn tree(&self, key: &str) -> Option<PathBuf> {
+        let p = self.root.join("trees").join(key);
+        p.is_dir().then_some(p)
+    }
+
+    /// A fresh staging directory for a tree (or any temporary work).
+    pub fn stage_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+        tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(self.tmp_dir())
+            .map_err(|e| self.err("cannot create a directory in", &self.tmp_dir(), e))
+    }
+
+    /// Move a finished staging directory into the store as tree `key`.
+    pub fn adopt_tree(&self, staged: tempfile::TempDir, key: &str) -> Result<PathBuf, StoreError> {
+        let dest = self.root.join("trees").join(key);
+        let src = staged.keep();
+        if let Err(e) = std::fs::rename(&src, &dest) {
+            if dest.is_dir() {
+                // Another build stored the same tree first: same bytes.
+                let _ = std::fs::remove_dir_all(&src);
+            } else {
+                return Err(self.err("cannot store", &dest, e));
+            }
+        }
+        Ok(dest)
+    }
+}
+
+fn set_read_only(p: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444))
+}
+
+/// Hard-link `from` to `to` (copy when linking is impossible, e.g. across
+/// file systems). An existing `to` is left alone: it is the same content.
+pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
+    if to.exists() {
+        return Ok(());
+    }
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+/// Link every file of the tree `from` into `to`, creating directories.
+/// Files are visited in name order.
+pub fn link_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for e in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let e = e.map_err(io::Error::other)?;
+        let rel = e
+            .path()
+            .strip_prefix(from)
+            .expect("walk stays below its root");
+        let dest = to.join(rel);
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else if e.file_type().is_file() {
+            link_or_copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_missing_ones_are_none() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StepStore::open(d.path()).unwrap();
+        assert_eq!(s.get::<Vec<u32>>("layer", "k1"), None);
+        s.put("layer", "k1", &vec![1u32, 2, 3]).unwrap();
+        assert_eq!(s.get::<Vec<u32>>("layer", "k1"), Some(vec![1, 2, 3]));
+        assert_eq!(s.get::<Vec<u32>>("layer", "k2"), None);
+    }
+
+    #[test]
+    fn adopted_blobs_are_read_only_and_linked_out() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StepStore::open(&d.path().join("store")).unwrap();
+        let f = s.tmp_dir().join("x");
+        std::fs::write(&f, b"data").unwrap();
+        let p = s.adopt_blob(&f, "sha256:abcd").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+        let out = d.path().join("out");
+        link_or_copy(&p, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"data");
+    }
+
+    #[test]
+    fn trees_are_adopted_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StepStore::open(d.path()).unwrap();
+        assert!(s.tree("t").is_none());
+        let st = s.stage_dir().unwrap();
+        std::fs::create_dir_all(st.path().join("a/b")).unwrap();
+        std::fs::write(st.path().join("a/b/f"), b"1").unwrap();
+        let t = s.adopt_tree(st, "t").unwrap();
+        let out = d.path().join("copy");
+        link_tree(&t, &out).unwrap();
+        assert_eq!(std::fs::read(out.join("a/b/f")).unwrap(), b"1");
+    }
+}

@@ -1,0 +1,305 @@
+//! The build plan: unchanged rebuilds reuse every step and read no package,
+//! a change rebuilds only the steps it reaches, layers follow source
+//! packages under the budget, and digests never depend on the store.
+
+use crate::common::{copy_examples, imgforge, run, text};
+use crate::debgen::{Deb, T};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Every file under `dir` (relative path -> bytes).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.insert(rel, std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// `name:tag` -> manifest JSON.
+fn manifests(out: &Path) -> BTreeMap<String, Value> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let name = d["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let hex = d["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            let m =
+                serde_json::from_slice(&std::fs::read(out.join("blobs/sha256").join(hex)).unwrap())
+                    .unwrap();
+            (name, m)
+        })
+        .collect()
+}
+
+fn layer_digests(m: &Value) -> Vec<String> {
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The `Steps` status line of a build.
+fn steps_line(t: &str) -> String {
+    t.lines()
+        .find(|l| l.trim_start().starts_with("Steps"))
+        .unwrap_or_else(|| panic!("no Steps line:\n{t}"))
+        .to_string()
+}
+
+/// A base of synthetic packages (no maintainer scripts: no toolset needed)
+/// and an `app` image, pins given; the mirror holds `debs`.
+fn synthetic_tree(dir: &Path, base: &[(&str, &str)], app: &[(&str, &str)], debs: &[Deb]) {
+    let mut b = String::from(
+        "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
+         [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n[packages]\n",
+    );
+    for (n, v) in base {
+        b.push_str(&format!("{n} = \"{v}\"\n"));
+    }
+    let mut a = String::from("[image]\nname = \"app\"\ntag = \"1\"\n\n[packages]\n");
+    for (n, v) in app {
+        a.push_str(&format!("{n} = \"{v}\"\n"));
+    }
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    std::fs::write(dir.join("base/base.toml"), b).unwrap();
+    std::fs::write(dir.join("recipes/app.toml"), a).unwrap();
+    let _ = std::fs::remove_dir_all(dir.join("mirror"));
+    crate::debgen::mirror(&dir.join("mirror"), debs);
+}
+
+fn pkg(name: &str, version: &str, source: &str, body: &'static [u8]) -> Deb {
+    let path: &'static str = Box::leak(format!("./usr/share/{name}").into_boxed_str());
+    Deb::new(name, version)
+        .field("Source", source)
+        .entry(T::File(path, body, 0o644))
+}
+
+fn build_synthetic(dir: &Path, out: &str, extra: &[&str]) -> String {
+    let o = run(imgforge()
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args([
+            "build", "recipes", "--mirror", "mirror", "--no-apt", "--cache", "cache", "--out", out,
+        ])
+        .args(extra));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+#[test]
+fn plan_update_of_one_source_package_changes_only_its_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let debs = vec![
+        pkg("liba1", "1.0", "a", b"a1\n"),
+        pkg("a-tools", "1.0", "a", b"a-tools\n"),
+        pkg("libb", "1.0", "b", b"b old\n"),
+        pkg("libb", "2.0", "b", b"b new\n"),
+        pkg("appbin", "1.0", "app", b"app\n"),
+    ];
+    synthetic_tree(
+        dir,
+        &[("liba1", "1.0"), ("a-tools", "1.0"), ("libb", "1.0")],
+        &[("appbin", "1.0")],
+        &debs,
+    );
+    build_synthetic(dir, "out1", &[]);
+    let before = manifests(&dir.join("out1"));
+    // root, source a (liba1 + a-tools), source b.
+    assert_eq!(
+        layer_digests(&before["base:t1"]).len(),
+        3,
+        "{:#}",
+        before["base:t1"]
+    );
+    assert_eq!(layer_digests(&before["app:1"]).len(), 4);
+
+    synthetic_tree(
+        dir,
+        &[("liba1", "1.0"), ("a-tools", "1.0"), ("libb", "2.0")],
+        &[("appbin", "1.0")],
+        &debs,
+    );
+    let t = build_synthetic(dir, "out2", &[]);
+    let after = manifests(&dir.join("out2"));
+    let (b, a) = (
+        layer_digests(&before["base:t1"]),
+        layer_digests(&after["base:t1"]),
+    );
+    assert_eq!(a[0], b[0], "the merged-/usr root must not change");
+    assert_eq!(
+        a[1], b[1],
+        "source a's layer must not change when only b moved"
+    );
+    assert_ne!(a[2], b[2], "source b's layer must change");
+    let (b, a) = (
+        layer_digests(&before["app:1"]),
+        layer_digests(&after["app:1"]),
+    );
+    assert_eq!(
+        a[3], b[3],
+        "the app's own layer is the same bytes on the updated base"
+    );
+    assert!(
+        steps_line(&t).contains("layer 3/4"),
+        "only b's layer runs again: {}",
+        steps_line(&t)
+    );
+}
+
+#[test]
+fn plan_noop_rebuild_of_synthetic_tree_reads_no_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let debs = vec![
+        pkg("liba1", "1.0", "a", b"a1\n"),
+        pkg("appbin", "1.0", "app", b"app\n"),
+    ];
+    synthetic_tree(dir, &[("liba1", "1.0")], &[("appbin", "1.0")], &debs);
+    let first = build_synthetic(dir, "out", &["--bundle", "b1.tar"]);
+    assert!(!steps_line(&first).contains(" ran 0 "), "{first}");
+    let a = files(&dir.join("out"));
+    let second = build_synthetic(dir, "out", &["--bundle", "b2.tar"]);
+    let line = steps_line(&second);
+    assert!(
+        line.contains("ran 0 ") && line.contains(" 0 package(s) read"),
+        "{line}"
+    );
+    assert_eq!(
+        a,
+        files(&dir.join("out")),
+        "a no-op rebuild must write the same bytes"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("b1.tar")).unwrap(),
+        std::fs::read(dir.join("b2.tar")).unwrap()
+    );
+    // A fresh store gives the same bytes.
+    let fresh = run(imgforge()
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args([
+            "build", "recipes", "--mirror", "mirror", "--no-apt", "--cache", "cache2", "--out",
+            "out3",
+        ]));
+    assert!(fresh.status.success(), "{}", text(&fresh));
+    assert_eq!(
+        a,
+        files(&dir.join("out3")),
+        "two clean stores, different bytes"
+    );
+}
+
+#[test]
+fn plan_layers_single_keeps_one_package_layer_per_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let debs = vec![
+        pkg("liba1", "1.0", "a", b"a1\n"),
+        pkg("libb", "1.0", "b", b"b\n"),
+        pkg("appbin", "1.0", "app", b"app\n"),
+        pkg("applib", "1.0", "applib", b"applib\n"),
+    ];
+    synthetic_tree(
+        dir,
+        &[("liba1", "1.0"), ("libb", "1.0")],
+        &[("appbin", "1.0"), ("applib", "1.0")],
+        &debs,
+    );
+    build_synthetic(dir, "single", &["--layers", "single"]);
+    let m = manifests(&dir.join("single"));
+    assert_eq!(layer_digests(&m["base:t1"]).len(), 1);
+    assert_eq!(layer_digests(&m["app:1"]).len(), 2);
+    // A budget of 4: the base keeps its root and one package layer (half
+    // the budget less three, at least one); the app one more.
+    build_synthetic(dir, "four", &["--layers", "4"]);
+    let m = manifests(&dir.join("four"));
+    assert_eq!(layer_digests(&m["base:t1"]).len(), 2, "{:#}", m["base:t1"]);
+    assert!(layer_digests(&m["app:1"]).len() <= 4);
+    let o = run(imgforge()
+        .current_dir(dir)
+        .args(["build", "recipes", "--layers", "2"]));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("at least 4"), "{}", text(&o));
+}
+
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, runc"
+)]
+fn plan_examples_noop_and_one_change() {
+    let mirror = crate::common::examples_mirror().expect("examples mirror");
+    let tmp = copy_examples();
+    let dir = tmp.path();
+    let build = |out: &str| {
+        let o = run(imgforge()
+            .current_dir(dir)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .args([
+                "build", "recipes", "--no-apt", "--locked", "--cache", "cache", "--out", out,
+            ])
+            .arg("--mirror")
+            .arg(&mirror));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        t
+    };
+    build("out1");
+    let t = build("out2");
+    let line = steps_line(&t);
+    assert!(
+        line.contains("ran 0 ") && line.contains(" 0 package(s) read"),
+        "{line}"
+    );
+    assert_eq!(files(&dir.join("out1")), files(&dir.join("out2")));
+    // One change: a file added to python.
+    std::fs::write(dir.join("recipes/extra.txt"), "extra\n").unwrap();
+    let p = dir.join("recipes/python.toml");
+    let mut r = std::fs::read_to_string(&p).unwrap();
+    r.push_str("\n[[files]]\nsrc = \"extra.txt\"\ndest = \"/etc/extra.txt\"\n");
+    std::fs::write(&p, r).unwrap();
+    let t = build("out3");
+    let (a, b) = (manifests(&dir.join("out1")), manifests(&dir.join("out3")));
+    for name in ["base:bookworm-12.15", "hello:1.0.0", "nginx:1.22.1"] {
+        assert_eq!(
+            a[name], b[name],
+            "{name} changed although only python's recipe did"
+        );
+    }
+    assert_ne!(a["python:3.11.2"], b["python:3.11.2"]);
+    let (la, lb) = (
+        layer_digests(&a["python:3.11.2"]),
+        layer_digests(&b["python:3.11.2"]),
+    );
+    let common = lb.iter().filter(|d| la.contains(d)).count();
+    assert!(
+        common + 2 >= lb.len(),
+        "python rebuilt more than its files and configuration layers: {la:?} -> {lb:?}"
+    );
+    assert!(
+        !steps_line(&t).contains("build stage 0/"),
+        "hello's stage must be reused: {t}"
+    );
+}
