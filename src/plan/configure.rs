@@ -101,7 +101,7 @@ impl Ctx<'_> {
             .filter(|r| {
                 r.layer
                     .as_ref()
-                    .is_none_or(|l| self.store.blob(&l.digest).is_file())
+                    .is_none_or(|l| self.store.has_blob(&l.digest))
             });
         let rec = match cached {
             Some(r) => {

@@ -12,7 +12,7 @@ use super::layers::{LayerRecord, LayerStep, Part};
 use super::store::StepStore;
 use crate::image::{self, History};
 use crate::layer::LayerBlob;
-use crate::options::{BuildOptions, LayerPolicy, Status};
+use crate::options::{BuildOptions, LayerPolicy, Progress, Status};
 use crate::recipe::{Config, Recipe, Tree};
 use crate::resolve::{Lock, LockedPackage};
 use crate::sbom::SbomFile;
@@ -22,16 +22,39 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Steps reused and run, by kind.
+/// Steps reused and run, by kind; shown on the progress display.
 #[derive(Debug, Default)]
-pub struct Counter(Mutex<BTreeMap<&'static str, (usize, usize)>>);
+pub struct Counter(
+    Mutex<BTreeMap<&'static str, (usize, usize)>>,
+    Option<Progress>,
+);
 
 impl Counter {
+    /// Counts shown on `progress` as they change.
+    pub fn with_progress(progress: Progress) -> Counter {
+        Counter(Mutex::default(), Some(progress))
+    }
     pub fn reused(&self, kind: &'static str) {
-        self.0.lock().expect("counter").entry(kind).or_default().0 += 1;
+        self.bump(kind, true);
     }
     pub fn built(&self, kind: &'static str) {
-        self.0.lock().expect("counter").entry(kind).or_default().1 += 1;
+        self.bump(kind, false);
+    }
+    fn bump(&self, kind: &'static str, reused: bool) {
+        let mut m = self.0.lock().expect("counter");
+        let e = m.entry(kind).or_default();
+        if reused {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+        if let Some(p) = &self.1 {
+            let (r, b) = m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+            p.set(format!(
+                "building: {} step(s) done ({r} reused, {b} run); last: {kind}",
+                r + b
+            ));
+        }
     }
     /// `(reused, run)` over every kind.
     pub fn totals(&self) -> (usize, usize) {

@@ -122,7 +122,7 @@ impl Ctx<'_> {
             }),
         );
         if let Some(r) = self.store.get::<LayerRecord>("layer", &key)
-            && self.store.blob(&r.digest).is_file()
+            && self.store.has_blob(&r.digest)
         {
             self.count.reused("layer");
             return Ok(r);

@@ -182,7 +182,7 @@ fn run(
         store,
         sde: sde as u64,
         st,
-        count: Default::default(),
+        count: exec::Counter::with_progress(st.progress("building")),
         work: work.path().to_path_buf(),
     };
     ctx.check_release()?;

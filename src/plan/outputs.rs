@@ -175,7 +175,7 @@ impl Ctx<'_> {
             }),
         );
         if let Some(r) = self.store.get::<ArchiveRecord>("archive", &key)
-            && self.store.blob(&r.digest).is_file()
+            && self.store.has_blob(&r.digest)
         {
             self.count.reused("archive");
             link_or_copy(&self.store.blob(&r.digest), dest)?;

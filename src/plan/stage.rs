@@ -78,7 +78,7 @@ impl Ctx<'_> {
         let rec = match self
             .store
             .get::<ArtifactRecord>("artifacts", &key)
-            .filter(|r| self.store.blob(&r.layer.digest).is_file())
+            .filter(|r| self.store.has_blob(&r.layer.digest))
         {
             Some(r) => {
                 self.count.reused("build stage");

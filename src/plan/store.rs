@@ -11,7 +11,10 @@
 //! place, so a record always means a complete result; a blob a record names
 //! that has gone missing makes the step run again. Outputs are assembled from
 //! the store with hard links (copies across file systems); blobs are made
-//! read-only so a change in an output cannot reach the store through a link.
+//! read-only, and each blob's size and modification time are noted when it
+//! is stored (`stamps/<hex>`): a blob changed in place through a link in some
+//! output (root ignores the read-only bit) no longer matches its stamp, and
+//! the steps that made it run again.
 
 use serde::{Serialize, de::DeserializeOwned};
 use std::io;
@@ -42,6 +45,7 @@ impl StepStore {
         };
         for d in [
             s.blobs_dir(),
+            s.root.join("stamps"),
             s.root.join("steps"),
             s.root.join("trees"),
             s.tmp_dir(),
@@ -107,15 +111,38 @@ impl StepStore {
     /// Move a finished file into the blob store under `digest`, read-only.
     pub fn adopt_blob(&self, file: &Path, digest: &str) -> Result<PathBuf, StoreError> {
         let dest = self.blob(digest);
-        set_read_only(file).map_err(|e| self.err("cannot protect", file, e))?;
         std::fs::rename(file, &dest).map_err(|e| self.err("cannot store", &dest, e))?;
+        self.seal_blob(digest)?;
         Ok(dest)
     }
 
-    /// Make a blob written in place by a layer writer read-only.
+    /// Make a blob written in place by a layer writer read-only and note
+    /// its stamp.
     pub fn seal_blob(&self, digest: &str) -> Result<(), StoreError> {
         let p = self.blob(digest);
-        set_read_only(&p).map_err(|e| self.err("cannot protect", &p, e))
+        set_read_only(&p).map_err(|e| self.err("cannot protect", &p, e))?;
+        let stamp = stamp(&p).map_err(|e| self.err("cannot read", &p, e))?;
+        let sp = self.stamp_path(digest);
+        let tmp = tempfile::NamedTempFile::new_in(self.tmp_dir())
+            .map_err(|e| self.err("cannot write in", &self.tmp_dir(), e))?;
+        std::fs::write(tmp.path(), stamp).map_err(|e| self.err("cannot write", tmp.path(), e))?;
+        tmp.persist(&sp)
+            .map_err(|e| self.err("cannot write", &sp, e.error))?;
+        Ok(())
+    }
+
+    fn stamp_path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("stamps")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// Whether blob `digest` is there, unchanged since it was stored.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        let Ok(noted) = std::fs::read_to_string(self.stamp_path(digest)) else {
+            return false;
+        };
+        stamp(&self.blob(digest)).is_ok_and(|now| now == noted)
     }
 
     /// The directory of a stored tree, if complete.
@@ -146,6 +173,13 @@ impl StepStore {
         }
         Ok(dest)
     }
+}
+
+/// `size mtime-nanoseconds` of a file: what an in-place write changes.
+fn stamp(p: &Path) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p)?;
+    Ok(format!("{} {}.{}", m.len(), m.mtime(), m.mtime_nsec()))
 }
 
 fn set_read_only(p: &Path) -> io::Result<()> {

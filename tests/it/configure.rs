@@ -659,7 +659,15 @@ fn debconf_answers_and_opt_out() {
     let o = common::run(
         common::imgforge()
             .current_dir(tmp.path())
-            .args(["build", "recipes", "--no-apt", "--no-cache", "--mirror"])
+            .args([
+                "build",
+                "recipes",
+                "--no-apt",
+                "--no-cache",
+                "--layers",
+                "single",
+                "--mirror",
+            ])
             .arg(&mirror)
             .arg("--out")
             .arg(&out),

@@ -417,7 +417,8 @@ pub fn read_layer(blob: &Path) -> Vec<LayerFile> {
     out
 }
 
-/// The layer of the base image (its only layer) in an output layout.
+/// The files of the base image in an output layout: every layer's, a
+/// path in an upper layer replacing the same path below.
 fn base_layer(out: &Path) -> Vec<LayerFile> {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
@@ -426,13 +427,17 @@ fn base_layer(out: &Path) -> Vec<LayerFile> {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("blobs/sha256").join(hex)).unwrap())
             .unwrap();
-    let layers = manifest["layers"].as_array().unwrap();
-    assert_eq!(layers.len(), 1);
-    let l = layers[0]["digest"].as_str().unwrap();
-    read_layer(
-        &out.join("blobs/sha256")
-            .join(l.trim_start_matches("sha256:")),
-    )
+    let mut files = std::collections::BTreeMap::new();
+    for l in manifest["layers"].as_array().unwrap() {
+        let l = l["digest"].as_str().unwrap();
+        for f in read_layer(
+            &out.join("blobs/sha256")
+                .join(l.trim_start_matches("sha256:")),
+        ) {
+            files.insert(f.path.clone(), f);
+        }
+    }
+    files.into_values().collect()
 }
 
 #[test]

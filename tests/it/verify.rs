@@ -77,7 +77,8 @@ fn with_mirror(cmd: &mut std::process::Command, tree: &Path, fixture: &Path) {
 
 fn build(tree: &Path, fixture: &Path, out: &Path) {
     let mut c = common::imgforge();
-    c.args(["-q", "build"]);
+    // One package layer per image: the tests below name layers by index.
+    c.args(["-q", "build", "--layers", "single"]);
     with_mirror(&mut c, tree, fixture);
     let o = common::run(c.arg("--out").arg(out));
     assert!(o.status.success(), "build failed:\n{}", common::text(&o));
@@ -85,7 +86,7 @@ fn build(tree: &Path, fixture: &Path, out: &Path) {
 
 fn verify(tree: &Path, fixture: &Path, extra: &[&str]) -> Output {
     let mut c = common::imgforge();
-    c.args(["-q", "verify"]);
+    c.args(["-q", "verify", "--layers", "single"]);
     with_mirror(&mut c, tree, fixture);
     common::run(c.args(extra))
 }
