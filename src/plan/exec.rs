@@ -185,47 +185,7 @@ impl<'a> Ctx<'a> {
                 .map(|e| e.path)
                 .collect(),
         );
-        let pkgs = self.closure(&base.name, "runtime");
-        let mut steps: Vec<(LayerStep, History)> = Vec::new();
-        match self.opts.layers {
-            LayerPolicy::Single => {
-                let mut parts = Vec::new();
-                if vendor.is_none() {
-                    parts.push(Part::MergedUsr);
-                }
-                parts.push(Part::Packages(pkgs.clone()));
-                parts.push(Part::Files(base));
-                steps.push((
-                    LayerStep {
-                        label: "base".into(),
-                        parts,
-                        lower: Arc::default(),
-                        scratch: false,
-                    },
-                    hist(
-                        format!("imgforge: base packages {}", names(pkgs.iter().copied())),
-                        Some("merged-/usr root with dpkg status.d metadata"),
-                    ),
-                ));
-            }
-            LayerPolicy::Budget(n) => {
-                if vendor.is_none() {
-                    steps.push((
-                        LayerStep {
-                            label: "root".into(),
-                            parts: vec![Part::MergedUsr],
-                            lower: Arc::default(),
-                            scratch: false,
-                        },
-                        hist("imgforge: merged-/usr root".into(), None),
-                    ));
-                }
-                steps.extend(self.package_steps(pkgs.clone(), group::base_cap(n), &merged, "base"));
-                if !base.files.is_empty() {
-                    steps.push(self.files_step(base, &merged));
-                }
-            }
-        }
+        let steps = self.base_steps(vendor.is_some(), &merged);
         let toolset_pkgs = self.closure(&base.name, "toolset");
         let (records, toolset) = rayon::join(
             || self.layers(&steps),
@@ -283,6 +243,57 @@ impl<'a> Ctx<'a> {
             config,
             toolset,
         })
+    }
+
+    /// The base's layer steps under the layer policy.
+    fn base_steps(
+        &self,
+        vendor: bool,
+        merged: &Arc<BTreeSet<String>>,
+    ) -> Vec<(LayerStep<'a>, History)> {
+        let base = &self.tree.base;
+        let pkgs = self.closure(&base.name, "runtime");
+        let mut steps: Vec<(LayerStep, History)> = Vec::new();
+        match self.opts.layers {
+            LayerPolicy::Single => {
+                let mut parts = Vec::new();
+                if !vendor {
+                    parts.push(Part::MergedUsr);
+                }
+                parts.push(Part::Packages(pkgs.clone()));
+                parts.push(Part::Files(base));
+                steps.push((
+                    LayerStep {
+                        label: "base".into(),
+                        parts,
+                        lower: Arc::default(),
+                        scratch: false,
+                    },
+                    hist(
+                        format!("imgforge: base packages {}", names(pkgs.iter().copied())),
+                        Some("merged-/usr root with dpkg status.d metadata"),
+                    ),
+                ));
+            }
+            LayerPolicy::Budget(n) => {
+                if !vendor {
+                    steps.push((
+                        LayerStep {
+                            label: "root".into(),
+                            parts: vec![Part::MergedUsr],
+                            lower: Arc::default(),
+                            scratch: false,
+                        },
+                        hist("imgforge: merged-/usr root".into(), None),
+                    ));
+                }
+                steps.extend(self.package_steps(pkgs.clone(), group::base_cap(n), merged, "base"));
+                if !base.files.is_empty() {
+                    steps.push(self.files_step(base, merged));
+                }
+            }
+        }
+        steps
     }
 
     fn files_step<'r>(

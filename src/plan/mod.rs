@@ -33,6 +33,7 @@ pub mod key;
 pub mod layers;
 pub mod lock;
 pub mod outputs;
+pub mod record;
 pub mod stage;
 pub mod store;
 
@@ -204,7 +205,7 @@ fn run(
     let images = write_images(&ctx, layout, &base, &built)?;
     let needs_review = ctx.sboms(layout, &images, &built)?;
     let known = ctx.per_image(layout, &images)?;
-    crate::verify::record::write(layout, &images, sde, &known)?;
+    record::write(layout, &images, sde, &known)?;
     if let Some(bundle) = &opts.bundle {
         write_bundle(&ctx, layout, &images, bundle)?;
     }

@@ -10,9 +10,9 @@
 //! both tars ([`super::tardiff`]), JSON documents field by field
 //! ([`super::jsondiff`]), other files line by line or byte by byte.
 
-use super::record::{self, Record};
 use super::report::{Counts, Difference, Field, Object};
 use super::{VerifyError, jsondiff, tardiff};
+use crate::plan::record::{self, Record};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};

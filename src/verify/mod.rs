@@ -27,7 +27,7 @@
 pub mod compare;
 pub mod jsondiff;
 pub mod rebuild;
-pub mod record;
+pub use crate::plan::record;
 pub mod report;
 pub mod tardiff;
 
