@@ -227,6 +227,10 @@ impl<'a> Ctx<'a> {
             layers.push(c.blob());
             history.push(self.configure_history(&base.name, "runtime"));
         }
+        if let Some((rec, h)) = self.files_after_configure(base, &symlinks)? {
+            layers.push(rec.blob());
+            history.push(h);
+        }
         let mut config = base.config.clone();
         for kv in vendor.map(|v| v.env.as_slice()).unwrap_or_default() {
             if let Some((k, val)) = kv.split_once('=') {
@@ -288,9 +292,6 @@ impl<'a> Ctx<'a> {
                     ));
                 }
                 steps.extend(self.package_steps(pkgs.clone(), group::base_cap(n), merged, "base"));
-                if !base.files.is_empty() {
-                    steps.push(self.files_step(base, merged));
-                }
             }
         }
         steps
@@ -369,9 +370,6 @@ impl<'a> Ctx<'a> {
                 if !pkgs.is_empty() {
                     steps.extend(self.package_steps(pkgs.clone(), cap, &base.symlinks, &img.name));
                 }
-                if !img.files.is_empty() {
-                    steps.push(self.files_step(img, &base.symlinks));
-                }
             }
         }
         let records = self.layers(&steps)?;
@@ -390,7 +388,28 @@ impl<'a> Ctx<'a> {
             layers.push(c.blob());
             history.push(self.configure_history(&img.name, "runtime"));
         }
+        if let Some((rec, h)) = self.files_after_configure(img, &base.symlinks)? {
+            layers.push(rec.blob());
+            history.push(h);
+        }
         Ok((layers, history))
+    }
+
+    /// Under a layer budget, a recipe's `[[files]]` go above its
+    /// configuration (as a `COPY` after `RUN apt-get install`): the files
+    /// win over what maintainer scripts wrote, and changing a file never
+    /// runs the scripts again. (`--layers single` keeps them in the
+    /// package layer, configured with it.)
+    fn files_after_configure(
+        &self,
+        r: &Recipe,
+        lower: &BTreeSet<String>,
+    ) -> Result<Option<(LayerRecord, History)>> {
+        if r.files.is_empty() || self.opts.layers == LayerPolicy::Single {
+            return Ok(None);
+        }
+        let (step, h) = self.files_step(r, &Arc::new(lower.clone()));
+        Ok(Some((self.layer(&step)?, h)))
     }
 
     pub fn configure_history(&self, name: &str, stage: &str) -> History {
