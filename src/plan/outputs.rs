@@ -145,6 +145,12 @@ impl Ctx<'_> {
             images: sbom_images,
             available,
             jobs: rayon::current_num_threads(),
+            // Salted like every step key: a rebuilt imgforge starts afresh.
+            finding_cache: Some(
+                self.store
+                    .dir("findings")
+                    .join(&super::key::key("findings", &json!(null))[..16]),
+            ),
         })?;
         let tree = self.store.adopt_tree(staged, &key)?;
         self.store.put(

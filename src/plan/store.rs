@@ -69,6 +69,11 @@ impl StepStore {
         self.root.join("blobs").join("sha256")
     }
 
+    /// A directory of the store for results kept by another module.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
     /// Scratch space on the store's file system.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")

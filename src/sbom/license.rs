@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// How a license was determined.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DetectionMethod {
     /// From the `Files:` stanzas of a DEP-5 copyright file.
     Dep5,
@@ -55,7 +55,7 @@ impl DetectionMethod {
 }
 
 /// Something a person should look at before the license record is trusted.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum ReviewFlag {
     /// No license could be determined (NOASSERTION).
     UnknownLicense,
@@ -149,7 +149,9 @@ impl std::fmt::Display for ReviewFlag {
 }
 
 /// How sure the engine is of an expression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Confidence {
     /// Weak text matches, unknown names or no license.
     Low,
@@ -171,7 +173,7 @@ impl Confidence {
 }
 
 /// Why one stanza (or prose grant) was kept or dropped, and what it gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StanzaEvidence {
     /// `Files: a b`, `paragraph 3`, `inventory: …`, `curated rule …`.
     pub scope: String,
@@ -190,7 +192,7 @@ pub struct StanzaEvidence {
 }
 
 /// The license record of one binary package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LicenseFinding {
     /// SPDX expression; `None` means NOASSERTION.
     pub expression: Option<String>,

@@ -33,6 +33,7 @@ pub mod evaluate;
 pub mod html;
 pub mod identify;
 pub mod license;
+mod memo;
 pub mod names;
 pub mod prose;
 pub mod report;
@@ -120,6 +121,9 @@ pub struct SbomOptions {
     pub available: BTreeMap<String, PathBuf>,
     /// Parallel jobs for license detection.
     pub jobs: usize,
+    /// Where license findings are remembered between builds (by package
+    /// sha256 and everything else detection reads); `None`: not kept.
+    pub finding_cache: Option<PathBuf>,
 }
 
 /// What [`write_all`] wrote.
@@ -426,20 +430,27 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
         list.par_iter()
             .map(|(k, p)| {
-                license::detect_with(
-                    &p.name,
-                    &p.source,
-                    p.control.get("Section"),
-                    &p.deb_path,
-                    &opts.available,
-                    &limits,
-                    by_source.get(p.source.as_str()).unwrap_or(&BTreeSet::new()),
-                )
-                .map(|f| ((*k).clone(), f))
-                .map_err(|source| SbomError::License {
-                    package: p.name.clone(),
-                    source,
-                })
+                let siblings = by_source
+                    .get(p.source.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                let detect = || {
+                    license::detect_with(
+                        &p.name,
+                        &p.source,
+                        p.control.get("Section"),
+                        &p.deb_path,
+                        &opts.available,
+                        &limits,
+                        &siblings,
+                    )
+                };
+                memo::finding(opts, p, &siblings, detect)
+                    .map(|f| ((*k).clone(), f))
+                    .map_err(|source| SbomError::License {
+                        package: p.name.clone(),
+                        source,
+                    })
             })
             .collect()
     });

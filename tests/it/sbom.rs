@@ -77,6 +77,7 @@ fn options(fx: &Path, out: &Path, jobs: usize) -> SbomOptions {
         }],
         available: avail,
         jobs,
+        finding_cache: None,
     }
 }
 
@@ -258,4 +259,47 @@ print('valid')\n";
     let o = run(Command::new("python3").args(["-c", script]).arg(file));
     eprintln!("cyclonedx {}: {}", file.display(), text(&o));
     assert!(o.status.success(), "CycloneDX validation: {}", text(&o));
+}
+
+/// Every file under `dir`, by relative path.
+fn all_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rel, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// Remembered license findings give the same documents, byte for byte, as
+/// findings detected afresh (first run fills the memo, second reads it).
+#[test]
+#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
+fn sbom_remembered_findings_give_identical_documents() {
+    let Some(fx) = fixture() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let memo = tmp.path().join("memo");
+    let mut outs = Vec::new();
+    for (i, cache) in [None, Some(memo.clone()), Some(memo.clone())]
+        .into_iter()
+        .enumerate()
+    {
+        let out = tmp.path().join(format!("out{i}"));
+        let mut o = options(&fx, &out, 2);
+        o.finding_cache = cache;
+        imgforge::sbom::write_all(&o).unwrap();
+        outs.push(all_files(&out));
+    }
+    assert!(std::fs::read_dir(&memo).unwrap().count() >= SHIPPED.len());
+    assert_eq!(outs[0], outs[1], "filling the memo changed the documents");
+    assert_eq!(outs[0], outs[2], "reading the memo changed the documents");
 }
