@@ -57,6 +57,7 @@ fn main() {
             json: false,
             source_date_epoch: None,
             max_package_entries: imgforge::deb::DEFAULT_MAX_ENTRIES,
+            sign_key: None,
         };
         let t = Instant::now();
         let s = match build(&opts) {

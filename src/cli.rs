@@ -86,12 +86,28 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
     },
+    /// Provenance attestations.
+    #[command(subcommand)]
+    Attest(AttestCommand),
     /// Write every locked .deb into DIR as a flat mirror (Packages + SHA256SUMS) for --mirror DIR.
     Vendor {
         /// The mirror directory to write (empty, new, or an earlier vendor output).
         dir: PathBuf,
         #[command(flatten)]
         common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttestCommand {
+    /// Verify signed provenance offline: one DSSE envelope, or every attest/*.dsse.json of a build output.
+    Verify {
+        /// The public key (PEM SubjectPublicKeyInfo, Ed25519 or ECDSA P-256).
+        #[arg(long, value_name = "PUB.pem")]
+        key: PathBuf,
+        /// A DSSE envelope file or a build output directory.
+        #[arg(default_value = "out")]
+        path: PathBuf,
     },
 }
 
@@ -186,6 +202,9 @@ pub struct BuildArgs {
     /// Refuse a package whose data.tar has more entries than this.
     #[arg(long, value_name = "N", default_value_t = imgforge::deb::DEFAULT_MAX_ENTRIES)]
     pub max_package_entries: u64,
+    /// Sign each image's provenance (DSSE) with this PKCS#8 PEM private key (Ed25519 or ECDSA P-256).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -231,6 +250,7 @@ impl BuildArgs {
             json: false,
             source_date_epoch: None,
             max_package_entries: self.max_package_entries,
+            sign_key: self.sign_key.clone(),
         }
     }
 }

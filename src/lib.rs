@@ -15,6 +15,8 @@
 //!                          sandbox: build stages run in runc from the same
 //!                          layers; only declared artifacts reach the image.
 //!  verify: builds twice under perturbed conditions and diffs the outputs.
+//!  attest: an in-toto SLSA provenance statement per image (after sbom),
+//!          signed into a DSSE envelope with the user's key.
 //!  registry: `push` sends a built layout to an OCI registry unchanged.
 //! ```
 //!
@@ -31,6 +33,8 @@
 //! * [`sandbox`]: build stages in an OCI runtime with no network, under
 //!   per-step [`limits`] and a seccomp profile.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
+//! * [`attest`]: in-toto SLSA provenance per image, DSSE signing and
+//!   offline verification.
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.
@@ -44,6 +48,7 @@
 //! `SOURCE_DATE_EPOCH`.
 
 pub mod archive;
+pub mod attest;
 pub mod configure;
 pub mod deb;
 pub mod digest;

@@ -50,6 +50,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Most `data.tar` entries accepted per package (memory bound).
     pub max_package_entries: u64,
+    /// Sign each image's provenance with this PKCS#8 PEM private key.
+    pub sign_key: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -958,6 +960,16 @@ fn build_locked(
             ),
         );
     }
+
+    let attest = crate::attest::write_all(&crate::attest::AttestOptions {
+        layout,
+        tree,
+        lock,
+        images: &images,
+        parameters: crate::attest::parameters(&opts.compression, sde),
+        sign_key: opts.sign_key.as_deref(),
+    })?;
+    st.say("Provenance", crate::attest::describe(&attest));
 
     // 8. The record of what was produced.
     crate::verify::record::write(layout, &images, sde)?;
