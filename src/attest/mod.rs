@@ -14,12 +14,16 @@
 //!                                      signed with --sign-key (only then)
 //! ```
 //!
+//! Then [`referrers`] attaches the SBOMs and the provenance to each image
+//! in the layout as OCI 1.1 artifact manifests (`subject` + `artifactType`).
+//!
 //! No time, host name or machine path goes in: paths are relative to the
 //! recipe tree's parent (`recipes/hello.toml`), so two builds of the same
 //! inputs write the same bytes (signatures included: both algorithms are
 //! deterministic). [`verify`] checks envelopes offline with a public key.
 
 pub mod dsse;
+pub mod referrers;
 pub mod verify;
 
 use crate::image::WrittenImage;
@@ -102,7 +106,7 @@ pub enum AttestError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AttestError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AttestError + '_ {
     move |source| AttestError::Io {
         path: path.to_path_buf(),
         source,
@@ -149,6 +153,8 @@ pub struct AttestSummary {
     pub files: Vec<PathBuf>,
     /// The signing key's id, when signed.
     pub keyid: Option<String>,
+    /// The artifact manifests attached to the images in the layout.
+    pub referrers: Vec<referrers::Referrer>,
 }
 
 /// One line for the build's progress output.
@@ -164,11 +170,27 @@ pub fn describe(s: &AttestSummary) -> String {
     }
 }
 
+/// `a/b/../c` → `a/c`, without touching the file system.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A path as recorded: relative to the recipe tree's parent, `/`-separated.
 fn recorded_path(tree: &Tree, p: &Path) -> String {
-    let root = tree.dir.parent().unwrap_or(Path::new(""));
+    let root = lexical(tree.dir.parent().unwrap_or(Path::new("")));
+    let p = lexical(p);
     let rel = p
-        .strip_prefix(root)
+        .strip_prefix(&root)
         .ok()
         .filter(|r| !r.as_os_str().is_empty())
         .map(Path::to_path_buf)
@@ -307,8 +329,10 @@ pub fn write_all(opts: &AttestOptions) -> Result<AttestSummary, AttestError> {
         }
     }
     files.sort();
+    let referrers = referrers::write_layout(opts.layout, opts.images)?;
     Ok(AttestSummary {
         files,
         keyid: key.map(|k| k.verifying_key().keyid()),
+        referrers,
     })
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A small tree (base + one image) of generated packages and its mirror.
-fn tree(dir: &Path) {
+pub fn tree(dir: &Path) {
     use crate::debgen::{Deb, T};
     std::fs::create_dir_all(dir.join("base")).unwrap();
     std::fs::create_dir_all(dir.join("recipes")).unwrap();
@@ -34,7 +34,7 @@ fn tree(dir: &Path) {
     crate::debgen::mirror(&dir.join("mirror"), &debs);
 }
 
-fn build(dir: &Path, out: &str, key: Option<&Path>) {
+pub fn build(dir: &Path, out: &str, key: Option<&Path>) {
     let mut cmd = imgforge();
     cmd.current_dir(dir)
         .env_remove("SOURCE_DATE_EPOCH")
@@ -49,16 +49,23 @@ fn build(dir: &Path, out: &str, key: Option<&Path>) {
 
 /// An openssl key pair: (private PKCS#8 PEM, public PEM).
 fn keypair(dir: &Path, alg: &str) -> (PathBuf, PathBuf) {
-    let (private, public) = (dir.join(format!("{alg}.pem")), dir.join(format!("{alg}.pub.pem")));
-    let mut gen = Command::new("openssl");
-    gen.arg("genpkey");
+    let (private, public) = (
+        dir.join(format!("{alg}.pem")),
+        dir.join(format!("{alg}.pub.pem")),
+    );
+    let mut keygen = Command::new("openssl");
+    keygen.arg("genpkey");
     match alg {
-        "ed25519" => gen.args(["-algorithm", "ed25519"]),
-        _ => gen.args(["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+        "ed25519" => keygen.args(["-algorithm", "ed25519"]),
+        _ => keygen.args(["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
     };
-    let o = run(gen.arg("-out").arg(&private));
+    let o = run(keygen.arg("-out").arg(&private));
     assert!(o.status.success(), "{}", text(&o));
-    let o = run(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&private).arg("-out").arg(&public));
+    let o = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public));
     assert!(o.status.success(), "{}", text(&o));
     (private, public)
 }
@@ -82,7 +89,10 @@ env = Envelope.from_dict(json.load(open(sys.argv[1])))\n\
 env.verify_signature(d)\n\
 st = json.loads(env.pae().split(b' ', 4)[4])\n\
 print('verified', key.scheme, st['subject'][0]['name'])\n";
-    run(Command::new("python3").args(["-c", script]).arg(envelope).arg(public))
+    run(Command::new("python3")
+        .args(["-c", script])
+        .arg(envelope)
+        .arg(public))
 }
 
 /// Rewrite the envelope with one byte of the signed statement changed.
@@ -105,7 +115,10 @@ fn unsigned_builds_write_deterministic_provenance_statements() {
     build(dir, "out2", None);
     let st_path = dir.join("out/attest/app.provenance.json");
     let bytes = std::fs::read(&st_path).unwrap();
-    assert_eq!(bytes, std::fs::read(dir.join("out2/attest/app.provenance.json")).unwrap());
+    assert_eq!(
+        bytes,
+        std::fs::read(dir.join("out2/attest/app.provenance.json")).unwrap()
+    );
     assert!(!dir.join("out/attest/app.provenance.dsse.json").exists());
     let st: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
@@ -120,20 +133,28 @@ fn unsigned_builds_write_deterministic_provenance_statements() {
         .unwrap();
     assert_eq!(st["subject"][0]["name"], "app:2.0");
     assert_eq!(
-        format!("sha256:{}", st["subject"][0]["digest"]["sha256"].as_str().unwrap()),
+        format!(
+            "sha256:{}",
+            st["subject"][0]["digest"]["sha256"].as_str().unwrap()
+        ),
         m["digest"].as_str().unwrap()
     );
     // Recipe, base and lock digests; every locked package; no machine path.
     let bd = &st["predicate"]["buildDefinition"];
     let deps = bd["resolvedDependencies"].as_array().unwrap();
     let digest_of = |uri: &str| {
-        deps.iter().find(|d| d["uri"] == uri).unwrap_or_else(|| panic!("{uri}: {deps:?}"))["digest"]
-            ["sha256"]
+        deps.iter()
+            .find(|d| d["uri"] == uri)
+            .unwrap_or_else(|| panic!("{uri}: {deps:?}"))["digest"]["sha256"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    for f in ["recipes/app.toml", "base/base.toml", "recipes/imgforge.lock"] {
+    for f in [
+        "recipes/app.toml",
+        "base/base.toml",
+        "recipes/imgforge.lock",
+    ] {
         assert_eq!(
             digest_of(f),
             imgforge::digest::sha256_hex(&std::fs::read(dir.join(f)).unwrap()),
@@ -148,8 +169,8 @@ fn unsigned_builds_write_deterministic_provenance_statements() {
         st["predicate"]["runDetails"]["builder"]["version"]["imgforge"],
         env!("CARGO_PKG_VERSION")
     );
-    let text = String::from_utf8(bytes).unwrap();
-    assert!(!text.contains(dir.to_str().unwrap()), "{text}");
+    let statement = String::from_utf8(bytes).unwrap();
+    assert!(!statement.contains(dir.to_str().unwrap()), "{statement}");
     // Nothing signed: verify says how to sign (the key is RFC 8410's example).
     let public = dir.join("example.pub.pem");
     std::fs::write(
@@ -157,9 +178,17 @@ fn unsigned_builds_write_deterministic_provenance_statements() {
         "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
     )
     .unwrap();
-    let o = run(imgforge().current_dir(dir).args(["attest", "verify", "--key"]).arg(&public).arg("out"));
+    let o = run(imgforge()
+        .current_dir(dir)
+        .args(["attest", "verify", "--key"])
+        .arg(&public)
+        .arg("out"));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("no attest/*.dsse.json envelope"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no attest/*.dsse.json envelope"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -173,7 +202,9 @@ fn signed_provenance_verifies_with_in_toto_and_fails_after_one_byte_changes() {
     }
     let probe = run(Command::new("python3").args(["-c", "import in_toto, securesystemslib"]));
     if !probe.status.success() {
-        missing("this test needs the Python packages in-toto and securesystemslib (pip install in-toto)");
+        missing(
+            "this test needs the Python packages in-toto and securesystemslib (pip install in-toto)",
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -184,10 +215,16 @@ fn signed_provenance_verifies_with_in_toto_and_fails_after_one_byte_changes() {
         build(dir, &out, Some(&private));
         let out = dir.join(out);
         // imgforge verifies every envelope of the output.
-        let o = run(imgforge().args(["attest", "verify", "--key"]).arg(&public).arg(&out));
+        let o = run(imgforge()
+            .args(["attest", "verify", "--key"])
+            .arg(&public)
+            .arg(&out));
         assert!(o.status.success(), "{alg}: {}", text(&o));
         let t = text(&o);
-        assert!(t.contains("verified app:2.0 sha256:") && t.contains("verified base:t1"), "{t}");
+        assert!(
+            t.contains("verified app:2.0 sha256:") && t.contains("verified base:t1"),
+            "{t}"
+        );
         // The signed payload is the statement written beside it.
         let env_path = out.join("attest/app.provenance.dsse.json");
         let env = read_json(&env_path);
@@ -198,15 +235,34 @@ fn signed_provenance_verifies_with_in_toto_and_fails_after_one_byte_changes() {
         // The in-toto reference implementation agrees.
         let o = in_toto_verify(&env_path, &public);
         eprintln!("in-toto {alg}: {}", text(&o));
-        assert!(o.status.success() && text(&o).contains("verified"), "{alg}: {}", text(&o));
+        assert!(
+            o.status.success() && text(&o).contains("verified"),
+            "{alg}: {}",
+            text(&o)
+        );
         // One byte of the statement changed: both refuse it.
         let bad = dir.join(format!("tampered-{alg}.dsse.json"));
         tamper(&env_path, &bad);
-        let o = run(imgforge().args(["attest", "verify", "--key"]).arg(&public).arg(&bad));
+        let o = run(imgforge()
+            .args(["attest", "verify", "--key"])
+            .arg(&public)
+            .arg(&bad));
         assert_eq!(o.status.code(), Some(1), "{alg}: {}", text(&o));
-        assert!(text(&o).contains("the signature does not verify"), "{}", text(&o));
+        assert!(
+            text(&o).contains("the signature does not verify"),
+            "{}",
+            text(&o)
+        );
         let o = in_toto_verify(&bad, &public);
-        assert!(!o.status.success(), "in-toto accepted a changed statement: {}", text(&o));
-        assert!(text(&o).contains("SignatureVerificationError"), "{}", text(&o));
+        assert!(
+            !o.status.success(),
+            "in-toto accepted a changed statement: {}",
+            text(&o)
+        );
+        assert!(
+            text(&o).contains("SignatureVerificationError"),
+            "{}",
+            text(&o)
+        );
     }
 }
