@@ -224,7 +224,13 @@ fn per_image_outputs_are_accepted_by_syft() {
         // trivy reads our runtime CycloneDX: Debian and its point release,
         // exactly the closure; the build SBOM holds only the build stage.
         let o = run(Command::new("trivy")
-            .args(["sbom", "--offline-scan", "--skip-db-update", "--scanners", "license"])
+            .args([
+                "sbom",
+                "--offline-scan",
+                "--skip-db-update",
+                "--scanners",
+                "license",
+            ])
             .args(["--format", "json", "--list-all-pkgs", "-q"])
             .arg(out.join(format!("sbom/{img}.cdx.json"))));
         assert!(o.status.success(), "trivy sbom {img}: {}", text(&o));
@@ -237,11 +243,19 @@ fn per_image_outputs_are_accepted_by_syft() {
             .flat_map(|r| r["Packages"].as_array().cloned().unwrap_or_default())
             .map(|p| p["Name"].as_str().unwrap().to_string())
             .collect();
-        eprintln!("trivy sbom {img}: OS {}, {} packages", v["Metadata"]["OS"], listed.len());
+        eprintln!(
+            "trivy sbom {img}: OS {}, {} packages",
+            v["Metadata"]["OS"],
+            listed.len()
+        );
         assert_eq!(v["Metadata"]["OS"]["Family"], "debian", "{img}");
         assert_eq!(listed, want, "trivy sbom {img}");
         let build_sbom = out.join(format!("sbom/{img}.build.cdx.json"));
-        assert_eq!(build_sbom.exists(), !names(img, "build").is_empty(), "{img}");
+        assert_eq!(
+            build_sbom.exists(),
+            !names(img, "build").is_empty(),
+            "{img}"
+        );
         for input in [images.join(img), images.join(format!("{img}.tar"))] {
             let o = run(Command::new("trivy")
                 .args([

@@ -263,12 +263,21 @@ fn sbom_documents_are_valid_complete_and_reproducible() {
     let gcc = bpkgs.iter().find(|p| p["name"] == "gcc-12").unwrap()["SPDXID"].clone();
     let brel = |a: &Value, kind: &str, b: &str| {
         brels.iter().any(|r| {
-            r["spdxElementId"] == *a && r["relationshipType"] == kind && r["relatedSpdxElement"] == b
+            r["spdxElementId"] == *a
+                && r["relationshipType"] == kind
+                && r["relatedSpdxElement"] == b
         })
     };
     assert!(brel(&gcc, "BUILD_DEPENDENCY_OF", "SPDXRef-Image"));
-    assert!(!brel(&Value::from("SPDXRef-Image"), "CONTAINS", gcc.as_str().unwrap()));
-    assert!(!bpkgs.iter().any(|p| p["name"] == "libc6"), "runtime package in the build SBOM");
+    assert!(!brel(
+        &Value::from("SPDXRef-Image"),
+        "CONTAINS",
+        gcc.as_str().unwrap()
+    ));
+    assert!(
+        !bpkgs.iter().any(|p| p["name"] == "libc6"),
+        "runtime package in the build SBOM"
+    );
     let bcdx = read_json(&a.path().join("sbom/example_hello.build.cdx.json"));
     let bnames: Vec<&str> = bcdx["components"]
         .as_array()
@@ -314,8 +323,7 @@ fn trivy_detects_the_os_and_the_shipped_packages_from_the_cyclonedx() {
     let out = tempfile::tempdir().unwrap();
     let opts = options(&fx, out.path(), 2);
     sbom::write_all(&opts).unwrap();
-    let want: std::collections::BTreeSet<String> =
-        SHIPPED.iter().map(|s| s.to_string()).collect();
+    let want: std::collections::BTreeSet<String> = SHIPPED.iter().map(|s| s.to_string()).collect();
     let release = imgforge::release::read_release(
         &opts.images[0].packages[0].deb_path,
         &opts.images[0].packages[0].version,
@@ -323,15 +331,34 @@ fn trivy_detects_the_os_and_the_shipped_packages_from_the_cyclonedx() {
     .unwrap();
     for (file, names) in [
         ("example_hello.cdx.json", want.clone()),
-        ("example_hello.build.cdx.json", ["gcc-12".to_string()].into()),
+        (
+            "example_hello.build.cdx.json",
+            ["gcc-12".to_string()].into(),
+        ),
     ] {
         let o = run(Command::new("trivy")
-            .args(["sbom", "--offline-scan", "--skip-db-update", "--skip-java-db-update"])
-            .args(["--scanners", "license", "--format", "json", "--list-all-pkgs", "-q"])
+            .args([
+                "sbom",
+                "--offline-scan",
+                "--skip-db-update",
+                "--skip-java-db-update",
+            ])
+            .args([
+                "--scanners",
+                "license",
+                "--format",
+                "json",
+                "--list-all-pkgs",
+                "-q",
+            ])
             .arg(out.path().join("sbom").join(file)));
         assert!(o.status.success(), "trivy {file}: {}", text(&o));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["Metadata"]["OS"]["Family"], "debian", "{file}: {}", v["Metadata"]);
+        assert_eq!(
+            v["Metadata"]["OS"]["Family"], "debian",
+            "{file}: {}",
+            v["Metadata"]
+        );
         assert_eq!(v["Metadata"]["OS"]["Name"], release.version.as_str());
         let found: std::collections::BTreeSet<String> = v["Results"]
             .as_array()
@@ -341,7 +368,11 @@ fn trivy_detects_the_os_and_the_shipped_packages_from_the_cyclonedx() {
             .flat_map(|r| r["Packages"].as_array().cloned().unwrap_or_default())
             .map(|p| p["Name"].as_str().unwrap().to_string())
             .collect();
-        eprintln!("trivy sbom {file}: OS {}, {} packages", v["Metadata"]["OS"], found.len());
+        eprintln!(
+            "trivy sbom {file}: OS {}, {} packages",
+            v["Metadata"]["OS"],
+            found.len()
+        );
         assert_eq!(found, names, "{file}");
     }
 }
