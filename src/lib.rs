@@ -16,8 +16,10 @@
 //!                          layers; only declared artifacts reach the image.
 //!  verify: builds twice under perturbed conditions and diffs the outputs.
 //!  attest: an in-toto SLSA provenance statement per image (after sbom),
-//!          signed into a DSSE envelope with the user's key.
-//!  registry: `push` sends a built layout to an OCI registry unchanged.
+//!          signed into a DSSE envelope with the user's key; SBOMs and
+//!          provenance attached to the images as OCI 1.1 referrers.
+//!  registry: `push` sends a built layout to an OCI registry unchanged,
+//!          referrers included (tag-schema fallback without the API).
 //! ```
 //!
 //! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
@@ -34,7 +36,7 @@
 //!   per-step [`limits`] and a seccomp profile.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
 //! * [`attest`]: in-toto SLSA provenance per image, DSSE signing and
-//!   offline verification.
+//!   offline verification, OCI 1.1 referrers (`referrers/` layout).
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.

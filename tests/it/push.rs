@@ -366,6 +366,13 @@ fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
             .clone()
     };
     let hello = image("/hello");
+    // Each image's SBOMs and provenance went up as referrers, listed by
+    // the fallback tag (Distribution 2.8 has no referrers API).
+    for i in first["images"].as_array().unwrap() {
+        assert_eq!(i["referrers_sent"], 3, "{i:#}");
+        let tag = i["digest"].as_str().unwrap().replace("sha256:", "sha256-");
+        assert_eq!(i["referrers_tag"], tag.as_str(), "{i:#}");
+    }
     // The digest the registry serves is the one in the layout's index.
     let index = std::fs::read_to_string(out.join("index.json")).unwrap();
     assert!(index.contains(hello["digest"].as_str().unwrap()));
