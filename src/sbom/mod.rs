@@ -238,15 +238,23 @@ pub fn purl(name: &str, version: &str, arch: &str, distro: &str) -> String {
 /// `libselinux%403.4-1`; libbpf1 1:1.1.2-0+deb12u1 → `libbpf%401.1.2-0%2Bdeb12u1`).
 pub fn deb_purl(p: &SbomPackage, distro: &str) -> String {
     let base = purl(&p.name, &p.version, &p.architecture, distro);
-    if p.source == p.name && p.source_version == p.version {
-        return base;
+    format!(
+        "{base}{}",
+        upstream(&p.name, &p.version, &p.source, &p.source_version)
+    )
+}
+
+/// `&upstream=...` of [`deb_purl`], or nothing.
+fn upstream(name: &str, version: &str, source: &str, source_version: &str) -> String {
+    if source == name && source_version == version {
+        return String::new();
     }
-    let upstream = if p.source_version == p.version {
-        p.source.clone()
+    let upstream = if source_version == version {
+        source.to_string()
     } else {
-        format!("{}@{}", p.source, p.source_version)
+        format!("{source}@{source_version}")
     };
-    format!("{base}&upstream={}", purl_encode_version(&upstream))
+    format!("&upstream={}", purl_encode_version(&upstream))
 }
 
 /// Which SBOM of an image a document is.
@@ -719,5 +727,46 @@ mod tests {
             "pkg:deb/debian/libstdc%2B%2B6@1%2Bb1?arch=amd64&distro=d"
         );
         assert_eq!(safe_name("library/nginx"), "library_nginx");
+    }
+
+    /// The purls syft 1.18 wrote for these packages of the example images.
+    #[test]
+    fn deb_purls_are_syfts() {
+        let cases = [
+            (
+                ("libssl3", "3.0.22-1~deb12u2", "openssl", "3.0.22-1~deb12u2"),
+                "pkg:deb/debian/libssl3@3.0.22-1~deb12u2?arch=amd64&distro=debian-12&upstream=openssl",
+            ),
+            (
+                ("libselinux1", "3.4-1+b6", "libselinux", "3.4-1"),
+                "pkg:deb/debian/libselinux1@3.4-1%2Bb6?arch=amd64&distro=debian-12&upstream=libselinux%403.4-1",
+            ),
+            (
+                (
+                    "libcap2",
+                    "1:2.66-4+deb12u3+b1",
+                    "libcap2",
+                    "1:2.66-4+deb12u3",
+                ),
+                "pkg:deb/debian/libcap2@1:2.66-4%2Bdeb12u3%2Bb1?arch=amd64&distro=debian-12&upstream=libcap2%401:2.66-4%2Bdeb12u3",
+            ),
+            (
+                (
+                    "libnginx-mod-http-echo",
+                    "1:0.63-4",
+                    "libnginx-mod-http-echo",
+                    "1:0.63-4",
+                ),
+                "pkg:deb/debian/libnginx-mod-http-echo@1:0.63-4?arch=amd64&distro=debian-12",
+            ),
+        ];
+        for ((name, version, source, source_version), want) in cases {
+            let got = format!(
+                "{}{}",
+                purl(name, version, "amd64", "debian-12"),
+                upstream(name, version, source, source_version)
+            );
+            assert_eq!(got, want);
+        }
     }
 }
