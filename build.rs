@@ -69,9 +69,14 @@ fn main() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
-    println!("cargo::rustc-check-cfg=cfg(has_python_cyclonedx)");
-    if strict || python_has("cyclonedx") {
-        println!("cargo::rustc-cfg=has_python_cyclonedx");
+    for (cfg, module) in [
+        ("has_python_cyclonedx", "cyclonedx"),
+        ("has_python_in_toto", "in_toto, securesystemslib"),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if strict || python_has(module) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
     }
 }
 

@@ -86,12 +86,28 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
     },
+    /// Provenance attestations.
+    #[command(subcommand)]
+    Attest(AttestCommand),
     /// Write every locked .deb into DIR as a flat mirror (Packages + SHA256SUMS) for --mirror DIR.
     Vendor {
         /// The mirror directory to write (empty, new, or an earlier vendor output).
         dir: PathBuf,
         #[command(flatten)]
         common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttestCommand {
+    /// Verify signed provenance offline: one DSSE envelope, or every attest/*.dsse.json of a build output.
+    Verify {
+        /// The public key (PEM SubjectPublicKeyInfo, Ed25519 or ECDSA P-256).
+        #[arg(long, value_name = "PUB.pem")]
+        key: PathBuf,
+        /// A DSSE envelope file or a build output directory.
+        #[arg(default_value = "out")]
+        path: PathBuf,
     },
 }
 
@@ -190,6 +206,9 @@ pub struct BuildArgs {
     /// `single` (one layer for the base's packages, one for each image's).
     #[arg(long, value_name = "N|single", default_value = "16", value_parser = parse_layers)]
     pub layers: ops::LayerPolicy,
+    /// Sign each image's provenance (DSSE) with this PKCS#8 PEM private key (Ed25519 or ECDSA P-256).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 fn parse_layers(s: &str) -> Result<ops::LayerPolicy, String> {
@@ -248,6 +267,7 @@ impl BuildArgs {
             source_date_epoch: None,
             max_package_entries: self.max_package_entries,
             layers: self.layers,
+            sign_key: self.sign_key.clone(),
         }
     }
 }

@@ -14,7 +14,11 @@
 //!              sha256)     per source  scripts)        image ──► sbom          per-image
 //!                          package)                                            archives)
 //!  verify: builds twice under perturbed conditions (fresh stores) and diffs.
-//!  registry: `push` sends a built layout to an OCI registry unchanged.
+//!  attest: an in-toto SLSA provenance statement per image (after sbom),
+//!          signed into a DSSE envelope with the user's key; SBOMs and
+//!          provenance attached to the images as OCI 1.1 referrers.
+//!  registry: `push` sends a built layout to an OCI registry unchanged,
+//!          referrers included (tag-schema fallback without the API).
 //! ```
 //!
 //! Dependencies point one way: `ops` (commands) → `plan` / `verify` /
@@ -33,6 +37,8 @@
 //! * [`sandbox`]: build stages in an OCI runtime with no network, under
 //!   per-step [`limits`] and a seccomp profile.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
+//! * [`attest`]: in-toto SLSA provenance per image, DSSE signing and
+//!   offline verification, OCI 1.1 referrers (`referrers/` layout).
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.
@@ -49,6 +55,7 @@
 //! `SOURCE_DATE_EPOCH`.
 
 pub mod archive;
+pub mod attest;
 pub mod configure;
 pub mod deb;
 pub mod digest;

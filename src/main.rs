@@ -86,6 +86,22 @@ fn main() -> ExitCode {
             quiet,
         })
         .map(|_| ExitCode::SUCCESS),
+        cli::Command::Attest(cli::AttestCommand::Verify { key, path }) => {
+            imgforge::attest::verify::verify(path, key)
+                .map(|all| {
+                    for v in all {
+                        for (name, digest) in &v.subjects {
+                            println!(
+                                "verified {name} {digest} ({}, key {})",
+                                v.envelope.display(),
+                                v.keyid
+                            );
+                        }
+                    }
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }
         cli::Command::Vendor { dir, common } => {
             imgforge::ops::vendor::vendor(&imgforge::ops::vendor::VendorOptions {
                 common: common.to_options(),

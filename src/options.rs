@@ -59,6 +59,8 @@ pub struct BuildOptions {
     pub max_package_entries: u64,
     /// How packages are split into layers.
     pub layers: LayerPolicy,
+    /// Sign each image's provenance with this PKCS#8 PEM private key.
+    pub sign_key: Option<PathBuf>,
 }
 
 impl BuildOptions {

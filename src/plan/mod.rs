@@ -204,6 +204,17 @@ fn run(
     let t = Instant::now();
     let images = write_images(&ctx, layout, &base, &built)?;
     let needs_review = ctx.sboms(layout, &images, &built)?;
+    // Provenance and referrers: cheap, deterministic (Ed25519 and RFC 6979
+    // ECDSA signatures), written on every build.
+    let attest = crate::attest::write_all(&crate::attest::AttestOptions {
+        layout,
+        tree,
+        lock,
+        images: &images,
+        parameters: crate::attest::parameters(&opts.compression, sde),
+        sign_key: opts.sign_key.as_deref(),
+    })?;
+    st.say("Provenance", crate::attest::describe(&attest));
     let known = ctx.per_image(layout, &images)?;
     record::write(layout, &images, sde, &known)?;
     if let Some(bundle) = &opts.bundle {

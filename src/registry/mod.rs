@@ -10,11 +10,14 @@
 //! sent again. Images are pushed in order of layer count, so the base goes
 //! first and the images built on it mount its layers instead of uploading
 //! them. Credentials come from the docker config (see [`auth`]); transient
-//! failures are retried with backoff (see [`client`]).
+//! failures are retried with backoff (see [`client`]). Each image's OCI
+//! 1.1 referrers (SBOMs, provenance) follow it (see [`referrers`]), with
+//! the tag-schema fallback for registries without the referrers API.
 
 pub mod auth;
 pub mod client;
 pub mod layout;
+pub mod referrers;
 
 use client::{Body, Client, Reply};
 use layout::{BlobRef, LayoutImage};
@@ -99,6 +102,11 @@ pub struct PushedImage {
     pub skipped: usize,
     /// False when the tag already pointed at this manifest.
     pub manifest_sent: bool,
+    /// Referrer manifests (SBOMs, provenance) the registry did not have.
+    pub referrers_sent: usize,
+    /// The referrers tag-schema tag written (`sha256-<hex>`), for a
+    /// registry without the referrers API.
+    pub referrers_tag: Option<String>,
 }
 
 /// What a push did.
@@ -137,6 +145,8 @@ impl PushSummary {
                 "blobs_mounted": i.mounted,
                 "blobs_skipped": i.skipped,
                 "manifest_sent": i.manifest_sent,
+                "referrers_sent": i.referrers_sent,
+                "referrers_tag": i.referrers_tag,
             })).collect::<Vec<_>>(),
             "blobs_uploaded": self.uploaded(),
             "bytes_uploaded": self.uploaded_bytes(),
@@ -260,8 +270,11 @@ pub fn push(
     for img in &images {
         let repo = dest.repository(&img.name);
         let pushed = pool.install(|| push_image(&client, &repo, img, &known))?;
+        let refs = referrers::push(&client, &repo, &opts.layout, img, &known)?;
         let pushed = PushedImage {
             reference: format!("{}/{repo}:{}", dest.host, img.tag),
+            referrers_sent: refs.sent,
+            referrers_tag: refs.fallback_tag,
             ..pushed
         };
         on_image(&pushed);
@@ -272,7 +285,7 @@ pub fn push(
 }
 
 /// How one blob got to the registry.
-enum Outcome {
+pub(crate) enum Outcome {
     Skipped,
     Mounted,
     Uploaded(u64),
@@ -309,11 +322,11 @@ fn push_image(
     Ok(p)
 }
 
-fn scope(repo: &str, actions: &str) -> String {
+pub(crate) fn scope(repo: &str, actions: &str) -> String {
     format!("repository:{repo}:{actions}")
 }
 
-fn push_blob(
+pub(crate) fn push_blob(
     client: &Client,
     repo: &str,
     b: &BlobRef,
@@ -413,7 +426,7 @@ fn location(r: &Reply) -> Result<String, String> {
         .ok_or_else(|| format!("the registry answered {} without a Location", r.status))
 }
 
-fn status_reason(what: &str, r: &Reply) -> String {
+pub(crate) fn status_reason(what: &str, r: &Reply) -> String {
     let body = r.body.trim();
     let body = if body.len() > 400 { &body[..400] } else { body };
     format!("{what} answered HTTP {} {body}", r.status)

@@ -2,21 +2,26 @@
 //!
 //! * `metadata.component`: the image (type `container`, manifest sha256, an
 //!   `pkg:oci` purl); `metadata.tools.components`: imgforge.
-//! * Shipped `.deb`s: `library` components (purl as `bom-ref`) with supplier,
-//!   sha256 of the `.deb`, declared license expression (omitted when
-//!   NOASSERTION; the `imgforge:license` property then says so), homepage,
-//!   and properties for the source package, its purl, the detection method and
-//!   review flags. Scope `required`.
+//! * The operating system: an `operating-system` component named `debian`
+//!   with the point release of base-files' `/etc/debian_version` (what
+//!   `trivy sbom` needs to match OS-package vulnerabilities); it depends on
+//!   every shipped `.deb`.
+//! * Shipped `.deb`s: `library` components (purl with syft's qualifiers as
+//!   `bom-ref`) with supplier, sha256 of the `.deb`, declared license
+//!   expression (omitted when NOASSERTION; the `imgforge:license` property
+//!   then says so), homepage, and properties for the source package, its
+//!   purl, the detection method and review flags. Scope `required`.
 //! * Build-stage artifacts: `file` components with sha256.
-//! * Build-stage packages: components with scope `excluded` and property
-//!   `imgforge:stage` = `build` — recorded, but not part of what ships.
-//! * `dependencies`: the image on its shipped packages and artifacts; each
-//!   package on what its `Depends` names among shipped packages.
+//! * The build SBOM ([`Part::Build`]) lists the build stage's packages
+//!   instead (lifecycle phase `build`, property `imgforge:stage` = `build`),
+//!   and no artifact: build-only packages never appear in the runtime SBOM.
+//! * `dependencies`: the image on the OS and artifacts, the OS on the
+//!   packages, each package on what its `Depends` names among them.
 //! * `serialNumber`: a UUID derived from the hash of the document itself.
 
 use super::{
-    Findings, SbomImage, SbomOptions, SbomPackage, depends_on, key, maintainer, purl, purl_encode,
-    rfc3339,
+    DocContext, Findings, Part, SbomImage, SbomOptions, SbomPackage, deb_purl, depends_on, key,
+    maintainer, purl, purl_encode, rfc3339,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -25,15 +30,13 @@ fn prop(name: &str, value: &str) -> Value {
     json!({"name": name, "value": value})
 }
 
-fn component(p: &SbomPackage, opts: &SbomOptions, findings: &Findings, build: bool) -> Value {
-    let f = findings.get(&key(p));
-    let pu = purl(&p.name, &p.version, &p.architecture, &opts.distro);
+fn properties(p: &SbomPackage, ctx: &DocContext, findings: &Findings) -> Vec<Value> {
     let mut props = vec![
         prop("debian:source", &p.source),
         prop("debian:source_version", &p.source_version),
         prop(
             "debian:source_purl",
-            &purl(&p.source, &p.source_version, "source", &opts.distro),
+            &purl(&p.source, &p.source_version, "source", &ctx.distro),
         ),
         prop("debian:filename", &p.filename),
         prop("debian:size", &p.size.to_string()),
@@ -41,10 +44,10 @@ fn component(p: &SbomPackage, opts: &SbomOptions, findings: &Findings, build: bo
     if let Some(s) = p.control.get("Section") {
         props.push(prop("debian:section", s));
     }
-    if build {
+    if ctx.part == Part::Build {
         props.push(prop("imgforge:stage", "build"));
     }
-    if let Some(f) = f {
+    if let Some(f) = findings.get(&key(p)) {
         props.push(prop("imgforge:license_method", f.method.label()));
         if f.expression.is_none() {
             props.push(prop("imgforge:license", "NOASSERTION"));
@@ -57,17 +60,22 @@ fn component(p: &SbomPackage, opts: &SbomOptions, findings: &Findings, build: bo
         }
     }
     props.sort_by_key(crate::json::to_canonical);
+    props
+}
+
+fn component(p: &SbomPackage, ctx: &DocContext, findings: &Findings) -> Value {
+    let pu = deb_purl(p, &ctx.distro);
     let mut c = json!({
         "type": "library",
         "bom-ref": pu,
         "name": p.name,
         "version": p.version,
         "purl": pu,
-        "scope": if build { "excluded" } else { "required" },
+        "scope": "required",
         "hashes": [{"alg": "SHA-256", "content": p.sha256}],
-        "properties": props,
+        "properties": properties(p, ctx, findings),
     });
-    if let Some(e) = f.and_then(|f| f.expression.clone()) {
+    if let Some(e) = findings.get(&key(p)).and_then(|f| f.expression.clone()) {
         c["licenses"] = json!([{"expression": e, "acknowledgement": "declared"}]);
     }
     if let Some((name, email)) = maintainer(p) {
@@ -91,65 +99,103 @@ fn component(p: &SbomPackage, opts: &SbomOptions, findings: &Findings, build: bo
     c
 }
 
-/// The CycloneDX document of one image.
-pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Value {
-    let digest_hex = img.manifest_digest.trim_start_matches("sha256:");
+/// The operating-system component and its `bom-ref`, when the release is known.
+fn os_component(ctx: &DocContext) -> Option<(Value, String)> {
+    let r = ctx.release.as_ref()?;
+    let bom_ref = format!("os:debian@{}", r.version);
+    let c = json!({
+        "type": "operating-system",
+        "bom-ref": bom_ref,
+        "name": "debian",
+        "version": r.version,
+        "description": format!("Debian GNU/Linux {} (/etc/debian_version of base-files {})", r.version, r.base_files),
+        "properties": [prop("debian:base_files", &r.base_files), prop("imgforge:distro", &ctx.distro)],
+    });
+    Some((c, bom_ref))
+}
+
+/// The `pkg:oci` purl of the image.
+fn image_ref(img: &SbomImage) -> String {
     let short = img
         .name
         .rsplit('/')
         .next()
         .unwrap_or(&img.name)
         .to_ascii_lowercase();
-    let image_ref = format!(
+    format!(
         "pkg:oci/{}@{}?tag={}",
         purl_encode(&short),
         purl_encode(&img.manifest_digest),
         purl_encode(&img.tag)
-    );
+    )
+}
+
+/// Package components and their dependency entries; the refs of the packages.
+fn packages(
+    pkgs: &[SbomPackage],
+    ctx: &DocContext,
+    findings: &Findings,
+) -> (Vec<Value>, Vec<Value>, BTreeSet<String>) {
     let mut components = Vec::new();
     let mut deps = Vec::new();
-    let mut image_deps = BTreeSet::new();
+    let mut refs = BTreeSet::new();
     let mut seen = BTreeSet::new();
-    let present: BTreeSet<String> = img.packages.iter().map(|p| p.name.clone()).collect();
-    for p in &img.packages {
+    let present: BTreeSet<String> = pkgs.iter().map(|p| p.name.clone()).collect();
+    for p in pkgs {
         if !seen.insert(key(p)) {
             continue;
         }
-        let c = component(p, opts, findings, false);
-        let r = purl(&p.name, &p.version, &p.architecture, &opts.distro);
-        image_deps.insert(r.clone());
-        let on: Vec<String> = depends_on(p, &present)
+        let r = deb_purl(p, &ctx.distro);
+        refs.insert(r.clone());
+        let on: BTreeSet<String> = depends_on(p, &present)
             .iter()
-            .filter_map(|d| img.packages.iter().find(|q| &q.name == d))
-            .map(|q| purl(&q.name, &q.version, &q.architecture, &opts.distro))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .filter_map(|d| pkgs.iter().find(|q| &q.name == d))
+            .map(|q| deb_purl(q, &ctx.distro))
             .collect();
-        deps.push(json!({"ref": r, "dependsOn": on}));
-        components.push(c);
+        deps.push(json!({"ref": r, "dependsOn": on.into_iter().collect::<Vec<_>>()}));
+        components.push(component(p, ctx, findings));
     }
-    for p in &img.build_packages {
-        if !seen.insert(key(p)) {
-            continue;
+    (components, deps, refs)
+}
+
+/// The CycloneDX document of one image (its runtime or its build SBOM).
+pub fn document(
+    img: &SbomImage,
+    opts: &SbomOptions,
+    findings: &Findings,
+    ctx: &DocContext,
+) -> Value {
+    let image_ref = image_ref(img);
+    let (mut components, mut deps, pkg_refs) = packages(ctx.packages(img), ctx, findings);
+    let mut image_deps = BTreeSet::new();
+    match os_component(ctx) {
+        Some((os, os_ref)) => {
+            components.push(os);
+            deps.push(
+                json!({"ref": os_ref, "dependsOn": pkg_refs.into_iter().collect::<Vec<_>>()}),
+            );
+            image_deps.insert(os_ref);
         }
-        components.push(component(p, opts, findings, true));
+        None => image_deps.extend(pkg_refs),
     }
-    let mut art_seen = BTreeSet::new();
-    for a in &img.artifacts {
-        if !art_seen.insert(a.path.clone()) {
-            continue;
+    if ctx.part == Part::Runtime {
+        let mut art_seen = BTreeSet::new();
+        for a in &img.artifacts {
+            if !art_seen.insert(a.path.clone()) {
+                continue;
+            }
+            let r = format!("file:/{}", a.path);
+            image_deps.insert(r.clone());
+            components.push(json!({
+                "type": "file",
+                "bom-ref": r,
+                "name": format!("/{}", a.path),
+                "scope": "required",
+                "hashes": [{"alg": "SHA-256", "content": a.sha256}],
+                "properties": [prop("imgforge:artifact_size", &a.size.to_string()), prop("imgforge:stage", "build-artifact")],
+            }));
+            deps.push(json!({"ref": r, "dependsOn": []}));
         }
-        let r = format!("file:/{}", a.path);
-        image_deps.insert(r.clone());
-        components.push(json!({
-            "type": "file",
-            "bom-ref": r,
-            "name": format!("/{}", a.path),
-            "scope": "required",
-            "hashes": [{"alg": "SHA-256", "content": a.sha256}],
-            "properties": [prop("imgforge:artifact_size", &a.size.to_string()), prop("imgforge:stage", "build-artifact")],
-        }));
-        deps.push(json!({"ref": r, "dependsOn": []}));
     }
     deps.push(json!({"ref": image_ref, "dependsOn": image_deps.into_iter().collect::<Vec<_>>()}));
     components.sort_by_key(|c| crate::json::to_canonical(&c["bom-ref"]));
@@ -158,24 +204,34 @@ pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Val
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
         "version": 1,
-        "metadata": {
-            "timestamp": rfc3339(opts.source_date_epoch),
-            "tools": {"components": [{"type": "application", "name": "imgforge", "version": opts.tool_version}]},
-            "component": {
-                "type": "container",
-                "bom-ref": image_ref,
-                "name": img.name,
-                "version": img.tag,
-                "purl": image_ref,
-                "hashes": [{"alg": "SHA-256", "content": digest_hex}],
-                "properties": [prop("oci:manifest_digest", &img.manifest_digest), prop("oci:config_digest", &img.config_digest)],
-            },
-            "properties": [prop("imgforge:distro", &opts.distro)],
-        },
+        "metadata": metadata(img, opts, ctx, &image_ref),
         "components": components,
         "dependencies": deps,
     });
     let h = crate::json::to_canonical(&doc);
     doc["serialNumber"] = json!(format!("urn:uuid:{}", super::uuid_from(&h)));
     doc
+}
+
+fn metadata(img: &SbomImage, opts: &SbomOptions, ctx: &DocContext, image_ref: &str) -> Value {
+    let digest_hex = img.manifest_digest.trim_start_matches("sha256:");
+    let (phase, scope) = match ctx.part {
+        Part::Runtime => ("post-build", "runtime"),
+        Part::Build => ("build", "build-stage"),
+    };
+    json!({
+        "timestamp": rfc3339(opts.source_date_epoch),
+        "lifecycles": [{"phase": phase}],
+        "tools": {"components": [{"type": "application", "name": "imgforge", "version": opts.tool_version}]},
+        "component": {
+            "type": "container",
+            "bom-ref": image_ref,
+            "name": img.name,
+            "version": img.tag,
+            "purl": image_ref,
+            "hashes": [{"alg": "SHA-256", "content": digest_hex}],
+            "properties": [prop("oci:manifest_digest", &img.manifest_digest), prop("oci:config_digest", &img.config_digest)],
+        },
+        "properties": [prop("imgforge:distro", &ctx.distro), prop("imgforge:sbom", scope)],
+    })
 }

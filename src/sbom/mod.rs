@@ -6,11 +6,13 @@
 //!
 //! ```text
 //! sbom/<image>.spdx.json        SPDX 2.3: image package DESCRIBES-d, CONTAINS
-//!                               each shipped .deb and artifact; DEPENDS_ON from
-//!                               Depends; build-stage packages BUILD_DEPENDENCY_OF
+//!                               the operating system (Debian point release),
+//!                               each shipped .deb and artifact; DEPENDS_ON
+//!                               from Depends
 //! sbom/<image>.cdx.json         CycloneDX 1.6: metadata.component = the image;
-//!                               build-stage packages as components with
-//!                               scope "excluded" (property imgforge:stage=build)
+//!                               an operating-system component; shipped .debs
+//! sbom/<image>.build.spdx.json  the build stage's packages (only for images
+//! sbom/<image>.build.cdx.json   with a build stage): never in the runtime SBOM
 //! legal/<image>.{md,html,csv}   license inventory of the image
 //! legal/<image>.licenses.json   the same, with per-stanza evidence
 //! legal/all.{md,html,csv}       the same over the whole build
@@ -185,6 +187,9 @@ pub enum SbomError {
         /// The clashing file stem.
         file: String,
     },
+    /// base-files' `/etc/debian_version` could not be read.
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
     /// The thread pool could not be created.
     #[error("cannot start {jobs} license-detection threads: {reason}\nhelp: lower --jobs")]
     Threads {
@@ -212,15 +217,98 @@ pub fn purl_encode(s: &str) -> String {
     out
 }
 
-/// purl of a binary package.
+/// Percent-encode a Debian version or qualifier value in a purl: as
+/// [`purl_encode`], but `:` (an epoch) stays, as the purl specification
+/// allows and syft writes (`1:1.2.13.dfsg-1`).
+pub fn purl_encode_version(s: &str) -> String {
+    purl_encode(s).replace("%3A", ":")
+}
+
+/// purl of a binary package, without the source qualifier.
 pub fn purl(name: &str, version: &str, arch: &str, distro: &str) -> String {
     format!(
         "pkg:deb/debian/{}@{}?arch={}&distro={}",
         purl_encode(name),
-        purl_encode(version),
+        purl_encode_version(version),
         purl_encode(arch),
         purl_encode(distro)
     )
+}
+
+/// purl of a binary package as syft 1.18 writes it for Debian: the
+/// qualifiers in key order, `upstream=<source>` when the source package has
+/// another name (libssl3 → `openssl`), `upstream=<source>@<version>` when
+/// the source version differs (libselinux1 3.4-1+b6 →
+/// `libselinux%403.4-1`; libbpf1 1:1.1.2-0+deb12u1 → `libbpf%401.1.2-0%2Bdeb12u1`).
+pub fn deb_purl(p: &SbomPackage, distro: &str) -> String {
+    let base = purl(&p.name, &p.version, &p.architecture, distro);
+    format!(
+        "{base}{}",
+        upstream(&p.name, &p.version, &p.source, &p.source_version)
+    )
+}
+
+/// `&upstream=...` of [`deb_purl`], or nothing.
+fn upstream(name: &str, version: &str, source: &str, source_version: &str) -> String {
+    if source == name && source_version == version {
+        return String::new();
+    }
+    let upstream = if source_version == version {
+        source.to_string()
+    } else {
+        format!("{source}@{source_version}")
+    };
+    format!("&upstream={}", purl_encode_version(&upstream))
+}
+
+/// Which SBOM of an image a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// What ships: base and image packages, build artifacts.
+    Runtime,
+    /// The build stage's packages (used to build artifacts, never shipped).
+    Build,
+}
+
+/// What one document is about, beyond the image itself.
+#[derive(Debug, Clone)]
+pub struct DocContext {
+    /// Runtime or build SBOM.
+    pub part: Part,
+    /// The Debian release shipped (base-files' `/etc/debian_version`), if
+    /// the image has base-files.
+    pub release: Option<crate::release::DebianRelease>,
+    /// The purl `distro` qualifier (`debian-12`).
+    pub distro: String,
+}
+
+impl DocContext {
+    /// The packages the document lists.
+    pub fn packages<'a>(&self, img: &'a SbomImage) -> &'a [SbomPackage] {
+        match self.part {
+            Part::Runtime => &img.packages,
+            Part::Build => &img.build_packages,
+        }
+    }
+}
+
+/// The release shipped by `img` (from its base-files package) and the purl
+/// distro qualifier (`debian-<major>`, else the configured one).
+fn release_of(img: &SbomImage, configured: &str) -> Result<DocContext, SbomError> {
+    let release = match img.packages.iter().find(|p| p.name == "base-files") {
+        Some(bf) => Some(crate::release::read_release(&bf.deb_path, &bf.version)?),
+        None => None,
+    };
+    let distro = release
+        .as_ref()
+        .and_then(|r| r.version.split('.').next())
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .map_or_else(|| configured.to_string(), |m| format!("debian-{m}"));
+    Ok(DocContext {
+        part: Part::Runtime,
+        release,
+        distro,
+    })
 }
 
 /// RFC 3339 UTC timestamp for a Unix time, without a clock.
@@ -399,6 +487,44 @@ fn attribution_dirs(shipped: &BTreeSet<PkgKey>, findings: &Findings) -> report::
     out
 }
 
+/// Write the SPDX and CycloneDX documents of one image: `sbom/<stem>.*`
+/// for what ships and, when the image has a build stage,
+/// `sbom/<stem>.build.*` for the build stage's packages.
+fn write_documents(
+    img: &SbomImage,
+    stem: &str,
+    opts: &SbomOptions,
+    findings: &Findings,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), SbomError> {
+    let runtime = release_of(img, &opts.distro)?;
+    let mut parts = vec![(runtime.clone(), stem.to_string())];
+    if !img.build_packages.is_empty() {
+        let build = DocContext {
+            part: Part::Build,
+            ..runtime
+        };
+        parts.push((build, format!("{stem}.build")));
+    }
+    for (ctx, name) in parts {
+        let spdx_doc = spdx::document(img, opts, findings, &ctx);
+        write_file(
+            &opts.out_dir,
+            &Path::new("sbom").join(format!("{name}.spdx.json")),
+            &crate::json::to_canonical_pretty(&spdx_doc),
+            files,
+        )?;
+        let cdx = cyclonedx::document(img, opts, findings, &ctx);
+        write_file(
+            &opts.out_dir,
+            &Path::new("sbom").join(format!("{name}.cdx.json")),
+            &crate::json::to_canonical_pretty(&cdx),
+            files,
+        )?;
+    }
+    Ok(())
+}
+
 /// Write SBOMs and legal reports for every image of the build.
 pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
     // Unique packages over all images, shipped or build-only.
@@ -497,20 +623,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
                 });
             }
         }
-        let spdx_doc = spdx::document(img, opts, &findings);
-        write_file(
-            out,
-            &Path::new("sbom").join(format!("{stem}.spdx.json")),
-            &crate::json::to_canonical_pretty(&spdx_doc),
-            &mut files,
-        )?;
-        let cdx = cyclonedx::document(img, opts, &findings);
-        write_file(
-            out,
-            &Path::new("sbom").join(format!("{stem}.cdx.json")),
-            &crate::json::to_canonical_pretty(&cdx),
-            &mut files,
-        )?;
+        write_documents(img, &stem, opts, &findings, &mut files)?;
         let rows = report::rows(std::slice::from_ref(img), &findings, &attribution);
         let title = format!("{}:{}", img.name, img.tag);
         write_file(
@@ -618,12 +731,53 @@ mod tests {
     fn purls() {
         assert_eq!(
             purl("zlib1g", "1:1.2.13.dfsg-1", "amd64", "debian-12"),
-            "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+            "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12"
         );
         assert_eq!(
             purl("libstdc++6", "1+b1", "amd64", "d"),
             "pkg:deb/debian/libstdc%2B%2B6@1%2Bb1?arch=amd64&distro=d"
         );
         assert_eq!(safe_name("library/nginx"), "library_nginx");
+    }
+
+    /// The purls syft 1.18 wrote for these packages of the example images.
+    #[test]
+    fn deb_purls_are_syfts() {
+        let cases = [
+            (
+                ("libssl3", "3.0.22-1~deb12u2", "openssl", "3.0.22-1~deb12u2"),
+                "pkg:deb/debian/libssl3@3.0.22-1~deb12u2?arch=amd64&distro=debian-12&upstream=openssl",
+            ),
+            (
+                ("libselinux1", "3.4-1+b6", "libselinux", "3.4-1"),
+                "pkg:deb/debian/libselinux1@3.4-1%2Bb6?arch=amd64&distro=debian-12&upstream=libselinux%403.4-1",
+            ),
+            (
+                (
+                    "libcap2",
+                    "1:2.66-4+deb12u3+b1",
+                    "libcap2",
+                    "1:2.66-4+deb12u3",
+                ),
+                "pkg:deb/debian/libcap2@1:2.66-4%2Bdeb12u3%2Bb1?arch=amd64&distro=debian-12&upstream=libcap2%401:2.66-4%2Bdeb12u3",
+            ),
+            (
+                (
+                    "libnginx-mod-http-echo",
+                    "1:0.63-4",
+                    "libnginx-mod-http-echo",
+                    "1:0.63-4",
+                ),
+                "pkg:deb/debian/libnginx-mod-http-echo@1:0.63-4?arch=amd64&distro=debian-12",
+            ),
+        ];
+        for ((name, version, source, source_version), want) in cases {
+            let got = format!(
+                "{}{}",
+                purl(name, version, "amd64", "debian-12"),
+                upstream(name, version, source, source_version)
+            );
+            assert_eq!(got, want);
+        }
     }
 }

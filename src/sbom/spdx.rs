@@ -2,6 +2,9 @@
 //!
 //! * `SPDXRef-Image` (primaryPackagePurpose CONTAINER, manifest sha256) is
 //!   what the document DESCRIBES.
+//! * The operating system: a package `debian` with the point release of
+//!   base-files' `/etc/debian_version` (primaryPackagePurpose
+//!   OPERATING-SYSTEM); the image CONTAINS it and it CONTAINS every `.deb`.
 //! * Shipped `.deb`s: packages with purl, supplier (Maintainer), sha256 of the
 //!   `.deb`, homepage, source package (sourceInfo plus an OTHER external ref
 //!   with the `arch=source` purl), `licenseDeclared` from detection,
@@ -10,15 +13,16 @@
 //! * Build-stage artifacts: packages with primaryPackagePurpose FILE and their
 //!   sha256 (SPDX files would require a SHA1 the build does not compute);
 //!   the image CONTAINS them.
-//! * Build-stage packages: packages related to the image by
-//!   BUILD_DEPENDENCY_OF only (not CONTAINS), with a comment saying so.
+//! * The build SBOM ([`Part::Build`]) DESCRIBES `SPDXRef-BuildStage`
+//!   instead, which CONTAINS the build stage's packages, each
+//!   BUILD_DEPENDENCY_OF the image; the runtime SBOM never lists them.
 //! * Every `LicenseRef-` used is defined in `hasExtractedLicensingInfos`.
 //! * `documentNamespace` is derived from a hash of the document itself.
 
 use super::license::{self, LicenseFinding};
 use super::{
-    Findings, SbomImage, SbomOptions, SbomPackage, depends_on, key, maintainer, purl, purl_encode,
-    rfc3339,
+    DocContext, Findings, Part, SbomImage, SbomOptions, SbomPackage, deb_purl, depends_on, key,
+    maintainer, purl, purl_encode, rfc3339,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,12 +50,8 @@ fn pkg_id(p: &SbomPackage) -> String {
     spdx_id("Package-deb", &[&p.name, &p.version, &p.architecture])
 }
 
-fn deb_package(
-    p: &SbomPackage,
-    opts: &SbomOptions,
-    f: Option<&LicenseFinding>,
-    build: bool,
-) -> Value {
+fn deb_package(p: &SbomPackage, ctx: &DocContext, f: Option<&LicenseFinding>) -> Value {
+    let build = ctx.part == Part::Build;
     let mut v = json!({
         "SPDXID": pkg_id(p),
         "name": p.name,
@@ -66,9 +66,9 @@ fn deb_package(
         "sourceInfo": format!("built from Debian source package {} {}", p.source, p.source_version),
         "externalRefs": [
             {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
-             "referenceLocator": purl(&p.name, &p.version, &p.architecture, &opts.distro)},
+             "referenceLocator": deb_purl(p, &ctx.distro)},
             {"referenceCategory": "OTHER", "referenceType": "debian-source-purl",
-             "referenceLocator": purl(&p.source, &p.source_version, "source", &opts.distro)},
+             "referenceLocator": purl(&p.source, &p.source_version, "source", &ctx.distro)},
         ],
     });
     if let Some((name, email)) = maintainer(p) {
@@ -130,9 +130,7 @@ fn sort_by_str(v: &mut [Value], field: &str) {
     });
 }
 
-/// The SPDX document of one image.
-pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Value {
-    let image_id = "SPDXRef-Image".to_string();
+fn image_package(img: &SbomImage) -> Value {
     let digest_hex = img.manifest_digest.trim_start_matches("sha256:");
     let short = img
         .name
@@ -140,8 +138,8 @@ pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Val
         .next()
         .unwrap_or(&img.name)
         .to_ascii_lowercase();
-    let mut packages = vec![json!({
-        "SPDXID": image_id,
+    json!({
+        "SPDXID": IMAGE_ID,
         "name": img.name,
         "versionInfo": img.tag,
         "primaryPackagePurpose": "CONTAINER",
@@ -154,50 +152,79 @@ pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Val
         "comment": format!("OCI image; manifest {}, config {}", img.manifest_digest, img.config_digest),
         "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
             "referenceLocator": format!("pkg:oci/{}@{}?tag={}", purl_encode(&short), purl_encode(&img.manifest_digest), purl_encode(&img.tag))}],
-    })];
-    let mut rels = vec![rel("SPDXRef-DOCUMENT", "DESCRIBES", &image_id)];
-    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    })
+}
+
+const IMAGE_ID: &str = "SPDXRef-Image";
+const BUILD_ID: &str = "SPDXRef-BuildStage";
+
+/// The operating-system package and its SPDXID, when the release is known.
+fn os_package(ctx: &DocContext) -> Option<(Value, String)> {
+    let r = ctx.release.as_ref()?;
+    let id = spdx_id("OperatingSystem-debian", &[&r.version, &r.base_files]);
+    let v = json!({
+        "SPDXID": id,
+        "name": "debian",
+        "versionInfo": r.version,
+        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "supplier": "Organization: Debian",
+        "comment": format!("Debian GNU/Linux {} (/etc/debian_version of base-files {})", r.version, r.base_files),
+    });
+    Some((v, id))
+}
+
+/// LicenseRef- identifiers used by `expr`, recorded for `pkg`.
+fn collect_refs(expr: Option<&str>, pkg: &str, refs: &mut BTreeMap<String, BTreeSet<String>>) {
+    let Some(e) = expr else { return };
+    for t in license::expression_terms(e) {
+        if let Some(r) = t.split(' ').find(|w| w.starts_with("LicenseRef-")) {
+            refs.entry(r.to_string())
+                .or_default()
+                .insert(pkg.to_string());
+        }
+    }
+}
+
+/// The `.deb` packages of the document and their relationships.
+fn deb_packages(
+    img: &SbomImage,
+    ctx: &DocContext,
+    findings: &Findings,
+    parents: &[String],
+    packages: &mut Vec<Value>,
+    rels: &mut Vec<Value>,
+    refs: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    let pkgs = ctx.packages(img);
     let mut seen = BTreeSet::new();
-    let present: BTreeSet<String> = img.packages.iter().map(|p| p.name.clone()).collect();
-    for p in &img.packages {
+    let present: BTreeSet<String> = pkgs.iter().map(|p| p.name.clone()).collect();
+    for p in pkgs {
         if !seen.insert(key(p)) {
             continue;
         }
         let f = findings.get(&key(p));
-        packages.push(deb_package(p, opts, f, false));
-        rels.push(rel(&image_id, "CONTAINS", &pkg_id(p)));
+        packages.push(deb_package(p, ctx, f));
+        for parent in parents {
+            rels.push(rel(parent, "CONTAINS", &pkg_id(p)));
+        }
+        if ctx.part == Part::Build {
+            rels.push(rel(&pkg_id(p), "BUILD_DEPENDENCY_OF", IMAGE_ID));
+        }
         for d in depends_on(p, &present) {
-            if let Some(dp) = img.packages.iter().find(|q| q.name == d) {
+            if let Some(dp) = pkgs.iter().find(|q| q.name == d) {
                 rels.push(rel(&pkg_id(p), "DEPENDS_ON", &pkg_id(dp)));
             }
         }
-        if let Some(e) = f.and_then(|f| f.expression.as_deref()) {
-            for t in license::expression_terms(e) {
-                if let Some(r) = t.split(' ').find(|w| w.starts_with("LicenseRef-")) {
-                    refs.entry(r.to_string())
-                        .or_default()
-                        .insert(p.name.clone());
-                }
-            }
-        }
+        collect_refs(f.and_then(|f| f.expression.as_deref()), &p.name, refs);
     }
-    for p in &img.build_packages {
-        if !seen.insert(key(p)) {
-            continue;
-        }
-        let f = findings.get(&key(p));
-        packages.push(deb_package(p, opts, f, true));
-        rels.push(rel(&pkg_id(p), "BUILD_DEPENDENCY_OF", &image_id));
-        if let Some(e) = f.and_then(|f| f.expression.as_deref()) {
-            for t in license::expression_terms(e) {
-                if let Some(r) = t.split(' ').find(|w| w.starts_with("LicenseRef-")) {
-                    refs.entry(r.to_string())
-                        .or_default()
-                        .insert(p.name.clone());
-                }
-            }
-        }
-    }
+}
+
+fn artifact_packages(img: &SbomImage, packages: &mut Vec<Value>, rels: &mut Vec<Value>) {
     let mut art_seen = BTreeSet::new();
     for a in &img.artifacts {
         if !art_seen.insert(a.path.clone()) {
@@ -217,9 +244,12 @@ pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Val
             "copyrightText": "NOASSERTION",
             "comment": format!("build-stage artifact, {} bytes, copied into the image", a.size),
         }));
-        rels.push(rel(&image_id, "CONTAINS", &id));
+        rels.push(rel(IMAGE_ID, "CONTAINS", &id));
     }
-    let extracted: Vec<Value> = refs
+}
+
+fn extracted_infos(refs: &BTreeMap<String, BTreeSet<String>>) -> Vec<Value> {
+    refs
         .iter()
         .map(|(r, pkgs)| {
             let name = r.trim_start_matches("LicenseRef-");
@@ -237,15 +267,69 @@ pub fn document(img: &SbomImage, opts: &SbomOptions, findings: &Findings) -> Val
                 "comment": format!("used by: {}", pkgs.iter().cloned().collect::<Vec<_>>().join(", ")),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The SPDX document of one image (its runtime or its build SBOM).
+pub fn document(
+    img: &SbomImage,
+    opts: &SbomOptions,
+    findings: &Findings,
+    ctx: &DocContext,
+) -> Value {
+    let mut packages = vec![image_package(img)];
+    let root = match ctx.part {
+        Part::Runtime => IMAGE_ID,
+        Part::Build => {
+            packages.push(json!({
+                "SPDXID": BUILD_ID,
+                "name": format!("{}:{} build stage", img.name, img.tag),
+                "primaryPackagePurpose": "OTHER",
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": false,
+                "licenseConcluded": "NOASSERTION",
+                "licenseDeclared": "NOASSERTION",
+                "copyrightText": "NOASSERTION",
+                "comment": "the build stage's root file system: used to build artifacts, NOT shipped in the image",
+            }));
+            BUILD_ID
+        }
+    };
+    let mut rels = vec![rel("SPDXRef-DOCUMENT", "DESCRIBES", root)];
+    let mut parents = vec![root.to_string()];
+    if let Some((os, id)) = os_package(ctx) {
+        packages.push(os);
+        rels.push(rel(root, "CONTAINS", &id));
+        parents.push(id);
+    }
+    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    deb_packages(
+        img,
+        ctx,
+        findings,
+        &parents,
+        &mut packages,
+        &mut rels,
+        &mut refs,
+    );
+    if ctx.part == Part::Runtime {
+        artifact_packages(img, &mut packages, &mut rels);
+    } else {
+        rels.push(rel(BUILD_ID, "BUILD_TOOL_OF", IMAGE_ID));
+    }
+    let extracted = extracted_infos(&refs);
     sort_by_str(&mut packages, "SPDXID");
     rels.sort_by_key(crate::json::to_canonical);
     rels.dedup();
+    let name = match ctx.part {
+        Part::Runtime => format!("{}:{}", img.name, img.tag),
+        Part::Build => format!("{}:{} build stage", img.name, img.tag),
+    };
     let mut doc = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("{}:{}", img.name, img.tag),
+        "name": name,
         "documentNamespace": "",
         "creationInfo": {
             "created": rfc3339(opts.source_date_epoch),

@@ -10,6 +10,7 @@ mod common;
 mod debgen;
 
 mod archive;
+mod attest;
 mod build;
 mod configure;
 mod hostile;

@@ -193,6 +193,26 @@ fn per_image_outputs_are_accepted_by_syft() {
                 v["distro"]["prettyName"]
             );
             assert_eq!(found, want, "{src}");
+            // Our SBOM's purls are syft's, qualifiers and encoding included.
+            let syft_purls: BTreeSet<String> = v["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["type"] == "deb")
+                .map(|a| a["purl"].as_str().unwrap().to_string())
+                .collect();
+            let cdx: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(out.join(format!("sbom/{img}.cdx.json"))).unwrap(),
+            )
+            .unwrap();
+            let ours: BTreeSet<String> = cdx["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["type"] == "library")
+                .map(|c| c["purl"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(ours, syft_purls, "{img}: SBOM purls differ from syft's");
             assert_eq!(v["distro"]["id"], "debian", "{src}");
             assert_eq!(v["distro"]["versionID"], "12", "{src}");
             assert!(found.is_disjoint(&build_only), "{src}");
@@ -201,6 +221,41 @@ fn per_image_outputs_are_accepted_by_syft() {
         if !require_tool("trivy") {
             continue;
         }
+        // trivy reads our runtime CycloneDX: Debian and its point release,
+        // exactly the closure; the build SBOM holds only the build stage.
+        let o = run(Command::new("trivy")
+            .args([
+                "sbom",
+                "--offline-scan",
+                "--skip-db-update",
+                "--scanners",
+                "license",
+            ])
+            .args(["--format", "json", "--list-all-pkgs", "-q"])
+            .arg(out.join(format!("sbom/{img}.cdx.json"))));
+        assert!(o.status.success(), "trivy sbom {img}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let listed: BTreeSet<String> = v["Results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["Class"] == "os-pkgs")
+            .flat_map(|r| r["Packages"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["Name"].as_str().unwrap().to_string())
+            .collect();
+        eprintln!(
+            "trivy sbom {img}: OS {}, {} packages",
+            v["Metadata"]["OS"],
+            listed.len()
+        );
+        assert_eq!(v["Metadata"]["OS"]["Family"], "debian", "{img}");
+        assert_eq!(listed, want, "trivy sbom {img}");
+        let build_sbom = out.join(format!("sbom/{img}.build.cdx.json"));
+        assert_eq!(
+            build_sbom.exists(),
+            !names(img, "build").is_empty(),
+            "{img}"
+        );
         for input in [images.join(img), images.join(format!("{img}.tar"))] {
             let o = run(Command::new("trivy")
                 .args([

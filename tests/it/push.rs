@@ -366,6 +366,13 @@ fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
             .clone()
     };
     let hello = image("/hello");
+    // Each image's SBOMs and provenance went up as referrers, listed by
+    // the fallback tag (Distribution 2.8 has no referrers API).
+    for i in first["images"].as_array().unwrap() {
+        assert_eq!(i["referrers_sent"], 3, "{i:#}");
+        let tag = i["digest"].as_str().unwrap().replace("sha256:", "sha256-");
+        assert_eq!(i["referrers_tag"], tag.as_str(), "{i:#}");
+    }
     // The digest the registry serves is the one in the layout's index.
     let index = std::fs::read_to_string(out.join("index.json")).unwrap();
     assert!(index.contains(hello["digest"].as_str().unwrap()));
@@ -389,4 +396,81 @@ fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
     let _ = Command::new("docker").args(["rmi", pinned]).output();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("test is successful"), "{}", text(&o));
+}
+
+/// The referrers `build` attaches (SPDX, CycloneDX, provenance) go up with
+/// each image; Distribution 2.8 has no referrers API, so the tag-schema
+/// fallback tag `sha256-<hex>` lists them, and the provenance is fetched
+/// back by digest, byte for byte. A second push sends none again.
+#[test]
+#[cfg_attr(not(has_docker_registry), ignore = "needs `docker-registry` on PATH")]
+fn push_sends_referrers_listed_by_the_fallback_tag() {
+    let Some(reg) = registry() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::attest::tree(dir);
+    crate::attest::build(dir, "out", None);
+    let out = dir.join("out");
+    let dest = reg.destination("ref");
+    let first = push(&out, &dest, &[]).unwrap();
+    let app = first["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["repository"].as_str().unwrap().ends_with("/app"))
+        .unwrap()
+        .clone();
+    assert_eq!(app["referrers_sent"], 3, "{first:#}");
+    let digest = app["digest"].as_str().unwrap();
+    let tag = digest.replace("sha256:", "sha256-");
+    assert_eq!(app["referrers_tag"], tag.as_str());
+    let repo = app["repository"].as_str().unwrap();
+    let mut resp = ureq::get(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host))
+        .header("Accept", "application/vnd.oci.image.index.v1+json")
+        .call()
+        .expect("GET the fallback tag");
+    let index: Value = serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap();
+    let mut types: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/spdx+json",
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ]
+    );
+    // Fetch the provenance: its manifest names the image as subject, its
+    // layer is the statement the build wrote.
+    let prov = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == "application/vnd.in-toto+json")
+        .unwrap();
+    let m: Value = serde_json::from_slice(&fetch_manifest(
+        &reg.host,
+        repo,
+        prov["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(m["subject"]["digest"], digest);
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let mut resp = ureq::get(format!("http://{}/v2/{repo}/blobs/{layer}", reg.host))
+        .call()
+        .expect("GET the provenance");
+    assert_eq!(
+        resp.body_mut().read_to_vec().unwrap(),
+        std::fs::read(out.join("attest/app.provenance.json")).unwrap()
+    );
+    let second = push(&out, &dest, &[]).unwrap();
+    for i in second["images"].as_array().unwrap() {
+        assert_eq!(i["referrers_sent"], 0, "{second:#}");
+    }
+    assert_eq!(totals(&second).0, 0, "{second:#}");
 }

@@ -114,6 +114,8 @@ fn sbom_documents_are_valid_complete_and_reproducible() {
     for f in [
         "sbom/example_hello.spdx.json",
         "sbom/example_hello.cdx.json",
+        "sbom/example_hello.build.spdx.json",
+        "sbom/example_hello.build.cdx.json",
         "legal/example_hello.md",
         "legal/example_hello.html",
         "legal/example_hello.csv",
@@ -174,12 +176,26 @@ fn sbom_documents_are_valid_complete_and_reproducible() {
         assert_ne!(sp["licenseDeclared"], "NOASSERTION", "{}", p.name);
         assert_eq!(sp["licenseConcluded"], "NOASSERTION");
     }
-    let gcc = id_of("gcc-12");
     assert!(
-        !has_rel("SPDXRef-Image", "CONTAINS", &gcc),
-        "build package shipped"
+        !pkgs.iter().any(|p| p["name"] == "gcc-12"),
+        "build-only package in the runtime SBOM"
     );
-    assert!(has_rel(&gcc, "BUILD_DEPENDENCY_OF", "SPDXRef-Image"));
+    // The operating system: Debian and its point release from base-files.
+    let release = imgforge::release::read_release(
+        &opts.images[0].packages[0].deb_path,
+        &opts.images[0].packages[0].version,
+    )
+    .unwrap();
+    assert!(release.version.starts_with("12."), "{release:?}");
+    let os = pkgs
+        .iter()
+        .find(|p| p["primaryPackagePurpose"] == "OPERATING-SYSTEM")
+        .expect("an OPERATING-SYSTEM package");
+    assert_eq!(os["name"], "debian");
+    assert_eq!(os["versionInfo"], release.version.as_str());
+    let os_id = os["SPDXID"].as_str().unwrap();
+    assert!(has_rel("SPDXRef-Image", "CONTAINS", os_id));
+    assert!(has_rel(os_id, "CONTAINS", &id_of("libc6")));
     assert!(has_rel(&id_of("libc6"), "DEPENDS_ON", &id_of("libgcc-s1")));
     let artifact = id_of("usr/local/bin/hello");
     assert!(has_rel("SPDXRef-Image", "CONTAINS", &artifact));
@@ -208,13 +224,71 @@ fn sbom_documents_are_valid_complete_and_reproducible() {
             Some(Value::from(p.source_version.clone()))
         );
     }
-    let g = comps.iter().find(|c| c["name"] == "gcc-12").unwrap();
-    assert_eq!(g["scope"], "excluded", "build package must not be shipped");
-    let zlib = comps.iter().find(|c| c["name"] == "zlib1g").unwrap();
-    assert_eq!(
-        zlib["purl"],
-        "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+    assert!(
+        !comps.iter().any(|c| c["name"] == "gcc-12"),
+        "build-only package in the runtime SBOM"
     );
+    let os: Vec<&Value> = comps
+        .iter()
+        .filter(|c| c["type"] == "operating-system")
+        .collect();
+    assert_eq!(os.len(), 1, "{os:?}");
+    assert_eq!(os[0]["name"], "debian");
+    assert_eq!(os[0]["version"], release.version.as_str());
+    // purls as syft writes them: epoch ':' kept, '+' encoded, the source
+    // package as `upstream` (with its version when that differs).
+    let purl_of = |name: &str| {
+        comps.iter().find(|c| c["name"] == name).unwrap()["purl"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        purl_of("zlib1g"),
+        "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12&upstream=zlib"
+    );
+    assert_eq!(
+        purl_of("libc6"),
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64&distro=debian-12&upstream=glibc"
+    );
+    assert_eq!(
+        purl_of("base-files"),
+        "pkg:deb/debian/base-files@12.4%2Bdeb12u15?arch=amd64&distro=debian-12"
+    );
+
+    // The build SBOM: the build stage's packages, related to the image as
+    // build dependencies, never contained in it.
+    let bspdx = read_json(&a.path().join("sbom/example_hello.build.spdx.json"));
+    let bpkgs = bspdx["packages"].as_array().unwrap();
+    let brels = bspdx["relationships"].as_array().unwrap();
+    let gcc = bpkgs.iter().find(|p| p["name"] == "gcc-12").unwrap()["SPDXID"].clone();
+    let brel = |a: &Value, kind: &str, b: &str| {
+        brels.iter().any(|r| {
+            r["spdxElementId"] == *a
+                && r["relationshipType"] == kind
+                && r["relatedSpdxElement"] == b
+        })
+    };
+    assert!(brel(&gcc, "BUILD_DEPENDENCY_OF", "SPDXRef-Image"));
+    assert!(!brel(
+        &Value::from("SPDXRef-Image"),
+        "CONTAINS",
+        gcc.as_str().unwrap()
+    ));
+    assert!(
+        !bpkgs.iter().any(|p| p["name"] == "libc6"),
+        "runtime package in the build SBOM"
+    );
+    let bcdx = read_json(&a.path().join("sbom/example_hello.build.cdx.json"));
+    let bnames: Vec<&str> = bcdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(bnames, ["gcc-12"]);
+    assert_eq!(bcdx["metadata"]["lifecycles"][0]["phase"], "build");
 
     // Reports.
     let csv = std::fs::read_to_string(a.path().join("legal/all.csv")).unwrap();
@@ -227,8 +301,81 @@ fn sbom_documents_are_valid_complete_and_reproducible() {
     assert!(offer.contains("| glibc | 2.36-9+deb12u14 |"), "{offer}");
     assert!(!offer.contains("| zlib |"));
 
-    validate_spdx(&a.path().join("sbom/example_hello.spdx.json"));
-    validate_cyclonedx(&a.path().join("sbom/example_hello.cdx.json"));
+    for stem in ["example_hello", "example_hello.build"] {
+        validate_spdx(&a.path().join(format!("sbom/{stem}.spdx.json")));
+        validate_cyclonedx(&a.path().join(format!("sbom/{stem}.cdx.json")));
+    }
+}
+
+/// `trivy sbom` (offline, package listing only) reads the runtime
+/// CycloneDX: it detects Debian and its point release from the
+/// operating-system component and lists exactly the shipped packages, no
+/// build-only one.
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_trivy)),
+    ignore = "needs ../shared/debian, `trivy` on PATH"
+)]
+fn trivy_detects_the_os_and_the_shipped_packages_from_the_cyclonedx() {
+    let Some(fx) = fixture() else { return };
+    if !require_tool("trivy") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let opts = options(&fx, out.path(), 2);
+    sbom::write_all(&opts).unwrap();
+    let want: std::collections::BTreeSet<String> = SHIPPED.iter().map(|s| s.to_string()).collect();
+    let release = imgforge::release::read_release(
+        &opts.images[0].packages[0].deb_path,
+        &opts.images[0].packages[0].version,
+    )
+    .unwrap();
+    for (file, names) in [
+        ("example_hello.cdx.json", want.clone()),
+        (
+            "example_hello.build.cdx.json",
+            ["gcc-12".to_string()].into(),
+        ),
+    ] {
+        let o = run(Command::new("trivy")
+            .args([
+                "sbom",
+                "--offline-scan",
+                "--skip-db-update",
+                "--skip-java-db-update",
+            ])
+            .args([
+                "--scanners",
+                "license",
+                "--format",
+                "json",
+                "--list-all-pkgs",
+                "-q",
+            ])
+            .arg(out.path().join("sbom").join(file)));
+        assert!(o.status.success(), "trivy {file}: {}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            v["Metadata"]["OS"]["Family"], "debian",
+            "{file}: {}",
+            v["Metadata"]
+        );
+        assert_eq!(v["Metadata"]["OS"]["Name"], release.version.as_str());
+        let found: std::collections::BTreeSet<String> = v["Results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["Class"] == "os-pkgs")
+            .flat_map(|r| r["Packages"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["Name"].as_str().unwrap().to_string())
+            .collect();
+        eprintln!(
+            "trivy sbom {file}: OS {}, {} packages",
+            v["Metadata"]["OS"],
+            found.len()
+        );
+        assert_eq!(found, names, "{file}");
+    }
 }
 
 fn validate_spdx(file: &Path) {
