@@ -648,6 +648,7 @@ fn build_locked(
             .get("toolset")
             .map(|b| scratch_blobs.join(hex(&b.digest))),
         work: scratch.path().to_path_buf(),
+        logs: cache_dir(&opts.common).join("logs"),
         lower: &base_symlinks,
         sde: sde_u,
         arch: tree.source.arch.clone(),
@@ -1018,6 +1019,9 @@ struct ConfigureRun<'a> {
     entries: &'a BTreeMap<(String, String), Vec<Entry>>,
     toolset_layer: Option<PathBuf>,
     work: PathBuf,
+    /// Where a failed configure run's full log is kept (the scratch
+    /// directory `work` is deleted when the build fails).
+    logs: PathBuf,
     lower: &'a BTreeSet<String>,
     sde: u64,
     arch: String,
@@ -1093,6 +1097,7 @@ impl ConfigureRun<'_> {
                 runtime: None,
                 lower_symlinks: self.lower.clone(),
                 write: write.clone(),
+                logs: Some(self.logs.clone()),
             },
         )?;
         if !recipe.configure.enabled {
