@@ -949,6 +949,7 @@ fn build_locked(
         images: sbom_images,
         available,
         jobs,
+        limits: opts.deb_limits(),
     })?;
     if sbom_summary.needs_review > 0 {
         st.say(

@@ -120,6 +120,9 @@ pub struct SbomOptions {
     pub available: BTreeMap<String, PathBuf>,
     /// Parallel jobs for license detection.
     pub jobs: usize,
+    /// Caps on reading a package: the build's own (`--max-package-entries`),
+    /// since the license scan holds every path of a package.
+    pub limits: Limits,
 }
 
 /// What [`write_all`] wrote.
@@ -422,7 +425,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             .insert(p.name.clone());
     }
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
-    let limits = Limits::default();
+    let limits = opts.limits;
     let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
         list.par_iter()
             .map(|(k, p)| {

@@ -892,6 +892,30 @@ fn hostile_million_entries_are_refused_with_bounded_memory() {
     assert!(rss < 200 * 1024, "peak RSS was {rss} KiB");
 }
 
+#[test]
+fn raising_the_entry_cap_lets_a_large_package_through_every_stage() {
+    // 200,100 empty files: over the default cap. With the cap raised as the
+    // error's hint says, every stage must accept the package (the license
+    // scan once refused it with the default cap).
+    let c = Case::new(&[("many-files", "1.0")]);
+    let d = Deb::new("many-files", "1.0");
+    let p = d.write(&c.pool());
+    let mut gzw = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    use std::io::Write;
+    for i in 0..200_100u32 {
+        let name = format!("./usr/share/m/{i}");
+        gzw.write_all(&tar_header(name.as_bytes(), 0, tar::EntryType::Regular))
+            .unwrap();
+    }
+    gzw.write_all(&[0u8; 1024]).unwrap();
+    rewrite_member(&p, "data.tar.gz", gzw.finish().unwrap());
+    c.index(&[(&d, p)]);
+    let t = rejected(&c, "many-files", "more than 200000 entries");
+    assert!(t.contains("--max-package-entries"), "{t}");
+    let o = c.build_with(&["--max-package-entries", "250000"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// A mirror with `good` and a hostile stanza claiming `evil`.
 fn hostile_index_case(pins: &[(&str, &str)]) -> Case {
     let c = Case::new(pins);

@@ -77,6 +77,7 @@ fn options(fx: &Path, out: &Path, jobs: usize) -> SbomOptions {
         }],
         available: avail,
         jobs,
+        limits: Default::default(),
     }
 }
 
