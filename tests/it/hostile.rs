@@ -1019,4 +1019,26 @@ fn fuzz_corpora_replay_through_the_parsers() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!lock.images.is_empty(), "{name}");
     }
+    let release = fuzz_inputs("corpus", "release");
+    assert!(release.len() >= 3, "release seeds missing");
+    for (name, bytes) in release {
+        use imgforge::archive::release::{parse_release, verify_detached, verify_inrelease};
+        // No trusted key: the signed seeds parse as OpenPGP, then fail to verify.
+        let e = verify_inrelease(&bytes, &[]).unwrap_err();
+        let (text, sig) = bytes.split_at(bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len()));
+        let d = verify_detached(text, sig, &[]).unwrap_err();
+        if name.contains("inrelease") {
+            assert!(e.contains("none of its 1 signature"), "{name}: {e}");
+        }
+        if name.contains("and-sig") {
+            assert!(d.contains("none of the 1 signature"), "{name}: {d}");
+        }
+        let text = String::from_utf8_lossy(text);
+        let r = parse_release(&text, "stable", "http://127.0.0.1/debian");
+        assert!(
+            r.files.contains_key("main/binary-amd64/Packages") || name.contains("inrelease"),
+            "{name}: {:?}",
+            r.files
+        );
+    }
 }
