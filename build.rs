@@ -39,6 +39,7 @@ const TOOLS: &[&str] = &[
     "skopeo",
     "syft",
     "tar",
+    "time",
     "trivy",
     "umoci",
 ];

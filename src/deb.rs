@@ -593,13 +593,23 @@ pub enum DataFile {
 /// (files up to `max_file` bytes; larger ones are skipped). Also reports
 /// symlinks at those paths or at their parent directories, so callers can
 /// follow a symlinked `/usr/share/doc/<pkg>`.
+///
+/// Only the wanted entries are held, so the entry cap (a memory bound for
+/// readers that keep every entry, see [`Limits::entries`]) does not apply:
+/// these readers (license scan, release and changelog checks) take the
+/// default limits and must not refuse a package the build's own cap
+/// (`--max-package-entries`) accepted.
 pub fn read_data_files(
     path: &Path,
     limits: &Limits,
     wanted: &dyn Fn(&str) -> bool,
     max_file: u64,
 ) -> Result<Vec<(String, DataFile)>, DebError> {
-    with_data_tar(path, limits, |dt| {
+    let limits = Limits {
+        entries: u64::MAX,
+        ..*limits
+    };
+    with_data_tar(path, &limits, |dt| {
         let mut out = Vec::new();
         let entries = dt.archive.entries().map_err(|e| dt.ctx.error(e))?;
         let mut errs = None;

@@ -85,6 +85,9 @@ pub struct ConfigureOptions {
     pub lower_symlinks: BTreeSet<String>,
     /// Where and how the configuration layer is written.
     pub write: layer::WriteOptions,
+    /// Where the full log of a failed run is kept (e.g. `<cache>/logs`);
+    /// `None`: in `work_dir`, which the caller may delete.
+    pub logs: Option<PathBuf>,
 }
 
 /// The result of [`configure`].
@@ -376,7 +379,8 @@ pub fn configure(
         opts.runtime.as_deref(),
     )?;
     if code != 0 {
-        return Err(script_failure(spec, &prepared, code, &log, &opts.work_dir));
+        let keep = opts.logs.as_deref().unwrap_or(&opts.work_dir);
+        return Err(script_failure(spec, &prepared, code, &log, keep));
     }
     let after = tree::snapshot(&rootfs).map_err(io_err(label, "reading", &rootfs))?;
     let changes = tree::diff(&before, &after, &ignored);
@@ -548,7 +552,8 @@ fn script_failure(
         spec.label
             .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     ));
-    let log_path = match std::fs::copy(log, &kept) {
+    let copied = std::fs::create_dir_all(keep_dir).and_then(|_| std::fs::copy(log, &kept));
+    let log_path = match copied {
         Ok(_) => kept,
         Err(_) => log.to_path_buf(),
     };

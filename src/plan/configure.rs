@@ -180,6 +180,7 @@ impl Ctx<'_> {
                 work_dir: self.work.clone(),
                 runtime: None,
                 lower_symlinks: root.lower.clone(),
+                logs: Some(crate::options::cache_dir(&self.opts.common).join("logs")),
                 write: layer::WriteOptions {
                     blobs_dir: self.store.blobs_dir(),
                     compression: self.compression_for(root.scratch),

@@ -145,6 +145,7 @@ impl Ctx<'_> {
             images: sbom_images,
             available,
             jobs: rayon::current_num_threads(),
+            limits: self.opts.deb_limits(),
             // Salted like every step key: a rebuilt imgforge starts afresh.
             finding_cache: Some(
                 self.store

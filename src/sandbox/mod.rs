@@ -31,8 +31,10 @@
 //!
 //! # What the sandbox needs from the host
 //!
-//! * root (or `CAP_SYS_ADMIN` and friends): runc creates namespaces, mounts
-//!   and cgroups; rootless runtimes are not configured here;
+//! * root, or else user namespaces: run by another user, the step's spec
+//!   becomes rootless (module `runtime`: the caller mapped to root, no
+//!   cgroup limits, the memory limit as `RLIMIT_AS`); maintainer scripts
+//!   that `chown` to other ids then fail (only id 0 is mapped);
 //! * `runc` (Debian: `apt-get install runc`) or `crun`. Verified here with
 //!   runc 1.1.5 (Debian 12) on Linux 6.18 in a Firecracker VM (a real kernel,
 //!   not gVisor) with a hybrid cgroup v1/v2 hierarchy: the default `runc spec` container runs unmodified (no

@@ -35,9 +35,11 @@
 //! * a seccomp profile (module `seccomp`) denying mount, namespace, module,
 //!   bpf, ptrace, keyring and similar syscalls with `EPERM`.
 //!
-//! No user namespace: the build runs as root in its namespaces, as
-//! `docker build` does; the isolation is namespaces, capabilities, seccomp
-//! and a root holding only copies.
+//! Run as root, there is no user namespace: the build runs as root in its
+//! namespaces, as `docker build` does; the isolation is namespaces,
+//! capabilities, seccomp and a root holding only copies. Run by another
+//! user, the spec is made rootless ([`rootless_ids`]): a user namespace maps
+//! the caller to root, and the memory limit becomes an rlimit.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -119,7 +121,7 @@ pub fn spec(
     ];
     let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let src = rootfs.join("src");
-    json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -178,7 +180,59 @@ pub fn spec(
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
             ],
         },
-    })
+    });
+    if let Some(ids) = rootless_ids() {
+        make_rootless(&mut config, ids, limits);
+    }
+    config
+}
+
+/// The host user and group a rootless container maps to its root, or
+/// `None` when imgforge runs as root (then the runtime runs rootful).
+pub fn rootless_ids() -> Option<(u32, u32)> {
+    let uid = rustix::process::geteuid().as_raw();
+    (uid != 0).then(|| (uid, rustix::process::getegid().as_raw()))
+}
+
+/// Adapt a rootful spec for a runtime started by an unprivileged user (runc
+/// and crun detect that themselves and run rootless):
+///
+/// * a user namespace mapping the container's root (uid and gid 0) to the
+///   calling user, and nothing else (no `newuidmap` ranges are needed, so
+///   ids other than 0 cannot be used inside: `chown` to them fails);
+/// * `/dev/pts` without `gid=5` (that group is not mapped);
+/// * no cgroup resources: an unprivileged user can create no cgroup unless
+///   one was delegated to it, and the runtime then refuses a memory limit
+///   (`cannot set memory limit: container could not join or create cgroup`).
+///   The memory limit becomes `RLIMIT_AS` of every process instead: weaker
+///   (per process, address space rather than resident memory), and an
+///   allocation over it fails with `ENOMEM` instead of a kill.
+fn make_rootless(
+    config: &mut serde_json::Value,
+    (uid, gid): (u32, u32),
+    limits: &crate::limits::StepLimits,
+) {
+    use serde_json::json;
+    let linux = &mut config["linux"];
+    if let Some(ns) = linux["namespaces"].as_array_mut() {
+        ns.push(json!({"type": "user"}));
+    }
+    linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+    linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    if let Some(l) = linux.as_object_mut() {
+        l.remove("resources");
+    }
+    for m in config["mounts"].as_array_mut().into_iter().flatten() {
+        if m["type"] == "devpts"
+            && let Some(opts) = m["options"].as_array_mut()
+        {
+            opts.retain(|o| o != "gid=5");
+        }
+    }
+    if let Some(r) = config["process"]["rlimits"].as_array_mut() {
+        let bytes = limits.memory_bytes;
+        r.push(json!({"type": "RLIMIT_AS", "hard": bytes, "soft": bytes}));
+    }
 }
 
 /// How a step ended.

@@ -126,6 +126,9 @@ pub struct SbomOptions {
     /// Where license findings are remembered between builds (by package
     /// sha256 and everything else detection reads); `None`: not kept.
     pub finding_cache: Option<PathBuf>,
+    /// Caps on reading a package: the build's own (`--max-package-entries`),
+    /// since the license scan holds every path of a package.
+    pub limits: Limits,
 }
 
 /// What [`write_all`] wrote.
@@ -552,7 +555,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             .insert(p.name.clone());
     }
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
-    let limits = Limits::default();
+    let limits = opts.limits;
     let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
         list.par_iter()
             .map(|(k, p)| {

@@ -200,3 +200,13 @@ pub fn missing(msg: &str) -> ! {
         if strict() { "1" } else { "unset" }
     )
 }
+
+/// `chown -R` (without following symlinks).
+pub fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    if p.symlink_metadata().unwrap().is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}

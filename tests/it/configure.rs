@@ -700,3 +700,64 @@ fn debconf_answers_and_opt_out() {
     let tz = std::fs::read_to_string(root.join("etc/timezone")).unwrap();
     assert_eq!(tz.trim(), "Europe/Paris");
 }
+
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
+)]
+fn failed_configure_keeps_its_full_log_where_the_error_says() {
+    // Run unprivileged (as nobody when the test runs as root), the sandbox is
+    // rootless and maps only root: base-files' postinst `chown root:mail
+    // /var/mail` fails (`Invalid argument`), a real failing script.
+    let Some(mirror) = common::examples_mirror() else {
+        return;
+    };
+    if !common::require_tool("runc") {
+        return;
+    }
+    let tmp = common::copy_examples();
+    for r in ["nginx.toml", "hello.toml", "python.toml"] {
+        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+    }
+    // The shared mirror's directory is private to the test's user: a copy
+    // of its index, with links to the same packages.
+    let own = tmp.path().join("mirror");
+    std::fs::create_dir_all(own.join("pool")).unwrap();
+    std::fs::copy(mirror.join("Packages"), own.join("Packages")).unwrap();
+    for e in std::fs::read_dir(mirror.join("pool")).unwrap() {
+        let p = e.unwrap().path();
+        let target = std::fs::read_link(&p).unwrap_or(p.clone());
+        std::os::unix::fs::symlink(target, own.join("pool").join(p.file_name().unwrap())).unwrap();
+    }
+    let mut cmd = common::imgforge();
+    cmd.current_dir(tmp.path())
+        .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
+        .args(["--out", "out", "--cache", "cache"]);
+    if is_root() {
+        common::chown_tree(tmp.path(), 65534, 65534);
+        std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+        std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    }
+    let o = common::run(&mut cmd);
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("base: base-files: `postinst` failed"), "{t}");
+    let log = t
+        .split("(full log: ")
+        .nth(1)
+        .and_then(|r| r.split(") ---").next())
+        .unwrap_or_else(|| panic!("no log path in {t}"));
+    // Relative to the working directory, like `--cache`.
+    let log = tmp.path().join(log);
+    assert!(
+        log.starts_with(tmp.path().join("cache").join("logs")),
+        "{}",
+        log.display()
+    );
+    let full = std::fs::read_to_string(&log).expect("the log named by the error exists");
+    assert!(
+        full.contains("chown") && full.contains("/var/mail"),
+        "{full}"
+    );
+}

@@ -879,3 +879,69 @@ fn sandbox_seccomp_denies_namespaces_and_the_log_outlives_the_build() {
     let full = std::fs::read_to_string(log).expect("the log named by the error exists");
     assert!(full.contains("Operation not permitted"), "{full}");
 }
+
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_runc)),
+    ignore = "needs ../shared/debian, `runc` on PATH"
+)]
+fn sandbox_build_stage_runs_rootless_as_an_unprivileged_user() {
+    // `imgforge build` as an unprivileged user (nobody when the test runs as
+    // root): the sandbox must pick rootless mode by itself, and the step
+    // checks from inside that its root is the calling user, mapped through
+    // a user namespace (`0 <uid> 1`; a rootful container maps `0 0 4294967295`).
+    if !common::require_tool("runc") {
+        return;
+    }
+    let Some(fixture) = common::fixture() else {
+        return;
+    };
+    let busybox = std::fs::read_dir(fixture.join("pool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("busybox-static_"))
+        .expect("busybox-static in the fixture pool");
+    let version = busybox.split('_').nth(1).unwrap().replace("%3a", ":");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = rustix::process::geteuid().is_root();
+    let (uid, gid) = if root {
+        (65534, 65534)
+    } else {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    };
+    let base = format!(
+        "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
+         [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n\
+         [packages]\nbusybox-static = \"{version}\"\n"
+    );
+    let check = format!(
+        "cat /proc/self/uid_map; busybox awk '$1 == 0 && $2 == {uid} && $3 == 1 {{ ok = 1 }} END {{ exit !ok }}' /proc/self/uid_map && busybox id -u > /out/uid"
+    );
+    let app = format!(
+        "[image]\nname = \"app\"\ntag = \"1\"\n\n[build]\npackages = {{ busybox-static = \"{version}\" }}\n\
+         steps = [[\"/bin/busybox\", \"sh\", \"-c\", {check:?}]]\nartifacts = [\"/out/uid\"]\n\n\
+         [[copy]]\nfrom = \"/out/uid\"\nto = \"/uid\"\n"
+    );
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    std::fs::write(dir.join("base/base.toml"), base).unwrap();
+    std::fs::write(dir.join("recipes/app.toml"), app).unwrap();
+    let mut cmd = common::imgforge();
+    cmd.current_dir(dir)
+        .args(["build", "recipes", "--mirror"])
+        .arg(&fixture)
+        .args(["--out", "out", "--cache", "cache", "--no-apt"]);
+    if root {
+        common::chown_tree(dir, uid, gid);
+        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+    }
+    let o = common::run(&mut cmd);
+    let t = common::text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("Built app build stage"), "{t}");
+}

@@ -78,6 +78,7 @@ fn options(fx: &Path, out: &Path, jobs: usize) -> SbomOptions {
         available: avail,
         jobs,
         finding_cache: None,
+        limits: Default::default(),
     }
 }
 
