@@ -209,6 +209,11 @@ pub struct BuildArgs {
     /// Sign each image's provenance (DSSE) with this PKCS#8 PEM private key (Ed25519 or ECDSA P-256).
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
+    /// Assemble configure and build-stage roots by unpacking every layer
+    /// into a directory, not by mounting shared layer trees with overlayfs
+    /// (slower; the output is the same; automatic where mounting is refused).
+    #[arg(long)]
+    pub unpack_roots: bool,
 }
 
 fn parse_layers(s: &str) -> Result<ops::LayerPolicy, String> {
@@ -268,6 +273,7 @@ impl BuildArgs {
             max_package_entries: self.max_package_entries,
             layers: self.layers,
             sign_key: self.sign_key.clone(),
+            unpack_roots: self.unpack_roots,
         }
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod ar;
 pub mod control;
+pub mod plain;
 pub mod targuard;
 
 use std::fs::File;
@@ -119,7 +120,7 @@ impl DebError {
 }
 
 /// Caps on what one package may make imgforge read or hold.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest decompressed `control.tar` accepted.
     pub control_bytes: u64,
@@ -130,6 +131,9 @@ pub struct Limits {
     pub entries: u64,
     /// Largest GNU long-name/long-link or PAX record.
     pub meta_bytes: u64,
+    /// Not a limit, but it travels with them to every reader: where one
+    /// build keeps decompressed `data.tar` copies (module [`plain`]).
+    pub plain: Option<std::sync::Arc<plain::PlainCache>>,
 }
 
 /// Default for [`Limits::entries`]: far above any Debian package (the
@@ -143,6 +147,7 @@ impl Default for Limits {
             data_bytes: 8 << 30,
             entries: DEFAULT_MAX_ENTRIES,
             meta_bytes: 4096,
+            plain: None,
         }
     }
 }
@@ -244,6 +249,17 @@ fn with_member<S: Read + Seek, T, E: std::convert::From<DebError>>(
     limits: &Limits,
     f: &mut dyn FnMut(&mut dyn Read, &str) -> Result<T, E>,
 ) -> Result<T, E> {
+    if want == Want::Data
+        && let Some(cache) = &limits.plain
+        && let Some((copy, member)) = cache.open(path)
+    {
+        let capped = Capped {
+            inner: Box::new(BufReader::new(copy)) as Box<dyn Read>,
+            left: limits.data_bytes,
+        };
+        let mut guarded = guard(capped, limits.entries, limits);
+        return f(&mut guarded, &member);
+    }
     let layout = ar::layout(src, len).map_err(|r| DebError::malformed(path, r))?;
     let (m, limit) = match want {
         Want::Control => (&layout.control, limits.control_bytes),
@@ -257,18 +273,32 @@ fn with_member<S: Read + Seek, T, E: std::convert::From<DebError>>(
         inner: reader,
         left: limit,
     };
-    let entries = match want {
-        Want::Control => 64,
-        Want::Data => limits.entries,
+    let (entries, cache) = match want {
+        Want::Control => (64, None),
+        Want::Data => (limits.entries, limits.plain.as_deref()),
     };
-    let mut guarded = targuard::TarGuard::new(
-        capped,
+    let tee = plain::Tee {
+        inner: capped,
+        out: cache.and_then(|c| c.start()),
+    };
+    let mut guarded = guard(tee, entries, limits);
+    let r = f(&mut guarded, &m.name);
+    if r.is_ok()
+        && let Some(c) = cache
+    {
+        guarded.into_inner().finish(c, path, &m.name);
+    }
+    r
+}
+
+fn guard<R: Read>(r: R, entries: u64, limits: &Limits) -> targuard::TarGuard<R> {
+    targuard::TarGuard::new(
+        r,
         targuard::TarLimits {
             meta_bytes: limits.meta_bytes,
             entries,
         },
-    );
-    f(&mut guarded, &m.name)
+    )
 }
 
 /// Map an io error from inside a member to a [`DebError`].
@@ -607,7 +637,7 @@ pub fn read_data_files(
 ) -> Result<Vec<(String, DataFile)>, DebError> {
     let limits = Limits {
         entries: u64::MAX,
-        ..*limits
+        ..limits.clone()
     };
     with_data_tar(path, &limits, |dt| {
         let mut out = Vec::new();

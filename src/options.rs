@@ -61,6 +61,9 @@ pub struct BuildOptions {
     pub layers: LayerPolicy,
     /// Sign each image's provenance with this PKCS#8 PEM private key.
     pub sign_key: Option<PathBuf>,
+    /// Unpack every layer into configure and build-stage roots instead of
+    /// mounting shared layer trees (see [`crate::sandbox::overlay`]).
+    pub unpack_roots: bool,
 }
 
 impl BuildOptions {

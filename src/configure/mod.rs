@@ -32,8 +32,10 @@ pub mod tree;
 
 use crate::deb::ControlInfo;
 use crate::layer::{self, Entry, LayerBlob};
+use crate::sandbox::overlay::{self, Trees};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One package in the root.
 #[derive(Debug, Clone)]
@@ -88,6 +90,10 @@ pub struct ConfigureOptions {
     /// Where the full log of a failed run is kept (e.g. `<cache>/logs`);
     /// `None`: in `work_dir`, which the caller may delete.
     pub logs: Option<PathBuf>,
+    /// Layer trees shared by the roots of one build: the root is an
+    /// overlay of them when mounting is allowed. `None`: the layers are
+    /// unpacked into the root.
+    pub trees: Option<Arc<Trees>>,
 }
 
 /// The result of [`configure`].
@@ -358,13 +364,7 @@ pub fn configure(
         .prefix("imgforge-configure-")
         .tempdir_in(&opts.work_dir)
         .map_err(io_err(label, "creating a directory in", &opts.work_dir))?;
-    let rootfs = tmp.path().join("rootfs");
-    let toolset = match &spec.toolset_layer {
-        Some(t) => crate::sandbox::unpack_layers(label, &rootfs, std::slice::from_ref(t))?,
-        None => BTreeSet::new(),
-    };
-    let image = crate::sandbox::unpack_layers(label, &rootfs, &spec.layers)?;
-    let ignored: BTreeSet<String> = toolset.difference(&image).cloned().collect();
+    let (rootfs, ignored, mounted) = assemble(spec, opts, tmp.path())?;
     place_files(label, &rootfs, &prepared)?;
     let before = tree::snapshot(&rootfs).map_err(io_err(label, "reading", &rootfs))?;
     let log = tmp.path().join("configure.log");
@@ -410,12 +410,56 @@ pub fn configure(
         )
     };
     let scripts = count_runs(&log);
+    drop(mounted);
     let _ = tmp.close();
     Ok(Configured {
         layer,
         created,
         scripts,
     })
+}
+
+/// The image root in `tmp`: an overlay of shared layer trees where
+/// mounting is allowed, else the layers unpacked into a directory. Returns
+/// the root, the toolset paths the image does not ship (never part of the
+/// result), and the mount (unmounted when dropped).
+fn assemble(
+    spec: &ConfigureSpec,
+    opts: &ConfigureOptions,
+    tmp: &Path,
+) -> Result<(PathBuf, BTreeSet<String>, Option<overlay::Overlay>), ConfigureError> {
+    let label = spec.label.as_str();
+    let rootfs = tmp.join("rootfs");
+    if let Some(trees) = &opts.trees {
+        let mut lower = Vec::new();
+        for blob in spec.toolset_layer.iter().chain(&spec.layers) {
+            lower.push(trees.tree(label, blob)?);
+        }
+        let dirs: Vec<&Path> = lower.iter().map(|t| t.dir.as_path()).collect();
+        if let Ok(m) = overlay::mount(&dirs, &tmp.join("upper"), &tmp.join("ovl"), &rootfs) {
+            let skip = usize::from(spec.toolset_layer.is_some());
+            let image: BTreeSet<&String> = lower[skip..].iter().flat_map(|t| &t.paths).collect();
+            let ignored = match spec.toolset_layer {
+                Some(_) => lower[0]
+                    .paths
+                    .iter()
+                    .filter(|p| !image.contains(p))
+                    .cloned()
+                    .collect(),
+                None => BTreeSet::new(),
+            };
+            return Ok((rootfs, ignored, Some(m)));
+        }
+        // Not allowed here (rootless): unpack instead.
+        let _ = std::fs::remove_dir(&rootfs);
+    }
+    let toolset = match &spec.toolset_layer {
+        Some(t) => crate::sandbox::unpack_layers(label, &rootfs, std::slice::from_ref(t))?,
+        None => BTreeSet::new(),
+    };
+    let image = crate::sandbox::unpack_layers(label, &rootfs, &spec.layers)?;
+    let ignored: BTreeSet<String> = toolset.difference(&image).cloned().collect();
+    Ok((rootfs, ignored, None))
 }
 
 /// Layer entries for the changed paths, and who changed each.

@@ -138,12 +138,24 @@ pub fn diff(
     after: &BTreeMap<String, Obj>,
     ignored: &BTreeSet<String>,
 ) -> Changes {
+    let (kids_before, kids_after) = (children(before), children(after));
     let mut c = Changes::default();
     for (p, o) in after {
         if ignored.contains(p) {
             continue;
         }
-        if before.get(p) != Some(o) {
+        let changed = match before.get(p) {
+            None => true,
+            // A directory changed when its metadata or its entries did. Its
+            // inode and change time are not compared: an overlay root
+            // copies a directory up when anything below it changes.
+            Some(b) if b.kind == ObjKind::Dir && o.kind == ObjKind::Dir => {
+                (b.mode, b.uid, b.gid) != (o.mode, o.uid, o.gid)
+                    || kids_before.get(p.as_str()) != kids_after.get(p.as_str())
+            }
+            Some(b) => b != o,
+        };
+        if changed {
             c.changed.push(p.clone());
         }
     }
@@ -153,6 +165,16 @@ pub fn diff(
         }
     }
     c
+}
+
+/// Directory -> the names of its entries (as snapshotted), sorted.
+fn children(m: &BTreeMap<String, Obj>) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in m.keys() {
+        let (parent, name) = p.rsplit_once('/').unwrap_or(("", p.as_str()));
+        out.entry(parent).or_default().push(name);
+    }
+    out
 }
 
 /// A layer entry for a changed path (content read from the root).
@@ -220,4 +242,54 @@ pub fn nondeterministic(root: &Path, path: &str, o: &Obj) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(kind: ObjKind, ino: u64, ctime: i64) -> Obj {
+        Obj {
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            ino,
+            ctime: (ctime, 0),
+        }
+    }
+
+    fn snap(v: &[(&str, Obj)]) -> BTreeMap<String, Obj> {
+        v.iter().map(|(p, o)| (p.to_string(), o.clone())).collect()
+    }
+
+    #[test]
+    fn a_directory_changes_with_its_entries_or_metadata_not_its_inode() {
+        let before = snap(&[
+            ("etc", obj(ObjKind::Dir, 1, 1)),
+            ("etc/a", obj(ObjKind::File, 2, 1)),
+            ("var", obj(ObjKind::Dir, 3, 1)),
+            ("var/x", obj(ObjKind::Dir, 4, 1)),
+            ("usr", obj(ObjKind::Dir, 5, 1)),
+        ]);
+        // etc: copied up (new inode and ctime), same entries -> unchanged;
+        // var: a new entry -> changed; usr: chmod -> changed; etc/a
+        // rewritten (new ctime) -> changed; var/x/new created.
+        let mut usr = obj(ObjKind::Dir, 5, 1);
+        usr.mode = 0o700;
+        let after = snap(&[
+            ("etc", obj(ObjKind::Dir, 90, 9)),
+            ("etc/a", obj(ObjKind::File, 2, 9)),
+            ("var", obj(ObjKind::Dir, 3, 1)),
+            ("var/new", obj(ObjKind::File, 91, 9)),
+            ("var/x", obj(ObjKind::Dir, 92, 9)),
+            ("usr", usr),
+        ]);
+        let c = diff(&before, &after, &BTreeSet::new());
+        assert_eq!(c.changed, ["etc/a", "usr", "var", "var/new"]);
+        assert!(c.removed.is_empty());
+        let gone = diff(&after, &before, &BTreeSet::from(["var/new".to_string()]));
+        assert!(gone.removed.is_empty(), "ignored paths are never removed");
+    }
 }

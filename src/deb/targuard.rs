@@ -103,6 +103,11 @@ impl<R: Read> TarGuard<R> {
         }
     }
 
+    /// The reader underneath.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Advance the state machine over `bytes` (already handed to the caller).
     fn observe(&mut self, mut bytes: &[u8]) -> Result<(), Violation> {
         while !bytes.is_empty() {

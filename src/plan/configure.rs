@@ -181,6 +181,7 @@ impl Ctx<'_> {
                 runtime: None,
                 lower_symlinks: root.lower.clone(),
                 logs: Some(crate::options::cache_dir(&self.opts.common).join("logs")),
+                trees: self.roots_trees(),
                 write: layer::WriteOptions {
                     blobs_dir: self.store.blobs_dir(),
                     compression: self.compression_for(root.scratch),

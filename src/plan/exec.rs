@@ -78,8 +78,14 @@ pub struct Ctx<'a> {
     pub sde: u64,
     pub st: Status,
     pub count: Counter,
+    /// Layer steps this build already ran or reused, by key.
+    pub done: Mutex<BTreeMap<String, LayerRecord>>,
     /// Scratch space for configure and build-stage roots.
     pub work: PathBuf,
+    /// Packages decompressed once for every reader of the build (in `work`).
+    pub plain: Arc<crate::deb::plain::PlainCache>,
+    /// Layers unpacked once for every root of the build (in `work`).
+    pub trees: Arc<crate::sandbox::overlay::Trees>,
 }
 
 /// The base's layers: what every image starts from.
@@ -90,6 +96,9 @@ pub struct BaseBuilt {
     pub symlinks: Arc<BTreeSet<String>>,
     pub config: Config,
     pub toolset: Option<LayerRecord>,
+    /// The base's layers as the image layer budget counts them (see
+    /// [`Ctx::base_budget_layers`]).
+    pub budget_layers: usize,
 }
 
 /// An image's own layers on top of the base.
@@ -115,6 +124,21 @@ pub fn names<'p>(ps: impl IntoIterator<Item = &'p LockedPackage>) -> String {
 }
 
 impl<'a> Ctx<'a> {
+    /// The limits every package read by this build gets, with the
+    /// build's cache of decompressed packages.
+    pub fn deb_limits(&self) -> crate::deb::Limits {
+        crate::deb::Limits {
+            plain: Some(self.plain.clone()),
+            ..self.opts.deb_limits()
+        }
+    }
+
+    /// The shared layer trees configure and build-stage roots are mounted
+    /// from, unless `--unpack-roots` asked for plain directories.
+    pub fn roots_trees(&self) -> Option<Arc<crate::sandbox::overlay::Trees>> {
+        (!self.opts.unpack_roots).then(|| self.trees.clone())
+    }
+
     /// The locked packages of `name`'s `stage` closure.
     pub fn closure(&self, name: &str, stage: &str) -> Vec<&'a LockedPackage> {
         self.lock
@@ -205,6 +229,7 @@ impl<'a> Ctx<'a> {
         let (records, toolset) = (records?, toolset?);
         let mut symlinks: BTreeSet<String> = (*merged).clone();
         symlinks.extend(records.iter().flat_map(|r| r.symlinks.iter().cloned()));
+        let symlinks = Arc::new(symlinks);
         let mut layers: Vec<LayerBlob> = vendor.map(|v| v.layers.clone()).unwrap_or_default();
         let mut history: Vec<History> = vendor
             .map(|v| {
@@ -216,19 +241,25 @@ impl<'a> Ctx<'a> {
             .unwrap_or_default();
         layers.extend(records.iter().map(LayerRecord::blob));
         history.extend(steps.into_iter().map(|s| s.1));
-        let root = super::configure::Root {
-            layers: &layers,
-            below: &[],
-            scratch: false,
-            lower: &symlinks,
-            toolset: toolset.as_ref(),
-        };
-        if let Some(c) = self.configure(base, "runtime", &root)? {
-            layers.push(c.blob());
-            history.push(self.configure_history(&base.name, "runtime"));
-        }
-        if let Some((rec, h)) = self.files_after_configure(base, &symlinks)? {
-            layers.push(rec.blob());
+        let budget_layers = self.base_budget_layers(layers.len(), toolset.is_some());
+        // The images' package layers need only the base's symlinks: write
+        // them while the base's maintainer scripts run.
+        // A build that had to write base layers will detect licenses too:
+        // start now, beside the scripts.
+        let cold = self.count.totals().1 > 0;
+        let (top, early) = rayon::join(
+            || self.base_top(&layers, &symlinks, toolset.as_ref()),
+            || {
+                rayon::join(
+                    || self.early_layers(&symlinks, budget_layers),
+                    || cold.then(|| self.early_findings()),
+                )
+                .0
+            },
+        );
+        early?;
+        for (blob, h) in top? {
+            layers.push(blob);
             history.push(h);
         }
         let mut config = base.config.clone();
@@ -243,10 +274,63 @@ impl<'a> Ctx<'a> {
         Ok(BaseBuilt {
             layers,
             history,
-            symlinks: Arc::new(symlinks),
+            symlinks,
             config,
             toolset,
+            budget_layers,
         })
+    }
+
+    /// The base's configuration and files layers, above its packages.
+    fn base_top(
+        &self,
+        layers: &[LayerBlob],
+        symlinks: &BTreeSet<String>,
+        toolset: Option<&LayerRecord>,
+    ) -> Result<Vec<(LayerBlob, History)>> {
+        let base = &self.tree.base;
+        let mut top = Vec::new();
+        let root = super::configure::Root {
+            layers,
+            below: &[],
+            scratch: false,
+            lower: symlinks,
+            toolset,
+        };
+        if let Some(c) = self.configure(base, "runtime", &root)? {
+            top.push((c.blob(), self.configure_history(&base.name, "runtime")));
+        }
+        if let Some((rec, h)) = self.files_after_configure(base, symlinks)? {
+            top.push((rec.blob(), h));
+        }
+        Ok(top)
+    }
+
+    /// How many layers the base takes from an image's budget: `below` (its
+    /// package layers), a configuration layer whenever one may be made, and
+    /// its files layer. Known before the base's scripts run, so the images'
+    /// package layers can be grouped, and written, meanwhile.
+    fn base_budget_layers(&self, below: usize, toolset: bool) -> usize {
+        let base = &self.tree.base;
+        let configure =
+            toolset && base.configure.enabled && !self.closure(&base.name, "runtime").is_empty();
+        let files = !base.files.is_empty() && self.opts.layers != LayerPolicy::Single;
+        below + usize::from(configure) + usize::from(files)
+    }
+
+    /// Every image's package layers and build-stage root, in parallel; they
+    /// are remembered (`done`) for when the image asks for them.
+    fn early_layers(&self, symlinks: &Arc<BTreeSet<String>>, budget_layers: usize) -> Result<()> {
+        let mut steps: Vec<LayerStep> = Vec::new();
+        for img in &self.tree.images {
+            steps.extend(
+                self.image_package_steps(img, symlinks, budget_layers)
+                    .into_iter()
+                    .map(|s| s.0),
+            );
+            steps.extend(self.stage_root_step(img, symlinks));
+        }
+        steps.par_iter().try_for_each(|s| self.layer(s).map(|_| ()))
     }
 
     /// The base's layer steps under the layer policy.
@@ -338,40 +422,7 @@ impl<'a> Ctx<'a> {
         img: &Recipe,
         base: &BaseBuilt,
     ) -> Result<(Vec<LayerBlob>, Vec<History>)> {
-        let pkgs = self.closure(&img.name, "runtime");
-        let mut steps: Vec<(LayerStep, History)> = Vec::new();
-        match self.opts.layers {
-            LayerPolicy::Single => {
-                if !pkgs.is_empty() || !img.files.is_empty() {
-                    let files = if img.files.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" + {} recipe file(s)", img.files.len())
-                    };
-                    steps.push((
-                        LayerStep {
-                            label: img.name.clone(),
-                            parts: vec![Part::Packages(pkgs.clone()), Part::Files(img)],
-                            lower: base.symlinks.clone(),
-                            scratch: false,
-                        },
-                        hist(
-                            format!("imgforge: packages {}{files}", names(pkgs.iter().copied())),
-                            None,
-                        ),
-                    ));
-                }
-            }
-            LayerPolicy::Budget(n) => {
-                let fixed = usize::from(!img.files.is_empty())
-                    + usize::from(!pkgs.is_empty())
-                    + usize::from(img.build.is_some());
-                let cap = group::image_cap(n, base.layers.len(), fixed);
-                if !pkgs.is_empty() {
-                    steps.extend(self.package_steps(pkgs.clone(), cap, &base.symlinks, &img.name));
-                }
-            }
-        }
+        let steps = self.image_package_steps(img, &base.symlinks, base.budget_layers);
         let records = self.layers(&steps)?;
         let mut layers: Vec<LayerBlob> = records.iter().map(LayerRecord::blob).collect();
         let mut history: Vec<History> = steps.into_iter().map(|s| s.1).collect();
@@ -393,6 +444,54 @@ impl<'a> Ctx<'a> {
             history.push(h);
         }
         Ok((layers, history))
+    }
+
+    /// An image's package layer steps (with its files under
+    /// `--layers single`), grouped under the budget.
+    fn image_package_steps<'r>(
+        &self,
+        img: &'r Recipe,
+        symlinks: &Arc<BTreeSet<String>>,
+        budget_layers: usize,
+    ) -> Vec<(LayerStep<'r>, History)>
+    where
+        'a: 'r,
+    {
+        let pkgs = self.closure(&img.name, "runtime");
+        let mut steps: Vec<(LayerStep, History)> = Vec::new();
+        match self.opts.layers {
+            LayerPolicy::Single => {
+                if !pkgs.is_empty() || !img.files.is_empty() {
+                    let files = if img.files.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" + {} recipe file(s)", img.files.len())
+                    };
+                    steps.push((
+                        LayerStep {
+                            label: img.name.clone(),
+                            parts: vec![Part::Packages(pkgs.clone()), Part::Files(img)],
+                            lower: symlinks.clone(),
+                            scratch: false,
+                        },
+                        hist(
+                            format!("imgforge: packages {}{files}", names(pkgs.iter().copied())),
+                            None,
+                        ),
+                    ));
+                }
+            }
+            LayerPolicy::Budget(n) => {
+                let fixed = usize::from(!img.files.is_empty())
+                    + usize::from(!pkgs.is_empty())
+                    + usize::from(img.build.is_some());
+                let cap = group::image_cap(n, budget_layers, fixed);
+                if !pkgs.is_empty() {
+                    steps.extend(self.package_steps(pkgs.clone(), cap, symlinks, &img.name));
+                }
+            }
+        }
+        steps
     }
 
     /// Under a layer budget, a recipe's `[[files]]` go above its

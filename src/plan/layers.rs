@@ -121,15 +121,23 @@ impl Ctx<'_> {
                 "max_entries": self.opts.max_package_entries,
             }),
         );
-        if let Some(r) = self.store.get::<LayerRecord>("layer", &key)
-            && self.store.has_blob(&r.digest)
-        {
-            self.count.reused("layer");
-            return Ok(r);
+        // Asked for before in this build (steps started early): counted then.
+        if let Some(r) = self.done.lock().expect("done").get(&key) {
+            return Ok(r.clone());
         }
-        let rec = self.write_layer(step, files)?;
-        self.store.put("layer", &key, &rec)?;
-        self.count.built("layer");
+        let rec = match self.store.get::<LayerRecord>("layer", &key) {
+            Some(r) if self.store.has_blob(&r.digest) => {
+                self.count.reused("layer");
+                r
+            }
+            _ => {
+                let rec = self.write_layer(step, files)?;
+                self.store.put("layer", &key, &rec)?;
+                self.count.built("layer");
+                rec
+            }
+        };
+        self.done.lock().expect("done").insert(key, rec.clone());
         Ok(rec)
     }
 
@@ -182,7 +190,7 @@ impl Ctx<'_> {
             source_date_epoch: self.sde,
             merged_usr: true,
             dpkg_metadata: true,
-            limits: self.opts.deb_limits(),
+            limits: self.deb_limits(),
         };
         Ok(layer::package::package_entries(&input, spool, &popts)?)
     }

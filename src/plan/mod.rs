@@ -184,7 +184,14 @@ fn run(
         sde: sde as u64,
         st,
         count: exec::Counter::with_progress(st.progress("building")),
+        done: Default::default(),
         work: work.path().to_path_buf(),
+        plain: std::sync::Arc::new(crate::deb::plain::PlainCache::new(
+            &work.path().join("plain"),
+        )),
+        trees: std::sync::Arc::new(crate::sandbox::overlay::Trees::new(
+            &work.path().join("trees"),
+        )),
     };
     ctx.check_release()?;
     let vendor = vendor_base(&ctx)?;

@@ -58,6 +58,81 @@ impl Ctx<'_> {
         (ship, build)
     }
 
+    fn sbom_package(&self, p: &LockedPackage) -> Result<sbom::SbomPackage> {
+        let f = self.inputs.get(p)?;
+        Ok(sbom::SbomPackage {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            architecture: p.architecture.clone(),
+            source: p.source.clone(),
+            source_version: p.source_version.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+            filename: p.filename.clone(),
+            deb_path: f.deb.clone(),
+            control: f.control.clone(),
+        })
+    }
+
+    fn sbom_options(
+        &self,
+        out_dir: &Path,
+        images: Vec<sbom::SbomImage>,
+    ) -> Result<sbom::SbomOptions> {
+        let mut available: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for p in self.lock.images.iter().flat_map(|l| l.packages.iter()) {
+            available.insert(p.name.clone(), self.inputs.get(p)?.deb.clone());
+        }
+        Ok(sbom::SbomOptions {
+            out_dir: out_dir.to_path_buf(),
+            source_date_epoch: self.sde as i64,
+            distro: self.tree.source.distro.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            images,
+            available,
+            jobs: rayon::current_num_threads(),
+            limits: self.deb_limits(),
+            // Salted like every step key: a rebuilt imgforge starts afresh.
+            finding_cache: Some(
+                self.store
+                    .dir("findings")
+                    .join(&super::key::key("findings", &json!(null))[..16]),
+            ),
+        })
+    }
+
+    /// Detect every package's license now, into the finding memo, so the
+    /// SBOM step finds them there: a cold build runs this beside the
+    /// base's maintainer scripts, which leave a core idle. Failures are
+    /// left for the SBOM step, which detects again and reports them.
+    pub fn early_findings(&self) {
+        let images = self
+            .lock
+            .images
+            .iter()
+            .map(|l| -> Result<sbom::SbomImage> {
+                Ok(sbom::SbomImage {
+                    name: l.name.clone(),
+                    tag: String::new(),
+                    manifest_digest: String::new(),
+                    config_digest: String::new(),
+                    packages: l
+                        .packages
+                        .iter()
+                        .map(|p| self.sbom_package(p))
+                        .collect::<Result<_>>()?,
+                    build_packages: Vec::new(),
+                    artifacts: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>();
+        if let Ok(images) = images
+            && let Ok(opts) = self.sbom_options(&self.work, images)
+        {
+            let _ = sbom::findings(&opts);
+        }
+    }
+
     /// SPDX, CycloneDX and legal reports into `layout`; returns how many
     /// packages need legal review.
     pub fn sboms(
@@ -105,21 +180,7 @@ impl Ctx<'_> {
         self.st
             .say("SBOM", "SPDX 2.3, CycloneDX 1.6 and license reports");
         let staged = self.store.stage_dir()?;
-        let pkg = |p: &LockedPackage| -> Result<sbom::SbomPackage> {
-            let f = self.inputs.get(p)?;
-            Ok(sbom::SbomPackage {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                architecture: p.architecture.clone(),
-                source: p.source.clone(),
-                source_version: p.source_version.clone(),
-                sha256: p.sha256.clone(),
-                size: p.size,
-                filename: p.filename.clone(),
-                deb_path: f.deb.clone(),
-                control: f.control.clone(),
-            })
-        };
+        let pkg = |p: &LockedPackage| self.sbom_package(p);
         let mut sbom_images = Vec::new();
         for (i, w) in images.iter().enumerate() {
             let (ship, build) = self.sbom_packages(i);
@@ -133,26 +194,7 @@ impl Ctx<'_> {
                 artifacts: artifacts(i),
             });
         }
-        let mut available: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for p in &all {
-            available.insert(p.name.clone(), self.inputs.get(p)?.deb.clone());
-        }
-        let summary = sbom::write_all(&sbom::SbomOptions {
-            out_dir: staged.path().to_path_buf(),
-            source_date_epoch: self.sde as i64,
-            distro: self.tree.source.distro.clone(),
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            images: sbom_images,
-            available,
-            jobs: rayon::current_num_threads(),
-            limits: self.opts.deb_limits(),
-            // Salted like every step key: a rebuilt imgforge starts afresh.
-            finding_cache: Some(
-                self.store
-                    .dir("findings")
-                    .join(&super::key::key("findings", &json!(null))[..16]),
-            ),
-        })?;
+        let summary = sbom::write_all(&self.sbom_options(staged.path(), sbom_images)?)?;
         let tree = self.store.adopt_tree(staged, &key)?;
         self.store.put(
             "sbom",

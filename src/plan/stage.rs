@@ -14,6 +14,8 @@ use crate::sbom::SbomFile;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What an artifact step produced.
@@ -24,7 +26,26 @@ pub struct ArtifactRecord {
     pub files: Vec<(String, String, u64)>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The layer step of `img`'s build-stage packages, if it has a build
+    /// stage.
+    pub fn stage_root_step<'r>(
+        &self,
+        img: &'r Recipe,
+        symlinks: &Arc<BTreeSet<String>>,
+    ) -> Option<LayerStep<'r>>
+    where
+        'a: 'r,
+    {
+        img.build.as_ref()?;
+        Some(LayerStep {
+            label: format!("{} build-stage root", img.name),
+            parts: vec![Part::Packages(self.closure(&img.name, "build"))],
+            lower: symlinks.clone(),
+            scratch: true,
+        })
+    }
+
     /// `img`'s build stage and artifact layer, if it has a build stage.
     pub fn build_stage(
         &self,
@@ -34,12 +55,10 @@ impl Ctx<'_> {
         let Some(b) = &img.build else {
             return Ok(None);
         };
-        let root = self.layer(&LayerStep {
-            label: format!("{} build-stage root", img.name),
-            parts: vec![Part::Packages(self.closure(&img.name, "build"))],
-            lower: base.symlinks.clone(),
-            scratch: true,
-        })?;
+        let step = self
+            .stage_root_step(img, &base.symlinks)
+            .expect("a recipe with a build stage");
+        let root = self.layer(&step)?;
         let mut layers: Vec<LayerBlob> = base.layers.clone();
         layers.push(root.blob());
         let below = [(self.tree.base.name.as_str(), "runtime")];
@@ -128,6 +147,7 @@ impl Ctx<'_> {
             work_dir: self.work.clone(),
             runtime: None,
             logs: Some(cache.join("logs")),
+            trees: self.roots_trees(),
         };
         let out = sandbox::run_stage(spec, &sopts)?;
         if out.cached {

@@ -51,6 +51,7 @@
 //! beside the local OCI runtime.
 
 mod beneath;
+pub mod overlay;
 mod runtime;
 mod seccomp;
 mod store;
@@ -98,6 +99,10 @@ pub struct SandboxOptions {
     /// Where the full log of a failed step is kept (default: `work_dir`);
     /// it must outlive the build.
     pub logs: Option<PathBuf>,
+    /// Layer trees shared with other roots of the build: the root is an
+    /// overlay of them where mounting is allowed (module [`overlay`]).
+    /// `None`: the layers are unpacked into the root.
+    pub trees: Option<std::sync::Arc<overlay::Trees>>,
 }
 
 /// One artifact of a finished stage.
@@ -411,17 +416,19 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
         .map_err(io_error("creating a build directory in", &opts.work_dir))?;
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(io_error("creating", &rootfs))?;
+    let mounted = mount_root(spec, opts, tmp.path())?;
     let root = beneath::Root::open(&rootfs).map_err(io_error("opening", &rootfs))?;
     rustix::fs::fchmod(root.fd(), rustix::fs::Mode::from(0o755))
         .map_err(|e| io_error("chmod", &rootfs)(e.into()))?;
-
-    for layer in &spec.layers {
-        unpack::unpack_layer(&root, layer).map_err(|e| SandboxError::Unpack {
-            recipe: spec.recipe.clone(),
-            layer: layer.clone(),
-            entry: e.entry,
-            reason: e.reason.to_string(),
-        })?;
+    if mounted.is_none() {
+        for layer in &spec.layers {
+            unpack::unpack_layer(&root, layer).map_err(|e| SandboxError::Unpack {
+                recipe: spec.recipe.clone(),
+                layer: layer.clone(),
+                entry: e.entry,
+                reason: e.reason.to_string(),
+            })?;
+        }
     }
     let prepare = |path: &str, mode: u32| -> Result<(), SandboxError> {
         let mut w = beneath::Writer::new(&root);
@@ -498,6 +505,7 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
         .unwrap_or_else(|| opts.work_dir.join("artifacts"));
     let artifacts = store::save(&spec.recipe, &root, &spec.artifacts, &store_dir, &key)?;
     drop(root);
+    drop(mounted);
     // Removal errors (e.g. a build left an immutable file) must not hide
     // the result; the directory is under work_dir for the caller to clean.
     let _ = tmp.close();
@@ -751,6 +759,25 @@ fn entry_for(a: &Artifact, dest: &str, c: &Copy, sde: u64) -> Result<Entry, Sand
         sha256: sha,
         origin: format!("build artifact /{}", a.path),
     })
+}
+
+/// Mount the stage's layers (shared trees) at `<tmp>/rootfs`, or `None`
+/// when there are no trees or mounting is not allowed here.
+fn mount_root(
+    spec: &StageSpec,
+    opts: &SandboxOptions,
+    tmp: &Path,
+) -> Result<Option<overlay::Overlay>, SandboxError> {
+    let Some(trees) = &opts.trees else {
+        return Ok(None);
+    };
+    let mut lower = Vec::new();
+    for blob in &spec.layers {
+        lower.push(trees.tree(&spec.recipe, blob)?);
+    }
+    let dirs: Vec<&Path> = lower.iter().map(|t| t.dir.as_path()).collect();
+    let rootfs = tmp.join("rootfs");
+    Ok(overlay::mount(&dirs, &tmp.join("upper"), &tmp.join("ovl"), &rootfs).ok())
 }
 
 /// Unpack `layers` (bottom first) beneath `rootfs` with the same checks as

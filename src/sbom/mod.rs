@@ -528,8 +528,10 @@ fn write_documents(
     Ok(())
 }
 
-/// Write SBOMs and legal reports for every image of the build.
-pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
+/// The license finding of every package of `opts.images` (shipped or
+/// build-only), detected in parallel or taken from the finding memo. A
+/// build may call this early, beside its other work, to fill the memo.
+pub fn findings(opts: &SbomOptions) -> Result<Findings, SbomError> {
     // Unique packages over all images, shipped or build-only.
     let mut unique: BTreeMap<(String, String, String), &SbomPackage> = BTreeMap::new();
     for img in &opts.images {
@@ -555,7 +557,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             .insert(p.name.clone());
     }
     let list: Vec<(&(String, String, String), &&SbomPackage)> = unique.iter().collect();
-    let limits = opts.limits;
+    let limits = &opts.limits;
     let results: Vec<Result<(PkgKey, LicenseFinding), SbomError>> = pool.install(|| {
         list.par_iter()
             .map(|(k, p)| {
@@ -570,7 +572,7 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
                         p.control.get("Section"),
                         &p.deb_path,
                         &opts.available,
-                        &limits,
+                        limits,
                         &siblings,
                     )
                 };
@@ -589,6 +591,12 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         findings.insert(k, f);
     }
 
+    Ok(findings)
+}
+
+/// Write SBOMs and legal reports for every image of the build.
+pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
+    let mut findings = self::findings(opts)?;
     // Common-licenses texts referenced by shipped packages.
     let texts = common_license_texts(&opts.available)?;
     let shipped_keys: BTreeSet<(String, String, String)> = opts

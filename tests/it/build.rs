@@ -48,6 +48,7 @@ fn build_examples(
     umask: &str,
     tz: &str,
     lang: &str,
+    extra: &[&str],
 ) -> std::process::Output {
     std::fs::create_dir_all(tmpdir).unwrap();
     let mut c = Command::new("sh");
@@ -64,6 +65,7 @@ fn build_examples(
         .arg(bundle)
         .arg("--cache")
         .arg(cache)
+        .args(extra)
         .current_dir(tree)
         .env_remove("SOURCE_DATE_EPOCH")
         .env("TMPDIR", tmpdir)
@@ -101,6 +103,7 @@ fn shared() -> Option<&'static Shared> {
                 "022",
                 "UTC",
                 "C",
+                &[],
             );
             assert!(o.status.success(), "shared build failed:\n{}", text(&o));
             Some(Shared {
@@ -199,7 +202,8 @@ fn build_is_deterministic_under_perturbation() {
     let Some(s) = shared() else { return };
     let tmp = tempfile::tempdir().unwrap();
     // Another path for everything: tree, mirror (with other mtimes), out,
-    // cache, TMPDIR; 8 jobs, umask 077, another zone and locale.
+    // cache, TMPDIR; 8 jobs, umask 077, another zone and locale, roots
+    // unpacked instead of mounted.
     let tree = tmp.path().join("elsewhere/tree");
     crate::common::copy_dir(&s.tree.join("base"), &tree.join("base"));
     crate::common::copy_dir(&s.tree.join("recipes"), &tree.join("recipes"));
@@ -219,6 +223,9 @@ fn build_is_deterministic_under_perturbation() {
         "077",
         "Pacific/Chatham",
         "de_DE.UTF-8",
+        // Roots unpacked, not mounted from shared layer trees: the
+        // configuration layers and build stage must not notice.
+        &["--unpack-roots"],
     );
     let t = text(&o);
     assert!(o.status.success(), "{t}");

@@ -303,3 +303,84 @@ fn plan_examples_noop_and_one_change() {
         "hello's stage must be reused: {t}"
     );
 }
+
+/// Every entry of `deb`'s data.tar: path, size, content.
+fn data_entries(
+    deb: &Path,
+    limits: &imgforge::deb::Limits,
+) -> Result<Vec<(String, Vec<u8>)>, imgforge::deb::DebError> {
+    use std::io::Read;
+    imgforge::deb::with_data_tar(deb, limits, |dt| {
+        let mut out = Vec::new();
+        for e in dt.archive.entries().map_err(|e| dt.ctx.error(e))? {
+            let mut e = e.map_err(|e| dt.ctx.error(e))?;
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).map_err(|e| dt.ctx.error(e))?;
+            out.push((path, bytes));
+        }
+        Ok::<_, imgforge::deb::DebError>(out)
+    })
+}
+
+fn copies(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            !n.to_string_lossy().starts_with('.')
+        })
+        .count()
+    })
+}
+
+#[test]
+fn plan_a_package_is_decompressed_once_and_later_readers_get_the_same_bytes() {
+    use imgforge::deb::{Limits, plain::PlainCache};
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = Deb::new("two-files", "1.0")
+        .entry(T::File("./usr/share/two/a", b"alpha\n", 0o644))
+        .entry(T::File("./usr/bin/two", b"#!/bin/sh\necho two\n", 0o755))
+        .write(tmp.path());
+    let dir = tmp.path().join("plain");
+    let cached = Limits {
+        plain: Some(std::sync::Arc::new(PlainCache::new(&dir))),
+        ..Default::default()
+    };
+    let direct = data_entries(&deb, &Limits::default()).unwrap();
+    assert!(direct.len() >= 2, "{direct:?}");
+    assert_eq!(data_entries(&deb, &cached).unwrap(), direct);
+    assert_eq!(
+        copies(&dir),
+        1,
+        "the first read leaves one decompressed copy"
+    );
+    // Later reads come from the copy: with the package file gone, a
+    // cached read still answers the same, a direct read cannot.
+    let bytes = std::fs::read(&deb).unwrap();
+    std::fs::write(&deb, b"not a deb").unwrap();
+    assert_eq!(data_entries(&deb, &cached).unwrap(), direct);
+    assert!(data_entries(&deb, &Limits::default()).is_err());
+    std::fs::write(&deb, bytes).unwrap();
+    assert_eq!(copies(&dir), 1);
+}
+
+#[test]
+fn plan_a_refused_package_leaves_no_decompressed_copy() {
+    use imgforge::deb::{Limits, plain::PlainCache};
+    static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = Deb::new("big", "1.0")
+        .entry(T::File("./usr/share/big/zeros", &ZEROS, 0o644))
+        .write(tmp.path());
+    let dir = tmp.path().join("plain");
+    let capped = Limits {
+        data_bytes: 64 << 10,
+        plain: Some(std::sync::Arc::new(PlainCache::new(&dir))),
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        let e = data_entries(&deb, &capped).unwrap_err().to_string();
+        assert!(e.contains("exceeds the size limit"), "{e}");
+        assert_eq!(copies(&dir), 0, "a refused read must leave no copy");
+    }
+}

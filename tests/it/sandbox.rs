@@ -104,6 +104,7 @@ impl Setup {
             cache_dir: cache.then(|| self.tmp.path().join("cache")),
             work_dir: self.tmp.path().join("work"),
             runtime: None,
+            trees: None,
             logs: None,
         }
     }
@@ -626,6 +627,7 @@ fn sandbox_hostile_layers_are_refused() {
             cache_dir: None,
             work_dir: tmp.path().join("work"),
             runtime: Some(PathBuf::from("/bin/true")),
+            trees: None,
             logs: None,
         };
         let err = sandbox::run_stage(&spec, &opts).unwrap_err();
