@@ -134,36 +134,64 @@ impl Ctx<'_> {
     }
 
     fn write_layer(&self, step: &LayerStep, mut files: Vec<Vec<Entry>>) -> Result<LayerRecord> {
-        let mut entries: Vec<Entry> = Vec::new();
         let spool = self.store.stage_dir()?;
+        // Entries are sorted on disk: memory does not grow with their number.
+        let mut sorted = layer::EntrySpool::new(spool.path())?;
         for p in &step.parts {
             match p {
-                Part::MergedUsr => entries.extend(layer::package::merged_usr_entries(self.sde)),
-                Part::Packages(ps) => {
-                    for p in ps {
-                        entries.extend(self.package_entries(p, spool.path())?);
+                Part::MergedUsr => {
+                    for e in layer::package::merged_usr_entries(self.sde) {
+                        sorted.push(e)?;
                     }
                 }
-                Part::Files(_) => entries.extend(files.remove(0)),
+                Part::Packages(ps) => {
+                    for p in ps {
+                        let input = self.package_input(p)?;
+                        layer::package::spool_package(
+                            &mut sorted,
+                            &input,
+                            spool.path(),
+                            &self.package_options(),
+                        )?;
+                    }
+                }
+                Part::Files(_) => {
+                    for e in files.remove(0) {
+                        sorted.push(e)?;
+                    }
+                }
             }
         }
-        let norm = layer::normalize(entries, &step.lower, self.sde)
-            .with_context(|| format!("layer {}", step.label))?;
-        let symlinks: Vec<String> = norm
-            .iter()
-            .filter(|e| matches!(e.kind, layer::Kind::Symlink(_)))
-            .map(|e| e.path.clone())
-            .collect();
-        let blob = layer::write_layer(
-            &norm,
+        let (blob, symlinks) = layer::write_spooled(
+            sorted,
+            &step.lower,
+            self.sde,
             &layer::WriteOptions {
                 blobs_dir: self.store.blobs_dir(),
                 compression: self.compression_for(step.scratch),
             },
-        )?;
-        drop(norm);
+        )
+        .with_context(|| format!("layer {}", step.label))?;
         self.store.seal_blob(&blob.digest)?;
         Ok(LayerRecord::from_blob(&blob, symlinks))
+    }
+
+    fn package_input(&self, p: &LockedPackage) -> Result<layer::package::PackageInput> {
+        let f = self.inputs.get(p)?;
+        Ok(layer::package::PackageInput {
+            name: p.name.clone(),
+            deb: f.deb.clone(),
+            control: f.control.clone(),
+        })
+    }
+
+    fn package_options(&self) -> layer::package::PackageOptions {
+        layer::package::PackageOptions {
+            source_date_epoch: self.sde,
+            merged_usr: true,
+            dpkg_metadata: true,
+            limits: self.opts.deb_limits(),
+        }
     }
 
     /// A package's entries, its contents spooled under `spool`.
@@ -172,18 +200,8 @@ impl Ctx<'_> {
         p: &LockedPackage,
         spool: &std::path::Path,
     ) -> Result<Vec<Entry>> {
-        let f = self.inputs.get(p)?;
-        let input = layer::package::PackageInput {
-            name: p.name.clone(),
-            deb: f.deb.clone(),
-            control: f.control.clone(),
-        };
-        let popts = layer::package::PackageOptions {
-            source_date_epoch: self.sde,
-            merged_usr: true,
-            dpkg_metadata: true,
-            limits: self.opts.deb_limits(),
-        };
+        let input = self.package_input(p)?;
+        let popts = self.package_options();
         Ok(layer::package::package_entries(&input, spool, &popts)?)
     }
 }
