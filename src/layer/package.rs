@@ -66,6 +66,26 @@ pub struct PackageInput {
     pub control: ControlInfo,
 }
 
+/// A package to put into a layer, borrowed (its `md5sums` may be tens of
+/// MB: not copied).
+#[derive(Debug, Clone, Copy)]
+pub struct PackageRef<'a> {
+    pub name: &'a str,
+    pub deb: &'a Path,
+    pub control: &'a ControlInfo,
+}
+
+impl PackageInput {
+    /// The borrowed form.
+    pub fn as_ref(&self) -> PackageRef<'_> {
+        PackageRef {
+            name: &self.name,
+            deb: &self.deb,
+            control: &self.control,
+        }
+    }
+}
+
 /// Options for [`package_entries`].
 #[derive(Debug, Clone)]
 pub struct PackageOptions {
@@ -96,6 +116,15 @@ pub(crate) enum Read<'a> {
 /// temporary file in `spool_dir`.
 pub fn package_entries(
     pkg: &PackageInput,
+    spool_dir: &Path,
+    opts: &PackageOptions,
+) -> Result<Vec<Entry>, LayerError> {
+    package_entries_of(pkg.as_ref(), spool_dir, opts)
+}
+
+/// [`package_entries`] of a borrowed package.
+pub fn package_entries_of(
+    pkg: PackageRef,
     spool_dir: &Path,
     opts: &PackageOptions,
 ) -> Result<Vec<Entry>, LayerError> {
@@ -140,14 +169,14 @@ pub fn package_entries(
 /// hard links out of the package) happen when the spool is written.
 pub fn spool_package(
     spool: &mut EntrySpool,
-    pkg: &PackageInput,
+    pkg: PackageRef,
     spool_dir: &Path,
     opts: &PackageOptions,
 ) -> Result<(), LayerError> {
-    let data = spool.add_source(pkg.name.clone(), Some(package_origin(pkg)));
+    let data = spool.add_source(pkg.name.to_string(), Some(package_origin(pkg)));
     // Generated entries may meet a shipped one of the same path: the
     // conflict rules of `normalize` apply, not the collision rule.
-    let meta = spool.add_source(pkg.name.clone(), None);
+    let meta = spool.add_source(pkg.name.to_string(), None);
     read_package(pkg, spool_dir, opts, &mut |r| match r {
         Read::Data {
             e,
@@ -169,7 +198,7 @@ pub fn spool_package(
 }
 
 /// How errors name a package.
-fn package_origin(pkg: &PackageInput) -> String {
+fn package_origin(pkg: PackageRef) -> String {
     format!("package {} ({})", pkg.name, pkg.deb.display())
 }
 
@@ -197,7 +226,7 @@ struct Reader<'a> {
 /// Stream a package's entries into `sink`: `data.tar` first, then the
 /// dpkg metadata.
 fn read_package(
-    pkg: &PackageInput,
+    pkg: PackageRef,
     spool_dir: &Path,
     opts: &PackageOptions,
     sink: &mut dyn FnMut(Read) -> Result<(), LayerError>,
@@ -210,14 +239,14 @@ fn read_package(
     let spool_read = Arc::new(spool.try_clone().map_err(io_err)?);
     let mut r = Reader {
         origin: package_origin(pkg),
-        name: &pkg.name,
+        name: pkg.name,
         opts,
         writer: BufWriter::with_capacity(1 << 20, spool),
         spool_read,
         offset: 0,
         roots: BTreeSet::new(),
     };
-    deb::with_data_tar(&pkg.deb, &opts.limits, |dt| {
+    deb::with_data_tar(pkg.deb, &opts.limits, |dt| {
         let iter = dt.archive.entries().map_err(|e| dt.ctx.error(e))?;
         for entry in iter {
             let mut entry = entry.map_err(|e| dt.ctx.error(e))?;

@@ -146,10 +146,10 @@ impl Ctx<'_> {
                 }
                 Part::Packages(ps) => {
                     for p in ps {
-                        let input = self.package_input(p)?;
+                        let f = self.inputs.get(p)?;
                         layer::package::spool_package(
                             &mut sorted,
-                            &input,
+                            package_ref(p, &f),
                             spool.path(),
                             &self.package_options(),
                         )?;
@@ -176,15 +176,6 @@ impl Ctx<'_> {
         Ok(LayerRecord::from_blob(&blob, symlinks))
     }
 
-    fn package_input(&self, p: &LockedPackage) -> Result<layer::package::PackageInput> {
-        let f = self.inputs.get(p)?;
-        Ok(layer::package::PackageInput {
-            name: p.name.clone(),
-            deb: f.deb.clone(),
-            control: f.control.clone(),
-        })
-    }
-
     fn package_options(&self) -> layer::package::PackageOptions {
         layer::package::PackageOptions {
             source_date_epoch: self.sde,
@@ -200,8 +191,24 @@ impl Ctx<'_> {
         p: &LockedPackage,
         spool: &std::path::Path,
     ) -> Result<Vec<Entry>> {
-        let input = self.package_input(p)?;
+        let f = self.inputs.get(p)?;
         let popts = self.package_options();
-        Ok(layer::package::package_entries(&input, spool, &popts)?)
+        Ok(layer::package::package_entries_of(
+            package_ref(p, &f),
+            spool,
+            &popts,
+        )?)
+    }
+}
+
+/// A fetched package, borrowed for the layer module.
+fn package_ref<'a>(
+    p: &'a LockedPackage,
+    f: &'a super::inputs::Fetched,
+) -> layer::package::PackageRef<'a> {
+    layer::package::PackageRef {
+        name: &p.name,
+        deb: &f.deb,
+        control: &f.control,
     }
 }
