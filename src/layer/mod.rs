@@ -16,8 +16,11 @@
 //!   header mtime 0, OS byte 255, no file name.
 //!
 //! Package contents are spooled to a temporary file per package
-//! ([`package`]) so a layer is written in sorted order without holding it in
-//! memory.
+//! ([`package`]), and a package layer's entries to an [`EntrySpool`]: sorted
+//! on disk in bounded runs ([`spool`]), then merged and normalized as one
+//! stream (`stream`) while the tar is written ([`write_spooled`]), so memory
+//! does not grow with the number of entries. [`normalize`] applies the same
+//! stream rules to small layers held in memory.
 
 pub mod package;
 pub mod spool;
