@@ -16,18 +16,29 @@
 //!   header mtime 0, OS byte 255, no file name.
 //!
 //! Package contents are spooled to a temporary file per package
-//! ([`package`]) so a layer is written in sorted order without holding it in
-//! memory.
+//! ([`package`]), and a package layer's entries to an [`EntrySpool`]: sorted
+//! on disk in bounded runs ([`spool`]), then merged and normalized as one
+//! stream (`stream`) while the tar is written ([`write_spooled`]), so memory
+//! does not grow with the number of entries. [`normalize`] applies the same
+//! stream rules to small layers held in memory.
 
 pub mod package;
+pub mod spool;
+mod stream;
+#[cfg(test)]
+mod tests_stream;
+
+pub use spool::EntrySpool;
 
 use crate::digest::HashWriter;
+use spool::{Item, Link, Meta, Raw, Source, cmp_paths};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use stream::{Emit, Sorted};
 
 /// Errors while building a layer. Each names the package (or source) and entry.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +223,7 @@ pub fn normalize_path(raw: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
+#[cfg(test)]
 /// Sort key: path components compared bytewise, so `a/b` sorts right after
 /// `a` and before `a-b` (parents before children).
 fn sort_key(p: &str) -> Vec<&[u8]> {
@@ -226,77 +238,82 @@ fn sort_key(p: &str) -> Vec<&[u8]> {
 /// * an entry below a symlink of the same layer, or below one of
 ///   `lower_symlinks`, is rejected (it would be written through the link);
 /// * hard links point at the first path (in sorted order) of their group.
+///
+/// In memory, for small layers; [`write_spooled`] applies the same rules
+/// (the same code, [`stream`]) to entries sorted on disk.
 pub fn normalize(
     entries: Vec<Entry>,
     lower_symlinks: &BTreeSet<String>,
     mtime: u64,
 ) -> Result<Vec<Entry>, LayerError> {
-    let mut by_path: BTreeMap<String, Entry> = BTreeMap::new();
-    for e in entries {
-        match by_path.get(&e.path) {
-            None => {
-                by_path.insert(e.path.clone(), e);
-            }
-            Some(prev) => {
-                if let Some(what) = difference(prev, &e) {
-                    return Err(LayerError::Conflict {
-                        path: e.path.clone(),
-                        first: prev.origin.clone(),
-                        second: e.origin.clone(),
-                        what,
-                    });
-                }
-            }
+    let mut v = InMemory::default();
+    let mut by_origin: BTreeMap<String, u32> = BTreeMap::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        let src = *by_origin.entry(e.origin.clone()).or_insert_with(|| {
+            v.sources.push(Source {
+                origin: e.origin.clone(),
+                package: None,
+            });
+            (v.sources.len() - 1) as u32
+        });
+        let seq = i as u64;
+        if let Kind::Hardlink(t) = &e.kind {
+            v.links.push(Link {
+                path: e.path.clone(),
+                target: t.clone(),
+                src,
+                seq,
+            });
         }
+        let m = Meta {
+            src,
+            merged: false,
+            raw: Raw::Dot,
+            seq,
+        };
+        v.items.push(Item { e, m });
     }
-    // Symlinks and writes through them.
-    let symlinks: BTreeSet<&str> = by_path
-        .values()
-        .filter(|e| matches!(e.kind, Kind::Symlink(_)))
-        .map(|e| e.path.as_str())
-        .collect();
-    for e in by_path.values() {
-        let mut p = e.path.as_str();
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if symlinks.contains(parent) || lower_symlinks.contains(parent) {
-                return Err(LayerError::Hostile {
-                    origin: e.origin.clone(),
-                    entry: e.path.clone(),
-                    reason: format!(
-                        "its parent {parent:?} is a symlink; writing through it could escape the image root"
-                    ),
-                });
-            }
-            if let Some(pe) = by_path.get(parent)
-                && pe.kind != Kind::Dir
-            {
-                return Err(LayerError::Hostile {
-                    origin: e.origin.clone(),
-                    entry: e.path.clone(),
-                    reason: format!("its parent {parent:?} is not a directory"),
-                });
-            }
-            p = parent;
-        }
-    }
-    // Missing parents.
-    let mut missing = BTreeSet::new();
-    for path in by_path.keys() {
-        let mut p = path.as_str();
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if !by_path.contains_key(parent) {
-                missing.insert(parent.to_string());
-            }
-            p = parent;
-        }
-    }
-    for m in missing {
-        by_path.insert(m.clone(), Entry::dir(&m, mtime, "imgforge"));
-    }
-    let mut out: Vec<Entry> = by_path.into_values().collect();
-    out.sort_by(|a, b| sort_key(&a.path).cmp(&sort_key(&b.path)));
-    fix_hardlinks(&mut out)?;
+    // Stable: equal paths stay in arrival order.
+    v.items
+        .sort_by(|a, b| cmp_paths(a.e.path.as_bytes(), b.e.path.as_bytes()));
+    let mut out = Vec::new();
+    stream::normalize_sorted(&v, lower_symlinks, mtime, &mut |e| {
+        out.push(e.clone());
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// A sorted stream held in memory.
+#[derive(Default)]
+struct InMemory {
+    items: Vec<Item>,
+    sources: Vec<Source>,
+    links: Vec<Link>,
+}
+
+impl Sorted for InMemory {
+    fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+    fn links(&self) -> &[Link] {
+        &self.links
+    }
+    fn items(&self) -> Result<Box<dyn Iterator<Item = Result<Item, LayerError>> + '_>, LayerError> {
+        Ok(Box::new(self.items.iter().cloned().map(Ok)))
+    }
+}
+
+impl Sorted for EntrySpool {
+    fn sources(&self) -> &[Source] {
+        EntrySpool::sources(self)
+    }
+    fn links(&self) -> &[Link] {
+        EntrySpool::links(self)
+    }
+    fn items(&self) -> Result<Box<dyn Iterator<Item = Result<Item, LayerError>> + '_>, LayerError> {
+        Ok(Box::new(EntrySpool::items(self)?))
+    }
 }
 
 fn difference(a: &Entry, b: &Entry) -> Option<String> {
@@ -336,67 +353,6 @@ fn kind_name(k: &Kind) -> &'static str {
         Kind::Symlink(_) => "symlink",
         Kind::Hardlink(_) => "hardlink",
     }
-}
-
-/// Make every hard-link group point at its first member in sorted order,
-/// with that member carrying the content: extraction needs the target first.
-fn fix_hardlinks(entries: &mut [Entry]) -> Result<(), LayerError> {
-    let index: BTreeMap<String, usize> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.path.clone(), i))
-        .collect();
-    // group root (content holder) -> members
-    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        if let Kind::Hardlink(t) = &e.kind {
-            let Some(&ti) = index.get(t) else {
-                return Err(LayerError::Hostile {
-                    origin: e.origin.clone(),
-                    entry: e.path.clone(),
-                    reason: format!("hard link to {t:?}, which is not in the layer"),
-                });
-            };
-            if entries[ti].kind != Kind::File {
-                return Err(LayerError::Hostile {
-                    origin: e.origin.clone(),
-                    entry: e.path.clone(),
-                    reason: format!("hard link to {t:?}, which is not a regular file"),
-                });
-            }
-            groups.entry(ti).or_default().push(i);
-        }
-    }
-    for (holder, members) in groups {
-        let first = *members
-            .iter()
-            .chain(std::iter::once(&holder))
-            .min()
-            .expect("non-empty");
-        if first == holder {
-            continue;
-        }
-        // Move the content to `first`; everything else links to it.
-        let content = entries[holder].clone();
-        let first_path = entries[first].path.clone();
-        let holder_path = content.path.clone();
-        entries[first] = Entry {
-            path: first_path.clone(),
-            ..content
-        };
-        for &m in members.iter().chain(std::iter::once(&holder)) {
-            if m != first {
-                let e = &mut entries[m];
-                e.kind = Kind::Hardlink(first_path.clone());
-                e.size = 0;
-                e.content = Content::None;
-                if m == holder {
-                    e.path = holder_path.clone();
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Layer compression.
@@ -445,6 +401,39 @@ pub struct WriteOptions {
 /// Stream normalized `entries` into a compressed blob in `blobs_dir`, named by
 /// its digest. Memory use is bounded by the copy buffers.
 pub fn write_layer(entries: &[Entry], opts: &WriteOptions) -> Result<LayerBlob, LayerError> {
+    write_entries(opts, &mut |emit| {
+        for e in entries {
+            emit(e)?;
+        }
+        Ok(())
+    })
+}
+
+/// Normalize the entries of `spool` (the rules of [`normalize`]) and write
+/// them as a layer, in memory bounded whatever their number. Returns the
+/// blob and the layer's symlinks, sorted. Nothing is left in `blobs_dir` on
+/// failure.
+pub fn write_spooled(
+    mut spool: EntrySpool,
+    lower_symlinks: &BTreeSet<String>,
+    mtime: u64,
+    opts: &WriteOptions,
+) -> Result<(LayerBlob, Vec<String>), LayerError> {
+    spool.seal()?;
+    let mut symlinks = Vec::new();
+    let blob = write_entries(opts, &mut |emit| {
+        symlinks = stream::normalize_sorted(&spool, lower_symlinks, mtime, emit)?;
+        Ok(())
+    })?;
+    Ok((blob, symlinks))
+}
+
+/// Feeds the entries of a layer, in order, to the tar writer.
+type Feed<'a> = dyn FnMut(&mut Emit) -> Result<(), LayerError> + 'a;
+
+/// Write what `feed` emits as a compressed blob in `blobs_dir`, named by its
+/// digest; the temporary file is removed on failure.
+fn write_entries(opts: &WriteOptions, feed: &mut Feed) -> Result<LayerBlob, LayerError> {
     let io_err = |source| LayerError::Io {
         path: opts.blobs_dir.clone(),
         source,
@@ -455,21 +444,22 @@ pub fn write_layer(entries: &[Entry], opts: &WriteOptions) -> Result<LayerBlob, 
         .map_err(io_err)?;
     let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io_err)?);
     let blob = HashWriter::new(file);
-    let (blob, diff_id, tar_size) = match opts.compression {
+    let dir = &opts.blobs_dir;
+    let (blob, diff_id, tar_size, entries) = match opts.compression {
         Compression::Gzip(level) => {
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .operating_system(255)
                 .write(blob, flate2::Compression::new(level));
-            let (gz, diff, n) = write_tar(entries, HashWriter::new(gz)).map_err(io_err)?;
-            (gz.finish().map_err(io_err)?, diff, n)
+            let (gz, diff, n, count) = write_tar(feed, HashWriter::new(gz), dir)?;
+            (gz.finish().map_err(io_err)?, diff, n, count)
         }
         Compression::Zstd(level) => {
             let mut z = zstd::stream::write::Encoder::new(blob, level).map_err(io_err)?;
             z.include_checksum(true).map_err(io_err)?;
             z.include_contentsize(false).map_err(io_err)?;
-            let (z, diff, n) = write_tar(entries, HashWriter::new(z)).map_err(io_err)?;
-            (z.finish().map_err(io_err)?, diff, n)
+            let (z, diff, n, count) = write_tar(feed, HashWriter::new(z), dir)?;
+            (z.finish().map_err(io_err)?, diff, n, count)
         }
     };
     let (mut file, digest, size) = blob.finish();
@@ -483,57 +473,75 @@ pub fn write_layer(entries: &[Entry], opts: &WriteOptions) -> Result<LayerBlob, 
         size,
         tar_size,
         media_type: opts.compression.media_type().to_string(),
-        entries: entries.len(),
+        entries,
     })
 }
 
-/// Write the tar stream; returns the inner writer, the diff_id hex and size.
-fn write_tar<W: Write>(entries: &[Entry], w: HashWriter<W>) -> io::Result<(W, String, u64)> {
+/// Write the tar stream of what `feed` emits; returns the inner writer, the
+/// diff_id hex, the tar size and the number of entries.
+fn write_tar<W: Write>(
+    feed: &mut Feed,
+    w: HashWriter<W>,
+    dir: &Path,
+) -> Result<(W, String, u64, usize), LayerError> {
+    let io_err = |source| LayerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     b.sparse(false);
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(e.mode & 0o7777);
-        h.set_uid(e.uid);
-        h.set_gid(e.gid);
-        h.set_mtime(e.mtime);
-        h.set_username(&e.uname)?;
-        h.set_groupname(&e.gname)?;
-        match &e.kind {
-            Kind::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                b.append_data(&mut h, format!("{}/", e.path), io::empty())?;
-            }
-            Kind::File => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(e.size);
-                let mut r = e.reader()?;
-                let mut counted = (&mut r).take(e.size);
-                b.append_data(&mut h, &e.path, &mut counted)?;
-                if counted.limit() != 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{}: content shorter than its size", e.path),
-                    ));
-                }
-            }
-            Kind::Symlink(t) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
-                b.append_link(&mut h, &e.path, t)?;
-            }
-            Kind::Hardlink(t) => {
-                h.set_entry_type(tar::EntryType::Link);
-                h.set_size(0);
-                b.append_link(&mut h, &e.path, t)?;
+    let mut count = 0usize;
+    feed(&mut |e: &Entry| {
+        append_entry(&mut b, e).map_err(io_err)?;
+        count += 1;
+        Ok(())
+    })?;
+    let w = b.into_inner().map_err(io_err)?;
+    let (inner, hex, n) = w.finish();
+    Ok((inner, hex, n, count))
+}
+
+/// One entry's header and content.
+fn append_entry<W: Write>(b: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(e.mode & 0o7777);
+    h.set_uid(e.uid);
+    h.set_gid(e.gid);
+    h.set_mtime(e.mtime);
+    h.set_username(&e.uname)?;
+    h.set_groupname(&e.gname)?;
+    match &e.kind {
+        Kind::Dir => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, format!("{}/", e.path), io::empty())?;
+        }
+        Kind::File => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(e.size);
+            let mut r = e.reader()?;
+            let mut counted = (&mut r).take(e.size);
+            b.append_data(&mut h, &e.path, &mut counted)?;
+            if counted.limit() != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: content shorter than its size", e.path),
+                ));
             }
         }
+        Kind::Symlink(t) => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, &e.path, t)?;
+        }
+        Kind::Hardlink(t) => {
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            b.append_link(&mut h, &e.path, t)?;
+        }
     }
-    let w = b.into_inner()?;
-    let (inner, hex, n) = w.finish();
-    Ok((inner, hex, n))
+    Ok(())
 }
 
 /// Read a layer blob back as a tar stream (gzip or zstd, by magic bytes).

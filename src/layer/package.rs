@@ -10,8 +10,9 @@
 //! * a leading `/`: normalized (stripped), as tar does;
 //! * device nodes, FIFOs, sockets: rejected (no package in a container
 //!   image needs them; dpkg-built images create none);
-//! * two entries with the same path after normalization: rejected;
-//! * hard links to paths outside the package: rejected;
+//! * two entries with the same path after normalization: rejected (by
+//!   [`package_entries`], or when a spool is written for [`spool_package`]);
+//! * hard links to paths outside the package: rejected (likewise);
 //! * entries below a symlink: rejected by [`super::normalize`].
 //!
 //! With merged-/usr, `bin`, `sbin`, `lib` and `lib64` paths move under `usr/`
@@ -20,7 +21,8 @@
 //! `var/lib/dpkg/status.d/<pkg>.md5sums`, the layout scanners read in
 //! distroless images.
 
-use super::{Content, Entry, Kind, LayerError};
+use super::spool::Raw;
+use super::{Content, Entry, EntrySpool, Kind, LayerError};
 use crate::deb::{self, ControlInfo, Limits};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -64,6 +66,26 @@ pub struct PackageInput {
     pub control: ControlInfo,
 }
 
+/// A package to put into a layer, borrowed (its `md5sums` may be tens of
+/// MB: not copied).
+#[derive(Debug, Clone, Copy)]
+pub struct PackageRef<'a> {
+    pub name: &'a str,
+    pub deb: &'a Path,
+    pub control: &'a ControlInfo,
+}
+
+impl PackageInput {
+    /// The borrowed form.
+    pub fn as_ref(&self) -> PackageRef<'_> {
+        PackageRef {
+            name: &self.name,
+            deb: &self.deb,
+            control: &self.control,
+        }
+    }
+}
+
 /// Options for [`package_entries`].
 #[derive(Debug, Clone)]
 pub struct PackageOptions {
@@ -76,6 +98,20 @@ pub struct PackageOptions {
     pub limits: Limits,
 }
 
+/// One entry read from a package, with how its `data.tar` named it.
+pub(crate) enum Read<'a> {
+    /// From `data.tar`: `raw` as written there, `pre` normalized (before
+    /// merged-/usr), `merged` if merged-/usr moved it.
+    Data {
+        e: Entry,
+        raw: &'a str,
+        pre: &'a str,
+        merged: bool,
+    },
+    /// Generated dpkg metadata.
+    Meta(Entry),
+}
+
 /// Read a package's `data.tar` into entries, spooling contents into a
 /// temporary file in `spool_dir`.
 pub fn package_entries(
@@ -83,211 +119,359 @@ pub fn package_entries(
     spool_dir: &Path,
     opts: &PackageOptions,
 ) -> Result<Vec<Entry>, LayerError> {
-    let origin = format!("package {} ({})", pkg.name, pkg.deb.display());
-    let spool = tempfile::tempfile_in(spool_dir).map_err(|source| LayerError::Io {
-        path: spool_dir.to_path_buf(),
-        source,
-    })?;
-    let spool_read = Arc::new(spool.try_clone().map_err(|source| LayerError::Io {
-        path: spool_dir.to_path_buf(),
-        source,
-    })?);
-    let mut writer = BufWriter::with_capacity(1 << 20, spool);
-    let mut offset = 0u64;
-    let sde = opts.source_date_epoch;
-    let hostile = |entry: &str, reason: String| LayerError::Hostile {
-        origin: origin.clone(),
-        entry: entry.to_string(),
-        reason,
-    };
+    package_entries_of(pkg.as_ref(), spool_dir, opts)
+}
 
-    let mut entries = deb::with_data_tar(&pkg.deb, &opts.limits, |dt| {
-        let mut out: Vec<Entry> = Vec::new();
-        let mut seen = BTreeSet::new();
+/// [`package_entries`] of a borrowed package.
+pub fn package_entries_of(
+    pkg: PackageRef,
+    spool_dir: &Path,
+    opts: &PackageOptions,
+) -> Result<Vec<Entry>, LayerError> {
+    let origin = package_origin(pkg);
+    let mut out: Vec<Entry> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut meta = Vec::new();
+    read_package(pkg, spool_dir, opts, &mut |r| {
+        match r {
+            Read::Data { e, raw, pre, .. } => {
+                if !seen.insert(pre.to_string()) {
+                    return Err(collision(&origin, raw, pre));
+                }
+                out.push(e);
+            }
+            Read::Meta(e) => meta.push(e),
+        }
+        Ok(())
+    })?;
+    // Hard links must stay inside this package. `normalize` only checks
+    // that the target is somewhere in the layer, so without this a
+    // package could link to (and own, share modes with) a file another
+    // package of the same layer ships, which the README rejects.
+    let own: BTreeSet<&str> = out.iter().map(|e| e.path.as_str()).collect();
+    for e in &out {
+        if let Kind::Hardlink(t) = &e.kind
+            && !own.contains(t.as_str())
+        {
+            return Err(LayerError::Hostile {
+                origin: origin.clone(),
+                entry: e.path.clone(),
+                reason: format!("hard link to {t:?}, a path outside the package"),
+            });
+        }
+    }
+    out.extend(meta);
+    Ok(out)
+}
+
+/// Read a package into `spool`, entry by entry: memory does not grow with
+/// its number of entries. The checks of [`package_entries`] (a path twice,
+/// hard links out of the package) happen when the spool is written.
+pub fn spool_package(
+    spool: &mut EntrySpool,
+    pkg: PackageRef,
+    spool_dir: &Path,
+    opts: &PackageOptions,
+) -> Result<(), LayerError> {
+    let data = spool.add_source(pkg.name.to_string(), Some(package_origin(pkg)));
+    // Generated entries may meet a shipped one of the same path: the
+    // conflict rules of `normalize` apply, not the collision rule.
+    let meta = spool.add_source(pkg.name.to_string(), None);
+    read_package(pkg, spool_dir, opts, &mut |r| match r {
+        Read::Data {
+            e,
+            raw,
+            pre,
+            merged,
+        } => {
+            let raw = if raw.strip_prefix("./") == Some(pre) {
+                Raw::Dot
+            } else if raw.strip_prefix("./").and_then(|r| r.strip_suffix('/')) == Some(pre) {
+                Raw::DotSlash
+            } else {
+                Raw::Other(raw.to_string())
+            };
+            spool.push_with(e, data, merged, raw)
+        }
+        Read::Meta(e) => spool.push_with(e, meta, false, Raw::Dot),
+    })
+}
+
+/// How errors name a package.
+fn package_origin(pkg: PackageRef) -> String {
+    format!("package {} ({})", pkg.name, pkg.deb.display())
+}
+
+/// A path shipped twice by one package.
+pub(crate) fn collision(origin: &str, raw: &str, path: &str) -> LayerError {
+    LayerError::Hostile {
+        origin: origin.to_string(),
+        entry: raw.to_string(),
+        reason: format!("a second entry for {path:?} (names collide after normalization)"),
+    }
+}
+
+/// A package being read: its contents spool and how errors name it.
+struct Reader<'a> {
+    origin: String,
+    name: &'a str,
+    opts: &'a PackageOptions,
+    writer: BufWriter<std::fs::File>,
+    spool_read: Arc<std::fs::File>,
+    offset: u64,
+    /// Merged-/usr directories seen (dropped, but still unique).
+    roots: BTreeSet<String>,
+}
+
+/// Stream a package's entries into `sink`: `data.tar` first, then the
+/// dpkg metadata.
+fn read_package(
+    pkg: PackageRef,
+    spool_dir: &Path,
+    opts: &PackageOptions,
+    sink: &mut dyn FnMut(Read) -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
+    let io_err = |source| LayerError::Io {
+        path: spool_dir.to_path_buf(),
+        source,
+    };
+    let spool = tempfile::tempfile_in(spool_dir).map_err(io_err)?;
+    let spool_read = Arc::new(spool.try_clone().map_err(io_err)?);
+    let mut r = Reader {
+        origin: package_origin(pkg),
+        name: pkg.name,
+        opts,
+        writer: BufWriter::with_capacity(1 << 20, spool),
+        spool_read,
+        offset: 0,
+        roots: BTreeSet::new(),
+    };
+    deb::with_data_tar(pkg.deb, &opts.limits, |dt| {
         let iter = dt.archive.entries().map_err(|e| dt.ctx.error(e))?;
         for entry in iter {
             let mut entry = entry.map_err(|e| dt.ctx.error(e))?;
-            let raw_bytes = entry.path_bytes().into_owned();
-            let raw = String::from_utf8(raw_bytes.clone()).map_err(|_| LayerError::Hostile {
-                origin: origin.clone(),
-                entry: String::from_utf8_lossy(&raw_bytes).into_owned(),
-                reason: "name is not valid UTF-8".into(),
-            })?;
-            if raw.chars().any(char::is_control) {
-                return Err(hostile(
-                    &raw,
-                    "name contains a control character (NUL, newline, escape...)".into(),
-                ));
-            }
-            let stripped = raw.strip_prefix("./").unwrap_or(&raw);
-            if stripped.is_empty() || stripped == "." || stripped == "/" {
-                continue; // the root directory itself
-            }
-            let path = super::normalize_path(stripped).map_err(|r| hostile(&raw, r))?;
-            if !seen.insert(path.clone()) {
-                return Err(hostile(
-                    &raw,
-                    format!("a second entry for {path:?} (names collide after normalization)"),
-                ));
-            }
-            // Merged-/usr: `lib/x` and `usr/lib/x` may both exist; identical
-            // directories merge, anything else is a conflict in `normalize`.
-            let Some(path) = (if opts.merged_usr {
-                merge_usr(&path)
-            } else {
-                Some(path)
-            }) else {
-                continue;
-            };
-            let h = entry.header();
-            let mode = h.mode().map_err(|e| dt.ctx.error(e))?;
-            let uid = h.uid().map_err(|e| dt.ctx.error(e))?;
-            let gid = h.gid().map_err(|e| dt.ctx.error(e))?;
-            let mtime = h.mtime().map_err(|e| dt.ctx.error(e))?.min(sde);
-            let uname = h
-                .username()
-                .ok()
-                .flatten()
-                .unwrap_or(if uid == 0 { "root" } else { "" })
-                .to_string();
-            let gname = h
-                .groupname()
-                .ok()
-                .flatten()
-                .unwrap_or(if gid == 0 { "root" } else { "" })
-                .to_string();
-            let etype = h.entry_type();
-            let link = || -> Result<String, LayerError> {
-                let l = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| hostile(&raw, "link without a target".into()))?;
-                let t = String::from_utf8(l.into_owned())
-                    .map_err(|_| hostile(&raw, "link target is not valid UTF-8".into()))?;
-                if t.chars().any(char::is_control) {
-                    return Err(hostile(
-                        &raw,
-                        format!("link target {t:?} contains a control character"),
-                    ));
-                }
-                Ok(t)
-            };
-            let mut e = Entry {
-                path: path.clone(),
-                kind: Kind::Dir,
-                mode: mode & 0o7777,
-                uid,
-                gid,
-                uname,
-                gname,
-                mtime,
-                size: 0,
-                content: Content::None,
-                sha256: None,
-                origin: pkg.name.clone(),
-            };
-            match etype {
-                tar::EntryType::Directory => {}
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => {
-                    let size = entry.size();
-                    let mut hasher = HashingCopy::new(&mut writer);
-                    let n = io::copy(&mut entry, &mut hasher).map_err(|e| dt.ctx.error(e))?;
-                    if n != size {
-                        return Err(hostile(&raw, "truncated file content".into()));
-                    }
-                    e.kind = Kind::File;
-                    e.size = size;
-                    e.sha256 = Some(hasher.finish());
-                    e.content = Content::Spool {
-                        file: spool_read.clone(),
-                        offset,
-                    };
-                    offset += size;
-                }
-                tar::EntryType::Symlink => {
-                    let t = link()?;
-                    if t.is_empty() || t.contains('\0') {
-                        return Err(hostile(&raw, "empty symlink target".into()));
-                    }
-                    e.kind = Kind::Symlink(t);
-                    e.mode = 0o777;
-                }
-                tar::EntryType::Link => {
-                    let t = link()?;
-                    let t = super::normalize_path(t.strip_prefix("./").unwrap_or(&t))
-                        .map_err(|r| hostile(&raw, format!("hard link target: {r}")))?;
-                    let t = if opts.merged_usr {
-                        merge_usr(&t)
-                            .ok_or_else(|| hostile(&raw, "hard link to a directory".into()))?
-                    } else {
-                        t
-                    };
-                    e.kind = Kind::Hardlink(t);
-                }
-                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                    return Err(hostile(
-                        &raw,
-                        format!("{etype:?} device nodes and FIFOs are not allowed in image layers"),
-                    ));
-                }
-                tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
-                other => {
-                    return Err(hostile(
-                        &raw,
-                        format!("unsupported tar entry type {other:?}"),
-                    ));
-                }
-            }
-            out.push(e);
+            r.entry(&mut entry, &dt.ctx, sink)?;
         }
-        // Hard links must stay inside this package. `normalize` only checks
-        // that the target is somewhere in the layer, so without this a
-        // package could link to (and own, share modes with) a file another
-        // package of the same layer ships, which the README rejects.
-        let own: BTreeSet<&str> = out.iter().map(|e| e.path.as_str()).collect();
-        for e in &out {
-            if let Kind::Hardlink(t) = &e.kind
-                && !own.contains(t.as_str())
-            {
-                return Err(hostile(
-                    &e.path,
-                    format!("hard link to {t:?}, a path outside the package"),
-                ));
-            }
-        }
-        Ok(out)
+        Ok::<(), LayerError>(())
     })?;
-    writer.flush().map_err(|source| LayerError::Io {
-        path: spool_dir.to_path_buf(),
-        source,
-    })?;
-    drop(writer);
-
     if opts.dpkg_metadata {
         let dir = "var/lib/dpkg/status.d";
         // Rendered from validated fields (`deb::control`); a `Status` field
         // of the package was dropped there.
         let mut status = pkg.control.stanza.clone();
         status.push_str("\nStatus: install ok installed\n");
-        entries.push(Entry::bytes(
-            &format!("{dir}/{}", pkg.name),
-            status.into_bytes(),
-            0o644,
-            sde,
-            &pkg.name,
-        ));
+        let e = r.spooled(&format!("{dir}/{}", pkg.name), status.as_bytes())?;
+        sink(Read::Meta(e))?;
         if let Some(md5) = &pkg.control.md5sums {
-            entries.push(Entry::bytes(
-                &format!("{dir}/{}.md5sums", pkg.name),
-                md5.clone().into_bytes(),
-                0o644,
-                sde,
-                &pkg.name,
-            ));
+            let e = r.spooled(&format!("{dir}/{}.md5sums", pkg.name), md5.as_bytes())?;
+            sink(Read::Meta(e))?;
         }
     }
-    Ok(entries)
+    r.writer.flush().map_err(io_err)
+}
+
+impl Reader<'_> {
+    fn hostile(&self, entry: &str, reason: String) -> LayerError {
+        LayerError::Hostile {
+            origin: self.origin.clone(),
+            entry: entry.to_string(),
+            reason,
+        }
+    }
+
+    /// Generated metadata: its bytes go to the spool, not to memory.
+    fn spooled(&mut self, path: &str, data: &[u8]) -> Result<Entry, LayerError> {
+        self.writer
+            .write_all(data)
+            .map_err(|source| LayerError::Io {
+                path: path.into(),
+                source,
+            })?;
+        let sde = self.opts.source_date_epoch;
+        let mut e = Entry::dir(path, sde, self.name);
+        e.kind = Kind::File;
+        e.mode = 0o644;
+        e.size = data.len() as u64;
+        e.sha256 = Some(Sha256::digest(data).into());
+        e.content = Content::Spool {
+            file: self.spool_read.clone(),
+            offset: self.offset,
+        };
+        self.offset += e.size;
+        Ok(e)
+    }
+
+    /// One `data.tar` entry: checked, its content spooled, handed to `sink`.
+    fn entry(
+        &mut self,
+        entry: &mut tar::Entry<'_, &mut dyn io::Read>,
+        ctx: &deb::MemberCtx,
+        sink: &mut dyn FnMut(Read) -> Result<(), LayerError>,
+    ) -> Result<(), LayerError> {
+        let raw_bytes = entry.path_bytes().into_owned();
+        let raw = String::from_utf8(raw_bytes.clone()).map_err(|_| {
+            let lossy = String::from_utf8_lossy(&raw_bytes);
+            self.hostile(&lossy, "name is not valid UTF-8".into())
+        })?;
+        if raw.chars().any(char::is_control) {
+            return Err(self.hostile(
+                &raw,
+                "name contains a control character (NUL, newline, escape...)".into(),
+            ));
+        }
+        let stripped = raw.strip_prefix("./").unwrap_or(&raw);
+        if stripped.is_empty() || stripped == "." || stripped == "/" {
+            return Ok(()); // the root directory itself
+        }
+        let pre = super::normalize_path(stripped).map_err(|r| self.hostile(&raw, r))?;
+        // Merged-/usr: `lib/x` and `usr/lib/x` may both exist; identical
+        // directories merge, anything else is a conflict in `normalize`.
+        let path = if self.opts.merged_usr {
+            merge_usr(&pre)
+        } else {
+            Some(pre.clone())
+        };
+        let Some(path) = path else {
+            if !self.roots.insert(pre.clone()) {
+                return Err(collision(&self.origin, &raw, &pre));
+            }
+            return Ok(());
+        };
+        let merged = path != pre;
+        let Some(e) = self.entry_of(entry, ctx, &raw, path)? else {
+            return Ok(());
+        };
+        sink(Read::Data {
+            e,
+            raw: &raw,
+            pre: &pre,
+            merged,
+        })
+    }
+
+    /// The [`Entry`] of a `data.tar` entry (`None` for PAX headers).
+    fn entry_of(
+        &mut self,
+        entry: &mut tar::Entry<'_, &mut dyn io::Read>,
+        ctx: &deb::MemberCtx,
+        raw: &str,
+        path: String,
+    ) -> Result<Option<Entry>, LayerError> {
+        let h = entry.header();
+        let mode = h.mode().map_err(|e| ctx.error(e))?;
+        let uid = h.uid().map_err(|e| ctx.error(e))?;
+        let gid = h.gid().map_err(|e| ctx.error(e))?;
+        let mtime = h
+            .mtime()
+            .map_err(|e| ctx.error(e))?
+            .min(self.opts.source_date_epoch);
+        let name =
+            |n: Option<&str>, id: u64| n.unwrap_or(if id == 0 { "root" } else { "" }).to_string();
+        let uname = name(h.username().ok().flatten(), uid);
+        let gname = name(h.groupname().ok().flatten(), gid);
+        let etype = h.entry_type();
+        let mut e = Entry {
+            path,
+            kind: Kind::Dir,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            uname,
+            gname,
+            mtime,
+            size: 0,
+            content: Content::None,
+            sha256: None,
+            origin: self.name.to_string(),
+        };
+        match etype {
+            tar::EntryType::Directory => {}
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                self.file_content(entry, ctx, raw, &mut e)?;
+            }
+            tar::EntryType::Symlink => {
+                let t = self.link(entry, raw)?;
+                if t.is_empty() || t.contains('\0') {
+                    return Err(self.hostile(raw, "empty symlink target".into()));
+                }
+                e.kind = Kind::Symlink(t);
+                e.mode = 0o777;
+            }
+            tar::EntryType::Link => e.kind = Kind::Hardlink(self.hardlink_target(entry, raw)?),
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                return Err(self.hostile(
+                    raw,
+                    format!("{etype:?} device nodes and FIFOs are not allowed in image layers"),
+                ));
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(None),
+            other => {
+                return Err(self.hostile(raw, format!("unsupported tar entry type {other:?}")));
+            }
+        }
+        Ok(Some(e))
+    }
+
+    /// Copy a regular file's bytes to the spool, hashing them.
+    fn file_content(
+        &mut self,
+        entry: &mut tar::Entry<'_, &mut dyn io::Read>,
+        ctx: &deb::MemberCtx,
+        raw: &str,
+        e: &mut Entry,
+    ) -> Result<(), LayerError> {
+        let size = entry.size();
+        let mut hasher = HashingCopy::new(&mut self.writer);
+        let n = io::copy(entry, &mut hasher).map_err(|e| ctx.error(e))?;
+        if n != size {
+            return Err(self.hostile(raw, "truncated file content".into()));
+        }
+        e.kind = Kind::File;
+        e.size = size;
+        e.sha256 = Some(hasher.finish());
+        e.content = Content::Spool {
+            file: self.spool_read.clone(),
+            offset: self.offset,
+        };
+        self.offset += size;
+        Ok(())
+    }
+
+    /// A link's target: UTF-8, no control characters.
+    fn link(
+        &self,
+        entry: &tar::Entry<'_, &mut dyn io::Read>,
+        raw: &str,
+    ) -> Result<String, LayerError> {
+        let l = entry
+            .link_name_bytes()
+            .ok_or_else(|| self.hostile(raw, "link without a target".into()))?;
+        let t = String::from_utf8(l.into_owned())
+            .map_err(|_| self.hostile(raw, "link target is not valid UTF-8".into()))?;
+        if t.chars().any(char::is_control) {
+            return Err(self.hostile(
+                raw,
+                format!("link target {t:?} contains a control character"),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// A hard link's target, normalized like entry paths.
+    fn hardlink_target(
+        &self,
+        entry: &tar::Entry<'_, &mut dyn io::Read>,
+        raw: &str,
+    ) -> Result<String, LayerError> {
+        let t = self.link(entry, raw)?;
+        let t = super::normalize_path(t.strip_prefix("./").unwrap_or(&t))
+            .map_err(|r| self.hostile(raw, format!("hard link target: {r}")))?;
+        if self.opts.merged_usr {
+            merge_usr(&t).ok_or_else(|| self.hostile(raw, "hard link to a directory".into()))
+        } else {
+            Ok(t)
+        }
+    }
 }
 
 /// A writer that hashes what it copies.

@@ -142,36 +142,55 @@ impl Ctx<'_> {
     }
 
     fn write_layer(&self, step: &LayerStep, mut files: Vec<Vec<Entry>>) -> Result<LayerRecord> {
-        let mut entries: Vec<Entry> = Vec::new();
         let spool = self.store.stage_dir()?;
+        // Entries are sorted on disk: memory does not grow with their number.
+        let mut sorted = layer::EntrySpool::new(spool.path())?;
         for p in &step.parts {
             match p {
-                Part::MergedUsr => entries.extend(layer::package::merged_usr_entries(self.sde)),
-                Part::Packages(ps) => {
-                    for p in ps {
-                        entries.extend(self.package_entries(p, spool.path())?);
+                Part::MergedUsr => {
+                    for e in layer::package::merged_usr_entries(self.sde) {
+                        sorted.push(e)?;
                     }
                 }
-                Part::Files(_) => entries.extend(files.remove(0)),
+                Part::Packages(ps) => {
+                    for p in ps {
+                        let f = self.inputs.get(p)?;
+                        layer::package::spool_package(
+                            &mut sorted,
+                            package_ref(p, &f),
+                            spool.path(),
+                            &self.package_options(),
+                        )?;
+                    }
+                }
+                Part::Files(_) => {
+                    for e in files.remove(0) {
+                        sorted.push(e)?;
+                    }
+                }
             }
         }
-        let norm = layer::normalize(entries, &step.lower, self.sde)
-            .with_context(|| format!("layer {}", step.label))?;
-        let symlinks: Vec<String> = norm
-            .iter()
-            .filter(|e| matches!(e.kind, layer::Kind::Symlink(_)))
-            .map(|e| e.path.clone())
-            .collect();
-        let blob = layer::write_layer(
-            &norm,
+        let (blob, symlinks) = layer::write_spooled(
+            sorted,
+            &step.lower,
+            self.sde,
             &layer::WriteOptions {
                 blobs_dir: self.store.blobs_dir(),
                 compression: self.compression_for(step.scratch),
             },
-        )?;
-        drop(norm);
+        )
+        .with_context(|| format!("layer {}", step.label))?;
         self.store.seal_blob(&blob.digest)?;
         Ok(LayerRecord::from_blob(&blob, symlinks))
+    }
+
+    fn package_options(&self) -> layer::package::PackageOptions {
+        layer::package::PackageOptions {
+            source_date_epoch: self.sde,
+            merged_usr: true,
+            dpkg_metadata: true,
+            limits: self.deb_limits(),
+        }
     }
 
     /// A package's entries, its contents spooled under `spool`.
@@ -181,17 +200,23 @@ impl Ctx<'_> {
         spool: &std::path::Path,
     ) -> Result<Vec<Entry>> {
         let f = self.inputs.get(p)?;
-        let input = layer::package::PackageInput {
-            name: p.name.clone(),
-            deb: f.deb.clone(),
-            control: f.control.clone(),
-        };
-        let popts = layer::package::PackageOptions {
-            source_date_epoch: self.sde,
-            merged_usr: true,
-            dpkg_metadata: true,
-            limits: self.deb_limits(),
-        };
-        Ok(layer::package::package_entries(&input, spool, &popts)?)
+        let popts = self.package_options();
+        Ok(layer::package::package_entries_of(
+            package_ref(p, &f),
+            spool,
+            &popts,
+        )?)
+    }
+}
+
+/// A fetched package, borrowed for the layer module.
+fn package_ref<'a>(
+    p: &'a LockedPackage,
+    f: &'a super::inputs::Fetched,
+) -> layer::package::PackageRef<'a> {
+    layer::package::PackageRef {
+        name: &p.name,
+        deb: &f.deb,
+        control: &f.control,
     }
 }
