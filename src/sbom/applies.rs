@@ -29,7 +29,9 @@ pub struct PackageEvidence {
     pub package: String,
     /// Leaf paths (files and symlinks), no leading `/`.
     pub paths: Vec<String>,
-    /// Regular files (not symlinks) among `paths`.
+    /// Regular files (not symlinks) among `paths`, only under
+    /// [`REGULAR_DIRS`] (what detection asks about; a package of a million
+    /// files must not be held twice).
     pub regular: BTreeSet<String>,
     /// ELF programs under `bin/`, `sbin/`, `libexec/`.
     pub programs: Vec<Program>,
@@ -66,6 +68,9 @@ impl Decision {
         }
     }
 }
+
+/// Directories whose regular files [`PackageEvidence::regular`] records.
+pub const REGULAR_DIRS: &[&str] = &["usr/share/info/", "usr/share/man/"];
 
 const EXEC_DIRS: &[&str] = &["bin/", "sbin/", "usr/bin/", "usr/sbin/", "usr/games/"];
 
@@ -106,6 +111,7 @@ impl PackageEvidence {
             })
     }
     fn ships_regular_under(&self, prefix: &str) -> bool {
+        debug_assert!(REGULAR_DIRS.contains(&prefix), "{prefix} is not recorded");
         self.regular.iter().any(|p| p.starts_with(prefix))
     }
     /// Ships an info manual (regular files).

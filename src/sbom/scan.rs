@@ -5,7 +5,7 @@
 //! imported symbols (goblin), or that it is a script.
 
 use crate::deb::{self, DataFile, DebError, Limits};
-use crate::sbom::applies::{PackageEvidence, Program, is_exec_path};
+use crate::sbom::applies::{PackageEvidence, Program, REGULAR_DIRS, is_exec_path};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
@@ -75,7 +75,9 @@ pub fn scan(deb: &Path, doc: &str, limits: &Limits) -> Result<Scan, DebError> {
                     s.copyright = Some(DataFile::Symlink(t));
                 }
             } else if kind.is_file() {
-                s.evidence.regular.insert(name.clone());
+                if REGULAR_DIRS.iter().any(|d| name.starts_with(d)) {
+                    s.evidence.regular.insert(name.clone());
+                }
                 let wanted_exec = is_exec_path(&name) && entry.size() <= MAX_PROGRAM;
                 if name == file || wanted_exec {
                     let mut buf = Vec::with_capacity(entry.size() as usize);
@@ -96,16 +98,24 @@ pub fn scan(deb: &Path, doc: &str, limits: &Limits) -> Result<Scan, DebError> {
     })
 }
 
-/// Keep leaves only: an entry that is the parent of another is a directory.
+/// Keep leaves only: an entry that is the parent of another is a
+/// directory. Sorted and filtered in place: a package's paths are held
+/// once, however many there are.
 fn leaves(mut all: Vec<String>) -> Vec<String> {
-    all.sort();
+    all.sort_unstable();
     all.dedup();
-    let parents: BTreeSet<&str> = all
-        .iter()
-        .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
-        .collect();
-    all.iter()
-        .filter(|p| !parents.contains(p.as_str()))
-        .cloned()
-        .collect()
+    let keep: Vec<bool> = {
+        let parents: BTreeSet<&str> = all
+            .iter()
+            .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
+            .collect();
+        all.iter().map(|p| !parents.contains(p.as_str())).collect()
+    };
+    let mut i = 0;
+    all.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    all.shrink_to_fit();
+    all
 }
