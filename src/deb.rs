@@ -126,8 +126,8 @@ pub struct Limits {
     pub control_bytes: u64,
     /// Largest decompressed `data.tar` accepted.
     pub data_bytes: u64,
-    /// Most entries in `data.tar` (memory grows with entries until layers
-    /// are written).
+    /// Most entries in `data.tar`: a guard against hostile packages (layers
+    /// are sorted on disk, but the license scan holds each path once).
     pub entries: u64,
     /// Largest GNU long-name/long-link or PAX record.
     pub meta_bytes: u64,

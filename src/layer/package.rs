@@ -122,6 +122,43 @@ pub fn package_entries(
     package_entries_of(pkg.as_ref(), spool_dir, opts)
 }
 
+/// The paths `pkg` installs, named as its layer entries are (dpkg metadata
+/// included), without reading file contents: what maintainer scripts see
+/// through `dpkg -L` and what file triggers match. The package's layer was
+/// written (and its entries checked) before anything asks for this.
+pub fn package_paths(pkg: PackageRef, opts: &PackageOptions) -> Result<Vec<String>, LayerError> {
+    let origin = package_origin(pkg);
+    let mut out = Vec::new();
+    deb::with_data_tar(pkg.deb, &opts.limits, |dt| {
+        for entry in dt.archive.entries().map_err(|e| dt.ctx.error(e))? {
+            let entry = entry.map_err(|e| dt.ctx.error(e))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let stripped = raw.strip_prefix("./").unwrap_or(&raw);
+            if stripped.is_empty() || stripped == "." || stripped == "/" {
+                continue;
+            }
+            let pre = super::normalize_path(stripped).map_err(|reason| LayerError::Hostile {
+                origin: origin.clone(),
+                entry: raw.clone(),
+                reason,
+            })?;
+            out.extend(if opts.merged_usr {
+                merge_usr(&pre)
+            } else {
+                Some(pre)
+            });
+        }
+        Ok::<(), LayerError>(())
+    })?;
+    if opts.dpkg_metadata {
+        out.push(format!("var/lib/dpkg/status.d/{}", pkg.name));
+        if pkg.control.md5sums.is_some() {
+            out.push(format!("var/lib/dpkg/status.d/{}.md5sums", pkg.name));
+        }
+    }
+    Ok(out)
+}
+
 /// [`package_entries`] of a borrowed package.
 pub fn package_entries_of(
     pkg: PackageRef,

@@ -145,15 +145,17 @@ impl Ctx<'_> {
     ) -> Result<ConfigureRecord> {
         let toolset = root.toolset.expect("checked by the caller");
         let t = Instant::now();
-        let spool = self.store.stage_dir()?;
         let mut configure = Vec::new();
         for p in own {
             let mut r = self.package_ref(p)?;
-            r.paths = self
-                .package_entries(p, spool.path())?
-                .into_iter()
-                .map(|e| e.path)
-                .collect();
+            r.paths = layer::package::package_paths(
+                layer::package::PackageRef {
+                    name: &p.name,
+                    deb: &r.deb,
+                    control: &r.control,
+                },
+                &self.package_options(),
+            )?;
             configure.push(r);
         }
         let present = present
@@ -188,7 +190,6 @@ impl Ctx<'_> {
                 },
             },
         )?;
-        drop(spool);
         if let Some(l) = &out.layer {
             self.store.seal_blob(&l.digest)?;
         }

@@ -184,7 +184,7 @@ impl Ctx<'_> {
         Ok(LayerRecord::from_blob(&blob, symlinks))
     }
 
-    fn package_options(&self) -> layer::package::PackageOptions {
+    pub(super) fn package_options(&self) -> layer::package::PackageOptions {
         layer::package::PackageOptions {
             source_date_epoch: self.sde,
             merged_usr: true,
