@@ -203,6 +203,10 @@ fn run(
         .map(|img| ctx.image(img, &base))
         .collect::<Result<_>>()?;
     let t_layers = t.elapsed();
+    // Every root is configured: remove the layer trees (thousands of files)
+    // while the outputs are written, not after.
+    let trees = work.path().join("trees");
+    let remover = std::thread::spawn(move || std::fs::remove_dir_all(trees));
     let staging = tempfile::Builder::new()
         .prefix(".imgforge-build-")
         .tempdir_in(&parent)
@@ -228,6 +232,7 @@ fn run(
         write_bundle(&ctx, layout, &images, bundle)?;
     }
     let t_outputs = t.elapsed();
+    let _ = remover.join();
     replace_dir(&staging.keep(), &opts.out)?;
     report(&ctx, &images, needs_review, t_layers, t_outputs);
     let (reused, run) = ctx.count.totals();
