@@ -205,15 +205,10 @@ impl Ctx<'_> {
             );
         }
         Ok(ConfigureRecord {
-            layer: out.layer.as_ref().map(|b| LayerRecord {
-                digest: b.digest.clone(),
-                diff_id: b.diff_id.clone(),
-                size: b.size,
-                tar_size: b.tar_size,
-                media_type: b.media_type.clone(),
-                entries: b.entries,
-                symlinks: Vec::new(),
-            }),
+            layer: out
+                .layer
+                .as_ref()
+                .map(|b| LayerRecord::from_blob(b, Vec::new())),
             created: out.created,
             scripts: out.scripts,
         })

@@ -37,7 +37,7 @@ impl LayerRecord {
         }
     }
 
-    fn from_blob(b: &LayerBlob, symlinks: Vec<String>) -> LayerRecord {
+    pub(super) fn from_blob(b: &LayerBlob, symlinks: Vec<String>) -> LayerRecord {
         LayerRecord {
             digest: b.digest.clone(),
             diff_id: b.diff_id.clone(),
