@@ -13,10 +13,17 @@
 //!   `bzip2-1.0.6`; `GPL-2.0` as `GPL-2.0-only`);
 //! * exceptions: the SPDX cache holds license texts only, so exception
 //!   paragraphs are recognized by their distinctive operative sentence from
-//!   the SPDX exception-list texts ([`exceptions`]).
+//!   the SPDX exception-list texts ([`exceptions`]);
+//! * a per-process memo keyed by the sha256 of the text: the same license
+//!   paragraphs recur across packages' copyright files (the examples ask
+//!   1,184 times for 245 distinct texts), and scoring one text against the
+//!   whole list is the most expensive step of a cold build. The result is a
+//!   pure function of the text, so the memo cannot change any output.
 
+use sha2::{Digest as _, Sha256};
 use spdx::detection::{Store, TextData};
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// The SPDX store, loaded once (about 0.3 s).
 static STORE: LazyLock<Option<Store>> = LazyLock::new(|| Store::load_inline().ok());
@@ -56,12 +63,32 @@ fn usable_id(name: &str) -> bool {
     spdx::license_id(name).is_some_and(|l| !l.is_deprecated())
 }
 
+/// Results of [`identify`] so far, by the sha256 of the text (lookups only:
+/// never iterated, so its order cannot reach an output).
+static MEMO: LazyLock<Mutex<HashMap<[u8; 32], Option<TextMatch>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 /// The best SPDX license for `text`, if any scores at least [`USABLE`].
 /// Texts shorter than 12 words are not matched (names, pointers).
 pub fn identify(text: &str) -> Option<TextMatch> {
     if text.split_whitespace().count() < 12 {
         return None;
     }
+    let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    let memo = |m: &HashMap<_, Option<TextMatch>>| m.get(&key).cloned();
+    if let Some(hit) = memo(&MEMO.lock().unwrap_or_else(|e| e.into_inner())) {
+        return hit;
+    }
+    // Two threads may score the same text at once; both get the same answer.
+    let found = best_match(text);
+    MEMO.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, found.clone());
+    found
+}
+
+/// [`identify`] without the memo: score `text` against every usable id.
+fn best_match(text: &str) -> Option<TextMatch> {
     let store = STORE.as_ref()?;
     let data = TextData::new(text);
     let mut scored: Vec<(f32, &str)> = store
@@ -184,5 +211,17 @@ mod tests {
         let m = identify(bsd2).expect("match");
         assert_eq!(m.id, "BSD-2-Clause", "{m:?}");
         assert!(identify("GPL-2+").is_none());
+    }
+
+    #[test]
+    fn memo_answers_as_the_scorer_does() {
+        let mit = "Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated documentation files (the \"Software\"), to deal in the Software without restriction, including without limitation the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is furnished to do so, subject to the following conditions: The above copyright notice and this permission notice shall be included in all copies or substantial portions of the Software. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND.";
+        let first = identify(mit);
+        let key: [u8; 32] = Sha256::digest(mit.as_bytes()).into();
+        let held = MEMO.lock().unwrap().get(&key).cloned();
+        assert_eq!(held, Some(first.clone()), "the answer is kept");
+        assert_eq!(identify(mit), first, "a second ask gets the same answer");
+        assert_eq!(best_match(mit), first, "the memo changes nothing");
+        assert_eq!(first.expect("match").id, "MIT");
     }
 }
