@@ -365,6 +365,11 @@ pub fn configure(
         .tempdir_in(&opts.work_dir)
         .map_err(io_err(label, "creating a directory in", &opts.work_dir))?;
     let (rootfs, ignored, mounted) = assemble(spec, opts, tmp.path())?;
+    // The driver sees the overlay's upper directory (every path the scripts
+    // wrote, and nothing else) here, so listing a script's changes walks
+    // only those instead of the whole root.
+    let upper = tmp.path().join("upper");
+    let upper_view = format!("/{}/upper", plan::WORK);
     place_files(label, &rootfs, &prepared)?;
     let before = tree::snapshot(&rootfs).map_err(io_err(label, "reading", &rootfs))?;
     let log = tmp.path().join("configure.log");
@@ -377,6 +382,7 @@ pub fn configure(
         tmp.path(),
         &log,
         opts.runtime.as_deref(),
+        mounted.as_ref().map(|_| (upper.as_path(), upper_view.as_str())),
     )?;
     if code != 0 {
         let keep = opts.logs.as_deref().unwrap_or(&opts.work_dir);

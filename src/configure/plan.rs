@@ -17,7 +17,12 @@
 //! * **Driver.** One POSIX shell script (run by the toolset's `/bin/sh`)
 //!   sets dpkg's maintainer-script environment, preseeds debconf, runs each
 //!   script, and after each one lists (with `find -cnewer`) the paths it
-//!   created or changed, so every change can be traced to a package.
+//!   created or changed, so every change can be traced to a package. In an
+//!   overlay root the list walks only the upper directory (bound read-only
+//!   at `WORK/upper`): every path a script writes is copied up there, with
+//!   the same change time the root shows, and a removal leaves a
+//!   whiteout, so the script that removed a path is named too. Elsewhere
+//!   it walks the whole root.
 
 use crate::deb::ControlInfo;
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,8 +184,14 @@ for f in /var/lib/dpkg/status.d/*; do
   case "$f" in *.md5sums) ;; *) cat "$f" >> /var/lib/dpkg/status; echo >> /var/lib/dpkg/status ;; esac
 done
 changed() {{
-  find / -xdev \( -path "$W" -o -path /proc -o -path /sys -o -path /dev -o -path /tmp \) -prune \
-    -o -cnewer "$W/mark" -print > "$W/changes/$1" 2>/dev/null || true
+  if [ -d "$W/upper$W" ]; then
+    U=$W/upper
+    find "$U" -xdev \( -path "$U$W" -o -path "$U/proc" -o -path "$U/sys" -o -path "$U/dev" -o -path "$U/tmp" \) -prune \
+      -o -cnewer "$W/mark" -printf '/%P\n' > "$W/changes/$1" 2>/dev/null || true
+  else
+    find / -xdev \( -path "$W" -o -path /proc -o -path /sys -o -path /dev -o -path /tmp \) -prune \
+      -o -cnewer "$W/mark" -print > "$W/changes/$1" 2>/dev/null || true
+  fi
 }}
 run() {{
   n=$1; pkg=$2; script=$3; shift 3

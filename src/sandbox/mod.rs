@@ -806,7 +806,9 @@ pub fn unpack_layers(
 /// Run one command in an already assembled root (`rootfs`, writable) with
 /// the build sandbox's isolation (no network, fixed env plus `env`, cwd
 /// `/`), its output appended to `log`. Returns the exit code. The root is
-/// the caller's; nothing is mounted from the host.
+/// the caller's; nothing is mounted from the host except `view`: a host
+/// directory bound read-only at the given absolute path in the root (the
+/// configure driver reads its overlay's upper directory through it).
 #[allow(clippy::too_many_arguments)]
 pub fn run_in_root(
     label: &str,
@@ -817,6 +819,7 @@ pub fn run_in_root(
     work: &Path,
     log: &Path,
     runtime: Option<&Path>,
+    view: Option<(&Path, &str)>,
 ) -> Result<i32, SandboxError> {
     let rt = match runtime {
         Some(p) if runtime::usable(p) => p.to_path_buf(),
@@ -834,6 +837,11 @@ pub fn run_in_root(
     config["process"]["cwd"] = serde_json::json!("/");
     if let Some(m) = config["mounts"].as_array_mut() {
         m.retain(|m| m["destination"] != "/src");
+        if let Some((source, at)) = view {
+            m.push(serde_json::json!({"destination": at, "type": "bind",
+                "source": source.to_string_lossy(),
+                "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}));
+        }
     }
     let unique = work
         .file_name()
