@@ -437,10 +437,8 @@ fn assemble(
     let label = spec.label.as_str();
     let rootfs = tmp.join("rootfs");
     if let Some(trees) = &opts.trees {
-        let mut lower = Vec::new();
-        for blob in spec.toolset_layer.iter().chain(&spec.layers) {
-            lower.push(trees.tree(label, blob)?);
-        }
+        let blobs: Vec<PathBuf> = spec.toolset_layer.iter().chain(&spec.layers).cloned().collect();
+        let lower = trees.trees(label, &blobs)?;
         let dirs: Vec<&Path> = lower.iter().map(|t| t.dir.as_path()).collect();
         if let Ok(m) = overlay::mount(&dirs, &tmp.join("upper"), &tmp.join("ovl"), &rootfs) {
             let skip = usize::from(spec.toolset_layer.is_some());

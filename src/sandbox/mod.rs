@@ -771,10 +771,7 @@ fn mount_root(
     let Some(trees) = &opts.trees else {
         return Ok(None);
     };
-    let mut lower = Vec::new();
-    for blob in &spec.layers {
-        lower.push(trees.tree(&spec.recipe, blob)?);
-    }
+    let lower = trees.trees(&spec.recipe, &spec.layers)?;
     let dirs: Vec<&Path> = lower.iter().map(|t| t.dir.as_path()).collect();
     let rootfs = tmp.join("rootfs");
     Ok(overlay::mount(&dirs, &tmp.join("upper"), &tmp.join("ovl"), &rootfs).ok())

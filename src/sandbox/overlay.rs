@@ -80,6 +80,17 @@ impl Trees {
     }
 }
 
+impl Trees {
+    /// The trees of `blobs`, in order, the missing ones unpacked in
+    /// parallel. The first failing blob (in order) gives the error.
+    pub fn trees(&self, label: &str, blobs: &[PathBuf]) -> Result<Vec<Arc<Tree>>, SandboxError> {
+        use rayon::prelude::*;
+        let got: Vec<Result<Arc<Tree>, SandboxError>> =
+            blobs.par_iter().map(|b| self.tree(label, b)).collect();
+        got.into_iter().collect()
+    }
+}
+
 /// A mounted overlay; unmounted when dropped.
 #[derive(Debug)]
 pub struct Overlay {
