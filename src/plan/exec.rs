@@ -199,8 +199,16 @@ impl<'a> Ctx<'a> {
     }
 
     /// The base: its package layers, files, configuration (and the toolset
-    /// root that configuration needs).
-    pub fn base(&self, vendor: Option<&image::vendor::Imported>) -> Result<BaseBuilt> {
+    /// root that configuration needs). A build that had to write base
+    /// layers detects licenses too: that starts in `scope` once every
+    /// package has been read (so it reads the decompressed copies), and is
+    /// needed only by the SBOM step, so nothing here or in the images'
+    /// steps waits for it.
+    pub fn base<'s>(
+        &'s self,
+        vendor: Option<&image::vendor::Imported>,
+        scope: &rayon::Scope<'s>,
+    ) -> Result<BaseBuilt> {
         let base = &self.tree.base;
         let merged: Arc<BTreeSet<String>> = Arc::new(
             crate::layer::package::merged_usr_entries(self.sde)
@@ -244,17 +252,15 @@ impl<'a> Ctx<'a> {
         let budget_layers = self.base_budget_layers(layers.len(), toolset.is_some());
         // The images' package layers need only the base's symlinks: write
         // them while the base's maintainer scripts run.
-        // A build that had to write base layers will detect licenses too:
-        // start now, beside the scripts.
         let cold = self.count.totals().1 > 0;
         let (top, early) = rayon::join(
             || self.base_top(&layers, &symlinks, toolset.as_ref()),
             || {
-                rayon::join(
-                    || self.early_layers(&symlinks, budget_layers),
-                    || cold.then(|| self.early_findings()),
-                )
-                .0
+                let written = self.early_layers(&symlinks, budget_layers);
+                if cold && written.is_ok() {
+                    scope.spawn(|_| self.early_findings());
+                }
+                written
             },
         );
         early?;

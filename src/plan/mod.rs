@@ -42,7 +42,7 @@ use crate::options::{BuildOptions, Status};
 use crate::recipe::{self, Config, Tree};
 use crate::resolve::{self, Lock, SourceOptions, index::Index};
 use anyhow::{Context, Result, bail};
-use exec::{Ctx, ImageBuilt};
+use exec::{BaseBuilt, Ctx, ImageBuilt};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -196,12 +196,17 @@ fn run(
     ctx.check_release()?;
     let vendor = vendor_base(&ctx)?;
     let t = Instant::now();
-    let base = ctx.base(vendor.as_ref())?;
-    let built: Vec<ImageBuilt> = tree
-        .images
-        .par_iter()
-        .map(|img| ctx.image(img, &base))
-        .collect::<Result<_>>()?;
+    // The scope ends when the license detection the base may start in it
+    // has finished too.
+    let (base, built) = rayon::scope(|s| -> Result<(BaseBuilt, Vec<ImageBuilt>)> {
+        let base = ctx.base(vendor.as_ref(), s)?;
+        let built = tree
+            .images
+            .par_iter()
+            .map(|img| ctx.image(img, &base))
+            .collect::<Result<_>>()?;
+        Ok((base, built))
+    })?;
     let t_layers = t.elapsed();
     // Every root is configured: remove the layer trees (thousands of files)
     // while the outputs are written, not after.
