@@ -761,3 +761,63 @@ fn failed_configure_keeps_its_full_log_where_the_error_says() {
         "{full}"
     );
 }
+
+/// A maintainer script that removes a path an image layer ships is refused,
+/// and the error names the package whose script did it (in an overlay root
+/// the driver sees the removal as a whiteout in the upper directory).
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
+)]
+fn a_script_removing_a_shipped_path_is_refused_and_named() {
+    use crate::debgen::{Deb, T};
+    let Some(mirror) = common::examples_mirror() else {
+        return;
+    };
+    if !common::require_tool("runc") || !is_root() {
+        // Overlay roots need root; rootless configure cannot run the base.
+        if common::strict() && common::require_tool("runc") {
+            panic!("this test needs root (overlay roots)");
+        }
+        return;
+    }
+    let tmp = common::copy_examples();
+    for r in ["nginx.toml", "hello.toml", "python.toml"] {
+        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+    }
+    let _ = std::fs::remove_file(tmp.path().join("recipes/imgforge.lock"));
+    // The examples' mirror plus one synthetic package.
+    let own = tmp.path().join("mirror");
+    let victim = Deb::new("shredder", "1.0")
+        .entry(T::Dir("./usr/share/shredder/", 0o755))
+        .entry(T::File("./usr/share/shredder/keep", b"data\n", 0o644))
+        .script("postinst", "#!/bin/sh\nset -e\nrm /usr/share/shredder/keep\n");
+    crate::debgen::mirror(&own, &[victim]);
+    let mut index = std::fs::read_to_string(own.join("Packages")).unwrap();
+    index.push_str(&std::fs::read_to_string(mirror.join("Packages")).unwrap());
+    std::fs::write(own.join("Packages"), index).unwrap();
+    for e in std::fs::read_dir(mirror.join("pool")).unwrap() {
+        let p = e.unwrap().path();
+        let target = std::fs::read_link(&p).unwrap_or(p.clone());
+        std::os::unix::fs::symlink(target, own.join("pool").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        tmp.path().join("recipes/shred.toml"),
+        "[image]\nname = \"shred\"\ntag = \"1\"\n\n[packages]\nshredder = \"1.0\"\n",
+    )
+    .unwrap();
+    let o = common::run(
+        common::imgforge()
+            .current_dir(tmp.path())
+            .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
+            .args(["--out", "out", "--cache", "cache"]),
+    );
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("shred: shredder removed /usr/share/shredder/keep, which an image layer ships"),
+        "{t}"
+    );
+    assert!(!tmp.path().join("out").exists(), "nothing half-written: {t}");
+}

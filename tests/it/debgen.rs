@@ -34,6 +34,8 @@ pub struct Deb {
     /// The `control` file written into the package instead of
     /// [`Deb::control`] (the index keeps the honest stanza).
     pub raw_control: Option<Vec<u8>>,
+    /// Maintainer scripts (`postinst`, ...) in the control archive.
+    pub scripts: Vec<(&'static str, String)>,
 }
 
 impl Deb {
@@ -46,11 +48,17 @@ impl Deb {
             entries: vec![T::Dir("./usr/", 0o755), T::Dir("./usr/share/", 0o755)],
             compression: "gz",
             raw_control: None,
+            scripts: vec![],
         }
     }
     /// Ship this `control` file in the package (hostile control data).
     pub fn raw_control(mut self, text: impl Into<Vec<u8>>) -> Deb {
         self.raw_control = Some(text.into());
+        self
+    }
+    /// Ship maintainer script `name` (e.g. `postinst`) with this body.
+    pub fn script(mut self, name: &'static str, body: &str) -> Deb {
+        self.scripts.push((name, body.into()));
         self
     }
     pub fn field(mut self, k: &str, v: &str) -> Deb {
@@ -88,7 +96,11 @@ impl Deb {
             .raw_control
             .clone()
             .unwrap_or_else(|| self.control().into_bytes());
-        let control = tar_bytes(&[(b"./control".to_vec(), text)]);
+        let mut members = vec![(b"./control".to_vec(), text)];
+        for (name, body) in &self.scripts {
+            members.push((format!("./{name}").into_bytes(), body.clone().into_bytes()));
+        }
+        let control = tar_bytes(&members);
         let control = gz(&control);
         let data = data_tar(&self.entries);
         let (data_name, data) = match self.compression {
