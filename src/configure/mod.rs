@@ -382,7 +382,9 @@ pub fn configure(
         tmp.path(),
         &log,
         opts.runtime.as_deref(),
-        mounted.as_ref().map(|_| (upper.as_path(), upper_view.as_str())),
+        mounted
+            .as_ref()
+            .map(|_| (upper.as_path(), upper_view.as_str())),
     )?;
     if code != 0 {
         let keep = opts.logs.as_deref().unwrap_or(&opts.work_dir);
@@ -437,7 +439,12 @@ fn assemble(
     let label = spec.label.as_str();
     let rootfs = tmp.join("rootfs");
     if let Some(trees) = &opts.trees {
-        let blobs: Vec<PathBuf> = spec.toolset_layer.iter().chain(&spec.layers).cloned().collect();
+        let blobs: Vec<PathBuf> = spec
+            .toolset_layer
+            .iter()
+            .chain(&spec.layers)
+            .cloned()
+            .collect();
         let lower = trees.trees(label, &blobs)?;
         let dirs: Vec<&Path> = lower.iter().map(|t| t.dir.as_path()).collect();
         if let Ok(m) = overlay::mount(&dirs, &tmp.join("upper"), &tmp.join("ovl"), &rootfs) {

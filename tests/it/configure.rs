@@ -792,7 +792,10 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
     let victim = Deb::new("shredder", "1.0")
         .entry(T::Dir("./usr/share/shredder/", 0o755))
         .entry(T::File("./usr/share/shredder/keep", b"data\n", 0o644))
-        .script("postinst", "#!/bin/sh\nset -e\nrm /usr/share/shredder/keep\n");
+        .script(
+            "postinst",
+            "#!/bin/sh\nset -e\nrm /usr/share/shredder/keep\n",
+        );
     crate::debgen::mirror(&own, &[victim]);
     let mut index = std::fs::read_to_string(own.join("Packages")).unwrap();
     index.push_str(&std::fs::read_to_string(mirror.join("Packages")).unwrap());
@@ -819,5 +822,8 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
         t.contains("shred: shredder removed /usr/share/shredder/keep, which an image layer ships"),
         "{t}"
     );
-    assert!(!tmp.path().join("out").exists(), "nothing half-written: {t}");
+    assert!(
+        !tmp.path().join("out").exists(),
+        "nothing half-written: {t}"
+    );
 }
