@@ -34,6 +34,7 @@ pub mod layers;
 pub mod lock;
 pub mod outputs;
 pub mod record;
+pub mod scratch;
 pub mod stage;
 pub mod store;
 
@@ -145,6 +146,31 @@ fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
 
+/// Remove what killed builds left beside the output, saying so.
+fn sweep_scratch(parent: &Path, st: Status) {
+    let swept = scratch::sweep(parent);
+    if !swept.dirs.is_empty() {
+        st.say(
+            "Cleaned",
+            format!(
+                "{} scratch director{} left by killed builds ({} mount(s) detached)",
+                swept.dirs.len(),
+                if swept.dirs.len() == 1 { "y" } else { "ies" },
+                swept.mounts
+            ),
+        );
+    }
+    for (dir, reason) in &swept.failed {
+        st.say(
+            "Warning",
+            format!(
+                "cannot remove {} left by a killed build: {reason}\nhelp: unmount what is mounted under it (as root) and remove it",
+                dir.display()
+            ),
+        );
+    }
+}
+
 /// The plan's store: the cache's, or a fresh one for `--no-cache`.
 fn open_store(
     opts: &BuildOptions,
@@ -171,10 +197,13 @@ fn run(
     st: Status,
 ) -> Result<BuildSummary> {
     let parent = out_parent(&opts.out)?;
+    sweep_scratch(&parent, st);
     let (store, _fresh) = open_store(opts, &parent)?;
     let work = tempfile::Builder::new()
-        .prefix(".imgforge-scratch-")
+        .prefix(scratch::PREFIX)
         .tempdir_in(&parent)?;
+    scratch::claim(work.path())
+        .with_context(|| format!("cannot write in {}", work.path().display()))?;
     let ctx = Ctx {
         opts,
         tree,

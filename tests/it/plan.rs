@@ -2,11 +2,12 @@
 //! a change rebuilds only the steps it reaches, layers follow source
 //! packages under the budget, and digests never depend on the store.
 
-use crate::common::{copy_examples, imgforge, run, text};
+use crate::common::{self, copy_examples, imgforge, run, text};
 use crate::debgen::{Deb, T};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 /// Every file under `dir` (relative path -> bytes).
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -383,4 +384,68 @@ fn plan_a_refused_package_leaves_no_decompressed_copy() {
         assert!(e.contains("exceeds the size limit"), "{e}");
         assert_eq!(copies(&dir), 0, "a refused read must leave no copy");
     }
+}
+
+/// `pid start-time` of a process, as the build records its scratch owner.
+fn identity(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    format!("{pid} {}", rest.split_whitespace().nth(19).unwrap())
+}
+
+/// A scratch directory left by a killed build (its owner gone, a mount
+/// still inside) is unmounted and removed by the next build beside it; one
+/// whose owner still runs is left alone.
+#[test]
+fn plan_a_killed_builds_scratch_and_mounts_are_cleaned_up() {
+    if !nix_root() {
+        if common::strict() {
+            panic!("this test needs root (it mounts a tmpfs)");
+        }
+        eprintln!("not root: mounting is refused; test not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let debs = vec![
+        pkg("liba1", "1.0", "a", b"a1\n"),
+        pkg("appbin", "1.0", "app", b"app\n"),
+    ];
+    synthetic_tree(dir, &[("liba1", "1.0")], &[("appbin", "1.0")], &debs);
+    let stale = dir.join(".imgforge-scratch-killed");
+    let rootfs = stale.join("c d/rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut child = Command::new("true").spawn().unwrap();
+    let gone = identity(child.id());
+    child.wait().unwrap();
+    std::fs::write(stale.join("owner"), format!("{gone}\n")).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs");
+    let live = dir.join(".imgforge-scratch-live");
+    std::fs::create_dir(&live).unwrap();
+    std::fs::write(live.join("owner"), identity(std::process::id())).unwrap();
+    let t = build_synthetic(dir, "out", &[]);
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if mounted.contains(".imgforge-scratch-killed") {
+        let _ = Command::new("umount").arg("-l").arg(&rootfs).status();
+        panic!("the stale mount is still there: {t}");
+    }
+    assert!(
+        t.contains("Cleaned 1 scratch directory left by killed builds (1 mount(s) detached)"),
+        "{t}"
+    );
+    assert!(!stale.exists(), "{t}");
+    assert!(
+        live.join("owner").is_file(),
+        "a running owner's scratch stays"
+    );
+}
+
+fn nix_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
