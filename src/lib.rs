@@ -45,7 +45,8 @@
 //! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
 //! * [`options`]: options structs shared by commands and stages, status lines.
 //! * [`plan`]: the build as content-addressed steps with a step store:
-//!   layers by source package, configuration, build stages, SBOMs, outputs.
+//!   layers by source package, configuration, build stages, SBOMs, outputs;
+//!   its scratch directory, and the sweep of those killed builds left.
 //! * [`ops`]: the commands (one thin function and file each) taking options
 //!   structs; `main.rs` only parses arguments and calls them.
 //!
