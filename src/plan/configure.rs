@@ -37,6 +37,10 @@ pub struct Root<'x> {
     pub toolset: Option<&'x LayerRecord>,
 }
 
+/// Format of the remembered `dpkg -L` lists (NUL-separated paths, as
+/// `layer::package::package_paths` gives them).
+const LIST_VERSION: &str = "v1";
+
 fn ids(ps: &[&LockedPackage]) -> serde_json::Value {
     json!(
         ps.iter()
@@ -148,14 +152,7 @@ impl Ctx<'_> {
         let mut configure = Vec::new();
         for p in own {
             let mut r = self.package_ref(p)?;
-            r.paths = layer::package::package_paths(
-                layer::package::PackageRef {
-                    name: &p.name,
-                    deb: &r.deb,
-                    control: &r.control,
-                },
-                &self.package_options(),
-            )?;
+            r.paths = self.dpkg_list(p, &r)?;
             configure.push(r);
         }
         let present = present
@@ -212,6 +209,48 @@ impl Ctx<'_> {
             created: out.created,
             scripts: out.scripts,
         })
+    }
+
+    /// The paths `dpkg -L` lists for `p`, remembered in the store by the
+    /// package's sha256 (and the entry cap, which can refuse a package), so
+    /// configuring again (a debconf answer changed, a package below was
+    /// updated) does not decompress every package for its file list.
+    fn dpkg_list(&self, p: &LockedPackage, r: &PackageRef) -> Result<Vec<String>> {
+        let opts = self.package_options();
+        let memo = self
+            .store
+            .dir("dpkg-lists")
+            .join(LIST_VERSION)
+            .join(format!(
+                "{}-{}",
+                p.sha256.trim_start_matches("sha256:"),
+                opts.limits.entries
+            ));
+        if let Ok(bytes) = std::fs::read(&memo) {
+            return Ok(bytes
+                .split(|b| *b == 0)
+                .filter(|l| !l.is_empty())
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect());
+        }
+        let paths = layer::package::package_paths(
+            layer::package::PackageRef {
+                name: &p.name,
+                deb: &r.deb,
+                control: &r.control,
+            },
+            &opts,
+        )?;
+        let mut bytes = Vec::new();
+        for l in &paths {
+            bytes.extend_from_slice(l.as_bytes());
+            bytes.push(0);
+        }
+        if let Some(dir) = memo.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::options::write_atomic(&memo, &bytes)?;
+        Ok(paths)
     }
 
     fn package_ref(&self, p: &LockedPackage) -> Result<PackageRef> {

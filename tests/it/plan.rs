@@ -449,3 +449,47 @@ fn nix_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A debconf answer changed in the base: every configuration runs again,
+/// taking each package's `dpkg -L` list from the store (remembered by the
+/// first build), and the result is the same bytes as a build of the changed
+/// tree with an empty store.
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, runc"
+)]
+fn plan_reconfigure_from_remembered_file_lists_matches_a_fresh_store() {
+    let mirror = crate::common::examples_mirror().expect("examples mirror");
+    let tmp = copy_examples();
+    let dir = tmp.path();
+    let build = |out: &str, cache: &str| {
+        let o = run(imgforge()
+            .current_dir(dir)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .args(["build", "recipes", "--no-apt", "--locked", "--cache", cache])
+            .args(["--out", out, "--mirror"])
+            .arg(&mirror));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        t
+    };
+    build("out1", "cache");
+    let lists = dir.join("cache/plan/dpkg-lists/v1");
+    let remembered = std::fs::read_dir(&lists).map(|d| d.count()).unwrap_or(0);
+    assert!(remembered > 50, "{remembered} lists in {}", lists.display());
+    let base = dir.join("base/base.toml");
+    let mut text = std::fs::read_to_string(&base).unwrap();
+    text.push_str(
+        "\n[debconf]\n\"tzdata/Areas\" = \"Europe\"\n\"tzdata/Zones/Europe\" = \"Paris\"\n",
+    );
+    std::fs::write(&base, text).unwrap();
+    let t = build("out2", "cache");
+    assert!(steps_line(&t).contains("configure 0/"), "{t}");
+    build("out3", "fresh-cache");
+    assert_eq!(files(&dir.join("out2")), files(&dir.join("out3")));
+    assert_ne!(
+        manifests(&dir.join("out1"))["base:bookworm-12.15"],
+        manifests(&dir.join("out2"))["base:bookworm-12.15"]
+    );
+}
