@@ -146,6 +146,35 @@ fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
 
+/// This build's scratch directory in `parent`, its owner recorded.
+fn scratch_dir(parent: &Path) -> Result<tempfile::TempDir> {
+    let work = tempfile::Builder::new()
+        .prefix(scratch::PREFIX)
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    scratch::claim(work.path())
+        .with_context(|| format!("cannot write in {}", work.path().display()))?;
+    Ok(work)
+}
+
+/// The base, then every image in parallel. The scope ends when the license
+/// detection the base may start in it has finished too.
+fn base_and_images(
+    ctx: &Ctx,
+    vendor: Option<&image::vendor::Imported>,
+) -> Result<(BaseBuilt, Vec<ImageBuilt>)> {
+    rayon::scope(|s| {
+        let base = ctx.base(vendor, s)?;
+        let built = ctx
+            .tree
+            .images
+            .par_iter()
+            .map(|img| ctx.image(img, &base))
+            .collect::<Result<_>>()?;
+        Ok((base, built))
+    })
+}
+
 /// Remove what killed builds left beside the output, saying so.
 fn sweep_scratch(parent: &Path, st: Status) {
     let swept = scratch::sweep(parent);
@@ -199,11 +228,7 @@ fn run(
     let parent = out_parent(&opts.out)?;
     sweep_scratch(&parent, st);
     let (store, _fresh) = open_store(opts, &parent)?;
-    let work = tempfile::Builder::new()
-        .prefix(scratch::PREFIX)
-        .tempdir_in(&parent)?;
-    scratch::claim(work.path())
-        .with_context(|| format!("cannot write in {}", work.path().display()))?;
+    let work = scratch_dir(&parent)?;
     let ctx = Ctx {
         opts,
         tree,
@@ -225,17 +250,7 @@ fn run(
     ctx.check_release()?;
     let vendor = vendor_base(&ctx)?;
     let t = Instant::now();
-    // The scope ends when the license detection the base may start in it
-    // has finished too.
-    let (base, built) = rayon::scope(|s| -> Result<(BaseBuilt, Vec<ImageBuilt>)> {
-        let base = ctx.base(vendor.as_ref(), s)?;
-        let built = tree
-            .images
-            .par_iter()
-            .map(|img| ctx.image(img, &base))
-            .collect::<Result<_>>()?;
-        Ok((base, built))
-    })?;
+    let (base, built) = base_and_images(&ctx, vendor.as_ref())?;
     let t_layers = t.elapsed();
     // Every root is configured: remove the layer trees (thousands of files)
     // while the outputs are written, not after.
