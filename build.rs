@@ -70,6 +70,11 @@ fn main() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
+    // `has_root`: tests that mount (overlay roots, tmpfs) need euid 0.
+    println!("cargo::rustc-check-cfg=cfg(has_root)");
+    if strict || runs_as_root() {
+        println!("cargo::rustc-cfg=has_root");
+    }
     for (cfg, module) in [
         ("has_python_cyclonedx", "cyclonedx"),
         ("has_python_in_toto", "in_toto, securesystemslib"),
@@ -79,6 +84,13 @@ fn main() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
+}
+
+fn runs_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 fn on_path(path: &std::ffi::OsStr, tool: &str) -> bool {
