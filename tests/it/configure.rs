@@ -725,11 +725,7 @@ fn failed_configure_keeps_its_full_log_where_the_error_says() {
     let own = tmp.path().join("mirror");
     std::fs::create_dir_all(own.join("pool")).unwrap();
     std::fs::copy(mirror.join("Packages"), own.join("Packages")).unwrap();
-    for e in std::fs::read_dir(mirror.join("pool")).unwrap() {
-        let p = e.unwrap().path();
-        let target = std::fs::read_link(&p).unwrap_or(p.clone());
-        std::os::unix::fs::symlink(target, own.join("pool").join(p.file_name().unwrap())).unwrap();
-    }
+    link_pool(&mirror, &own);
     let mut cmd = common::imgforge();
     cmd.current_dir(tmp.path())
         .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
@@ -797,11 +793,7 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
     let mut index = std::fs::read_to_string(own.join("Packages")).unwrap();
     index.push_str(&std::fs::read_to_string(mirror.join("Packages")).unwrap());
     std::fs::write(own.join("Packages"), index).unwrap();
-    for e in std::fs::read_dir(mirror.join("pool")).unwrap() {
-        let p = e.unwrap().path();
-        let target = std::fs::read_link(&p).unwrap_or(p.clone());
-        std::os::unix::fs::symlink(target, own.join("pool").join(p.file_name().unwrap())).unwrap();
-    }
+    link_pool(&mirror, &own);
     std::fs::write(
         tmp.path().join("recipes/shred.toml"),
         "[image]\nname = \"shred\"\ntag = \"1\"\n\n[packages]\nshredder = \"1.0\"\n",
@@ -823,4 +815,14 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
         !tmp.path().join("out").exists(),
         "nothing half-written: {t}"
     );
+}
+
+/// Links in `own/pool` to every package of `mirror`'s pool (to the same
+/// files the mirror's links point at).
+fn link_pool(mirror: &Path, own: &Path) {
+    for e in std::fs::read_dir(mirror.join("pool")).unwrap() {
+        let p = e.unwrap().path();
+        let target = std::fs::read_link(&p).unwrap_or(p.clone());
+        std::os::unix::fs::symlink(target, own.join("pool").join(p.file_name().unwrap())).unwrap();
+    }
 }

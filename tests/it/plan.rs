@@ -95,6 +95,20 @@ fn pkg(name: &str, version: &str, source: &str, body: &'static [u8]) -> Deb {
         .entry(T::File(path, body, 0o644))
 }
 
+/// Build the examples copied to `dir` from `mirror`, locked, with `cache`;
+/// the output text (the build must succeed).
+fn build_examples(dir: &Path, mirror: &Path, out: &str, cache: &str) -> String {
+    let o = run(imgforge()
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(["build", "recipes", "--no-apt", "--locked", "--cache", cache])
+        .args(["--out", out, "--mirror"])
+        .arg(mirror));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
 fn build_synthetic(dir: &Path, out: &str, extra: &[&str]) -> String {
     let o = run(imgforge()
         .current_dir(dir)
@@ -254,19 +268,7 @@ fn plan_examples_noop_and_one_change() {
     let mirror = crate::common::examples_mirror().expect("examples mirror");
     let tmp = copy_examples();
     let dir = tmp.path();
-    let build = |out: &str| {
-        let o = run(imgforge()
-            .current_dir(dir)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .args([
-                "build", "recipes", "--no-apt", "--locked", "--cache", "cache", "--out", out,
-            ])
-            .arg("--mirror")
-            .arg(&mirror));
-        let t = text(&o);
-        assert!(o.status.success(), "{t}");
-        t
-    };
+    let build = |out: &str| build_examples(dir, &mirror, out, "cache");
     build("out1");
     let t = build("out2");
     let line = steps_line(&t);
@@ -458,17 +460,7 @@ fn plan_reconfigure_from_remembered_file_lists_matches_a_fresh_store() {
     let mirror = crate::common::examples_mirror().expect("examples mirror");
     let tmp = copy_examples();
     let dir = tmp.path();
-    let build = |out: &str, cache: &str| {
-        let o = run(imgforge()
-            .current_dir(dir)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .args(["build", "recipes", "--no-apt", "--locked", "--cache", cache])
-            .args(["--out", out, "--mirror"])
-            .arg(&mirror));
-        let t = text(&o);
-        assert!(o.status.success(), "{t}");
-        t
-    };
+    let build = |out: &str, cache: &str| build_examples(dir, &mirror, out, cache);
     build("out1", "cache");
     let lists = dir.join("cache/plan/dpkg-lists/v1");
     let remembered = std::fs::read_dir(&lists).map(|d| d.count()).unwrap_or(0);
