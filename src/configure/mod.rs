@@ -373,19 +373,21 @@ pub fn configure(
     place_files(label, &rootfs, &prepared)?;
     let before = tree::snapshot(&rootfs).map_err(io_err(label, "reading", &rootfs))?;
     let log = tmp.path().join("configure.log");
-    let code = crate::sandbox::run_in_root(
+    let argv = ["/bin/sh".to_string(), format!("/{}/driver", plan::WORK)];
+    let run = crate::sandbox::InRoot {
         label,
-        &rootfs,
-        &["/bin/sh".into(), format!("/{}/driver", plan::WORK)],
-        &BTreeMap::new(),
-        spec.source_date_epoch,
-        tmp.path(),
-        &log,
-        opts.runtime.as_deref(),
-        mounted
+        argv: &argv,
+        env: &BTreeMap::new(),
+        source_date_epoch: spec.source_date_epoch,
+        work: tmp.path(),
+        log: &log,
+        runtime: opts.runtime.as_deref(),
+        view: mounted
             .as_ref()
             .map(|_| (upper.as_path(), upper_view.as_str())),
-    )?;
+        chroot: true,
+    };
+    let code = crate::sandbox::run_in_root(&rootfs, &run)?;
     if code != 0 {
         let keep = opts.logs.as_deref().unwrap_or(&opts.work_dir);
         return Err(script_failure(spec, &prepared, code, &log, keep));

@@ -800,25 +800,37 @@ pub fn unpack_layers(
     Ok(paths)
 }
 
+/// How [`run_in_root`] runs one command in an assembled root.
+pub struct InRoot<'a> {
+    /// What the errors name (the image or stage).
+    pub label: &'a str,
+    pub argv: &'a [String],
+    /// Added to the sandbox's fixed environment.
+    pub env: &'a BTreeMap<String, String>,
+    pub source_date_epoch: u64,
+    /// Scratch for the runtime's bundle and state.
+    pub work: &'a Path,
+    /// The command's output is appended here.
+    pub log: &'a Path,
+    /// The OCI runtime; found on `PATH` when `None`.
+    pub runtime: Option<&'a Path>,
+    /// A host directory bound read-only at the given absolute path in the
+    /// root (the configure driver reads its overlay's upper directory
+    /// through it).
+    pub view: Option<(&'a Path, &'a str)>,
+    /// Run the command chrooted into the root, as dpkg runs maintainer
+    /// scripts when a root is built with debootstrap or mmdebstrap (see
+    /// `runtime::chrooted`); ignored when the root has no `chroot` binary.
+    pub chroot: bool,
+}
+
 /// Run one command in an already assembled root (`rootfs`, writable) with
 /// the build sandbox's isolation (no network, fixed env plus `env`, cwd
 /// `/`), its output appended to `log`. Returns the exit code. The root is
-/// the caller's; nothing is mounted from the host except `view`: a host
-/// directory bound read-only at the given absolute path in the root (the
-/// configure driver reads its overlay's upper directory through it).
-#[allow(clippy::too_many_arguments)]
-pub fn run_in_root(
-    label: &str,
-    rootfs: &Path,
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    source_date_epoch: u64,
-    work: &Path,
-    log: &Path,
-    runtime: Option<&Path>,
-    view: Option<(&Path, &str)>,
-) -> Result<i32, SandboxError> {
-    let rt = match runtime {
+/// the caller's; nothing is mounted from the host except `view`.
+pub fn run_in_root(rootfs: &Path, run: &InRoot<'_>) -> Result<i32, SandboxError> {
+    let label = run.label;
+    let rt = match run.runtime {
         Some(p) if runtime::usable(p) => p.to_path_buf(),
         _ => runtime::find().ok_or_else(|| SandboxError::RuntimeMissing {
             recipe: label.to_string(),
@@ -826,21 +838,26 @@ pub fn run_in_root(
                 .into(),
         })?,
     };
-    let env = runtime::environment(source_date_epoch, env);
+    let env = runtime::environment(run.source_date_epoch, run.env);
     // Maintainer scripts get the same default limits as a build step.
     let limits = crate::limits::StepLimits::default();
-    let mut config = runtime::spec(rootfs, argv, &env, &limits);
+    let mut config = runtime::spec(rootfs, run.argv, &env, &limits);
     // No build context here: drop the /src bind and start in /.
     config["process"]["cwd"] = serde_json::json!("/");
     if let Some(m) = config["mounts"].as_array_mut() {
         m.retain(|m| m["destination"] != "/src");
-        if let Some((source, at)) = view {
+        if let Some((source, at)) = run.view {
             m.push(serde_json::json!({"destination": at, "type": "bind",
                 "source": source.to_string_lossy(),
                 "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}));
         }
     }
-    let unique = work
+    if run.chroot {
+        let outer = run.work.join("outer");
+        runtime::chrooted(&mut config, rootfs, &outer).map_err(io_error("preparing", &outer))?;
+    }
+    let unique = run
+        .work
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("root")
@@ -848,17 +865,17 @@ pub fn run_in_root(
     let id = format!("imgforge-{}-{}", std::process::id(), slug(&unique));
     let outcome = runtime::run(
         &rt,
-        &work.join("bundle"),
-        &work.join("state"),
+        &run.work.join("bundle"),
+        &run.work.join("state"),
         &id,
         &config,
-        log,
+        run.log,
         limits.timeout,
     )
     .map_err(|source| SandboxError::Spawn {
         recipe: label.to_string(),
         step: 1,
-        text: argv.join(" "),
+        text: run.argv.join(" "),
         runtime: rt.clone(),
         source,
     })?;

@@ -187,6 +187,79 @@ pub fn spec(
     config
 }
 
+/// Where [`chrooted`] mounts the root inside the outer root.
+const INNER: &str = "/imgforge-root";
+
+/// Run the spec's command chrooted into `rootfs`, from an outer root made
+/// in `outer` (an empty directory made here), as dpkg runs maintainer
+/// scripts in a root built by debootstrap or mmdebstrap.
+///
+/// Why: scripts ask `ischroot`, which compares `/` with `/proc/1/root`. In a
+/// container whose process 1 lives in the root itself, the answer is "not a
+/// chroot", and libc6's postinst then re-executes init (`telinit u`) and
+/// sleeps a second, on every configure of a root with libc6. With process 1
+/// outside (a shell in the outer root running `chroot`), the scripts see a
+/// chroot, as they do under mmdebstrap; nothing they write changes.
+///
+/// The outer root holds only symlinks into the root (`usr`, `bin`, the
+/// library directories, `dev`, `proc`), so its shell runs the root's own `sh` and
+/// `chroot`, and the runtime's devices land in the root's `/dev`. Every
+/// mount of the spec moves beneath [`INNER`]. Leaves `config` alone when
+/// the root has no `chroot` or `sh`.
+pub fn chrooted(
+    config: &mut serde_json::Value,
+    rootfs: &Path,
+    outer: &Path,
+) -> std::io::Result<()> {
+    use serde_json::json;
+    let has = |p: &str| std::fs::symlink_metadata(rootfs.join(p)).is_ok();
+    if !has("usr/sbin/chroot") || !has("usr/bin/sh") {
+        return Ok(());
+    }
+    std::fs::create_dir_all(outer.join(INNER.trim_start_matches('/')))?;
+    for name in [
+        "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "dev", "proc",
+    ] {
+        std::os::unix::fs::symlink(
+            format!("{}/{name}", INNER.trim_start_matches('/')),
+            outer.join(name),
+        )?;
+    }
+    let inner = |p: &serde_json::Value| json!(format!("{INNER}{}", p.as_str().unwrap_or_default()));
+    let mounts = config["mounts"]
+        .as_array_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut moved = vec![json!({"destination": INNER, "type": "bind",
+        "source": rootfs.to_string_lossy(), "options": ["rbind"]})];
+    for mut m in mounts {
+        m["destination"] = inner(&m["destination"]);
+        moved.push(m);
+    }
+    config["mounts"] = json!(moved);
+    for key in ["maskedPaths", "readonlyPaths"] {
+        if let Some(paths) = config["linux"][key].as_array_mut() {
+            for p in paths.iter_mut() {
+                *p = inner(p);
+            }
+        }
+    }
+    config["root"]["path"] = json!(outer.to_string_lossy());
+    let argv = config["process"]["args"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut args = vec![
+        json!("/usr/bin/sh"),
+        json!("-c"),
+        json!(format!("/usr/sbin/chroot {INNER} \"$@\"; exit $?")),
+        json!("imgforge-chroot"),
+    ];
+    args.extend(argv);
+    config["process"]["args"] = json!(args);
+    Ok(())
+}
+
 /// The host user and group a rootless container maps to its root, or
 /// `None` when imgforge runs as root (then the runtime runs rootful).
 pub fn rootless_ids() -> Option<(u32, u32)> {

@@ -775,13 +775,6 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
         return;
     }
     assert!(is_root(), "this test needs root (overlay roots)");
-    let tmp = common::copy_examples();
-    for r in ["nginx.toml", "hello.toml", "python.toml"] {
-        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
-    }
-    let _ = std::fs::remove_file(tmp.path().join("recipes/imgforge.lock"));
-    // The examples' mirror plus one synthetic package.
-    let own = tmp.path().join("mirror");
     let victim = Deb::new("shredder", "1.0")
         .entry(T::Dir("./usr/share/shredder/", 0o755))
         .entry(T::File("./usr/share/shredder/keep", b"data\n", 0o644))
@@ -789,22 +782,7 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
             "postinst",
             "#!/bin/sh\nset -e\nrm /usr/share/shredder/keep\n",
         );
-    crate::debgen::mirror(&own, &[victim]);
-    let mut index = std::fs::read_to_string(own.join("Packages")).unwrap();
-    index.push_str(&std::fs::read_to_string(mirror.join("Packages")).unwrap());
-    std::fs::write(own.join("Packages"), index).unwrap();
-    link_pool(&mirror, &own);
-    std::fs::write(
-        tmp.path().join("recipes/shred.toml"),
-        "[image]\nname = \"shred\"\ntag = \"1\"\n\n[packages]\nshredder = \"1.0\"\n",
-    )
-    .unwrap();
-    let o = common::run(
-        common::imgforge()
-            .current_dir(tmp.path())
-            .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
-            .args(["--out", "out", "--cache", "cache"]),
-    );
+    let (tmp, o) = build_base_and_one(&mirror, victim, "shred");
     let t = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(
@@ -814,6 +792,80 @@ fn a_script_removing_a_shipped_path_is_refused_and_named() {
     assert!(
         !tmp.path().join("out").exists(),
         "nothing half-written: {t}"
+    );
+}
+
+/// Builds the examples' base plus one image `name` holding `deb` (from the
+/// examples' mirror plus `deb`), in a temporary copy of the examples.
+fn build_base_and_one(
+    mirror: &Path,
+    deb: crate::debgen::Deb,
+    name: &str,
+) -> (tempfile::TempDir, std::process::Output) {
+    let tmp = common::copy_examples();
+    for r in ["nginx.toml", "hello.toml", "python.toml"] {
+        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+    }
+    let _ = std::fs::remove_file(tmp.path().join("recipes/imgforge.lock"));
+    let own = tmp.path().join("mirror");
+    let package = format!("{} = \"{}\"", deb.name, deb.version);
+    crate::debgen::mirror(&own, &[deb]);
+    let mut index = std::fs::read_to_string(own.join("Packages")).unwrap();
+    index.push_str(&std::fs::read_to_string(mirror.join("Packages")).unwrap());
+    std::fs::write(own.join("Packages"), index).unwrap();
+    link_pool(mirror, &own);
+    std::fs::write(
+        tmp.path().join(format!("recipes/{name}.toml")),
+        format!("[image]\nname = \"{name}\"\ntag = \"1\"\n\n[packages]\n{package}\n"),
+    )
+    .unwrap();
+    let o = common::run(
+        common::imgforge()
+            .current_dir(tmp.path())
+            .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
+            .args(["--out", "out", "--cache", "cache"]),
+    );
+    (tmp, o)
+}
+
+#[test]
+#[cfg_attr(
+    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_root)),
+    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)"
+)]
+fn scripts_run_in_a_chroot_as_under_mmdebstrap() {
+    use crate::debgen::{Deb, T};
+    let Some(mirror) = common::examples_mirror() else {
+        return;
+    };
+    if !common::require_tool("runc") {
+        return;
+    }
+    assert!(is_root(), "this test needs root (overlay roots)");
+    // debianutils' ischroot (in the toolset) compares / with /proc/1/root;
+    // libc6's postinst sleeps a second when it says "not a chroot".
+    let probe = Deb::new("chroot-probe", "1.0")
+        .entry(T::Dir("./usr/share/chroot-probe/", 0o755))
+        .script(
+            "postinst",
+            "#!/bin/sh\nset -e\nischroot || { echo \"not in a chroot: $?\" >&2; exit 1; }\n\
+             [ -c /dev/null ] && [ -r /proc/self/status ]\n\
+             echo chrooted > /usr/share/chroot-probe/seen\n",
+        );
+    let (tmp, o) = build_base_and_one(&mirror, probe, "probe");
+    let t = common::text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("Configured probe: 1 script(s)"),
+        "the probe's postinst ran: {t}"
+    );
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".imgforge-scratch")),
+        "scratch removed: {names:?}"
     );
 }
 
