@@ -21,7 +21,7 @@ fn main() {
     for s in suites {
         let p = dir.join(format!("{s}-main-amd64-Packages.xz"));
         let mut text = String::new();
-        xz2::read::XzDecoder::new(std::fs::File::open(&p).unwrap())
+        liblzma::read::XzDecoder::new(std::fs::File::open(&p).unwrap())
             .read_to_string(&mut text)
             .unwrap();
         texts.push((p, text));

@@ -180,7 +180,7 @@ fn decompressor<'a>(
     let r: Box<dyn Read + 'a> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(reader)))
     } else if name.ends_with(".xz") || name.ends_with(".lzma") {
-        Box::new(xz2::read::XzDecoder::new_multi_decoder(BufReader::new(
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(BufReader::new(
             reader,
         )))
     } else if name.ends_with(".zst") {

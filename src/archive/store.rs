@@ -79,7 +79,7 @@ pub fn read_index(path: &Path) -> Result<String, ArchiveError> {
     let n = f.read(&mut magic).map_err(ArchiveError::io(path))?;
     let f = std::fs::File::open(path).map_err(ArchiveError::io(path))?;
     let mut r: Box<dyn Read> = if n >= 6 && magic == [0xfd, b'7', b'z', b'X', b'Z', 0] {
-        Box::new(xz2::read::XzDecoder::new(f))
+        Box::new(liblzma::read::XzDecoder::new(f))
     } else if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         Box::new(flate2::read::MultiGzDecoder::new(f))
     } else {

@@ -452,7 +452,7 @@ fn read_maybe_compressed(path: &Path) -> Result<String, IndexError> {
     let mut r: Box<dyn Read> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(f))
     } else if name.ends_with(".xz") {
-        Box::new(xz2::read::XzDecoder::new(f))
+        Box::new(liblzma::read::XzDecoder::new(f))
     } else if name.ends_with(".lz4") {
         Box::new(lz4_flex::frame::FrameDecoder::new(f))
     } else {

@@ -166,7 +166,7 @@ pub fn gz(b: &[u8]) -> Vec<u8> {
 }
 
 pub fn xz(b: &[u8]) -> Vec<u8> {
-    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
     e.write_all(b).unwrap();
     e.finish().unwrap()
 }

@@ -439,7 +439,7 @@ mod bookworm {
             let mut idx = Index::new("amd64");
             for f in files {
                 let mut text = String::new();
-                xz2::read::XzDecoder::new(std::fs::File::open(&f).unwrap())
+                liblzma::read::XzDecoder::new(std::fs::File::open(&f).unwrap())
                     .read_to_string(&mut text)
                     .unwrap();
                 index::add_packages_text(&mut idx, &text, &f, Origin::Url(String::new())).unwrap();
