@@ -22,6 +22,7 @@
 //! does not grow with the number of entries. [`normalize`] applies the same
 //! stream rules to small layers held in memory.
 
+pub mod index;
 pub mod package;
 pub mod spool;
 mod stream;
@@ -413,16 +414,30 @@ pub fn write_layer(entries: &[Entry], opts: &WriteOptions) -> Result<LayerBlob, 
 /// them as a layer, in memory bounded whatever their number. Returns the
 /// blob and the layer's symlinks, sorted. Nothing is left in `blobs_dir` on
 /// failure.
+///
+/// With `index`, each written entry's line of the layer's path index
+/// ([`index`]) goes there too.
 pub fn write_spooled(
     mut spool: EntrySpool,
     lower_symlinks: &BTreeSet<String>,
     mtime: u64,
     opts: &WriteOptions,
+    mut index: Option<&mut dyn Write>,
 ) -> Result<(LayerBlob, Vec<String>), LayerError> {
     spool.seal()?;
     let mut symlinks = Vec::new();
+    let dir = opts.blobs_dir.clone();
     let blob = write_entries(opts, &mut |emit| {
-        symlinks = stream::normalize_sorted(&spool, lower_symlinks, mtime, emit)?;
+        let mut indexed = |e: &Entry| {
+            if let Some(w) = index.as_deref_mut() {
+                index::write_record(w, e).map_err(|source| LayerError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            emit(e)
+        };
+        symlinks = stream::normalize_sorted(&spool, lower_symlinks, mtime, &mut indexed)?;
         Ok(())
     })?;
     Ok((blob, symlinks))

@@ -187,7 +187,7 @@ fn spooled_blob(
     for e in entries {
         sp.push(e).unwrap();
     }
-    let r = write_spooled(sp, lower, 7, &opts(dir.path()));
+    let r = write_spooled(sp, lower, 7, &opts(dir.path()), None);
     let left = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(left, usize::from(r.is_ok()), "files left in the blob dir");
     r

@@ -99,6 +99,8 @@ pub struct BaseBuilt {
     /// The base's layers as the image layer budget counts them (see
     /// [`Ctx::base_budget_layers`]).
     pub budget_layers: usize,
+    /// The base's package layers, for the images' path checks.
+    pub packages: Vec<LayerRecord>,
 }
 
 /// An image's own layers on top of the base.
@@ -235,6 +237,7 @@ impl<'a> Ctx<'a> {
             },
         );
         let (records, toolset) = (records?, toolset?);
+        self.check_paths(&base.name, &records.iter().collect::<Vec<_>>())?;
         let mut symlinks: BTreeSet<String> = (*merged).clone();
         symlinks.extend(records.iter().flat_map(|r| r.symlinks.iter().cloned()));
         let symlinks = Arc::new(symlinks);
@@ -284,6 +287,7 @@ impl<'a> Ctx<'a> {
             config,
             toolset,
             budget_layers,
+            packages: records,
         })
     }
 
@@ -430,6 +434,8 @@ impl<'a> Ctx<'a> {
     ) -> Result<(Vec<LayerBlob>, Vec<History>)> {
         let steps = self.image_package_steps(img, &base.symlinks, base.budget_layers);
         let records = self.layers(&steps)?;
+        let all: Vec<&LayerRecord> = base.packages.iter().chain(&records).collect();
+        self.check_paths(&img.name, &all)?;
         let mut layers: Vec<LayerBlob> = records.iter().map(LayerRecord::blob).collect();
         let mut history: Vec<History> = steps.into_iter().map(|s| s.1).collect();
         let mut below = base.layers.clone();

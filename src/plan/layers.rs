@@ -23,6 +23,11 @@ pub struct LayerRecord {
     pub entries: usize,
     /// Symlinks in the layer: what layers above must not write through.
     pub symlinks: Vec<String>,
+    /// The blob of the layer's path index (`layer::index`): package
+    /// layers that ship have one, to check them against the image's other
+    /// package layers.
+    #[serde(default)]
+    pub paths: Option<String>,
 }
 
 impl LayerRecord {
@@ -37,7 +42,7 @@ impl LayerRecord {
         }
     }
 
-    pub(super) fn from_blob(b: &LayerBlob, symlinks: Vec<String>) -> LayerRecord {
+    pub(crate) fn from_blob(b: &LayerBlob, symlinks: Vec<String>) -> LayerRecord {
         LayerRecord {
             digest: b.digest.clone(),
             diff_id: b.diff_id.clone(),
@@ -46,6 +51,7 @@ impl LayerRecord {
             media_type: b.media_type.clone(),
             entries: b.entries,
             symlinks,
+            paths: None,
         }
     }
 }
@@ -126,7 +132,10 @@ impl Ctx<'_> {
             return Ok(r.clone());
         }
         let rec = match self.store.get::<LayerRecord>("layer", &key) {
-            Some(r) if self.store.has_blob(&r.digest) => {
+            Some(r)
+                if self.store.has_blob(&r.digest)
+                    && r.paths.as_ref().is_none_or(|p| self.store.has_blob(p)) =>
+            {
                 self.count.reused("layer");
                 r
             }
@@ -170,6 +179,19 @@ impl Ctx<'_> {
                 }
             }
         }
+        // Shipped package layers keep a path index, to be checked against
+        // the image's other package layers.
+        let indexed = !step.scratch
+            && step
+                .parts
+                .iter()
+                .any(|p| matches!(p, Part::Packages(_) | Part::MergedUsr));
+        let mut index = match indexed {
+            true => Some(crate::digest::HashWriter::new(std::io::BufWriter::new(
+                tempfile::NamedTempFile::new_in(self.store.tmp_dir())?,
+            ))),
+            false => None,
+        };
         let (blob, symlinks) = layer::write_spooled(
             sorted,
             &step.lower,
@@ -178,10 +200,41 @@ impl Ctx<'_> {
                 blobs_dir: self.store.blobs_dir(),
                 compression: self.compression_for(step.scratch),
             },
+            index.as_mut().map(|w| w as &mut dyn std::io::Write),
         )
         .with_context(|| format!("layer {}", step.label))?;
         self.store.seal_blob(&blob.digest)?;
-        Ok(LayerRecord::from_blob(&blob, symlinks))
+        let mut rec = LayerRecord::from_blob(&blob, symlinks);
+        if let Some(w) = index {
+            let (file, digest, _) = w.finish();
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            let path = file.into_temp_path();
+            self.store.adopt_blob(&path, &digest)?;
+            // Adopted by rename: nothing is left to remove.
+            let _ = path.keep();
+            rec.paths = Some(format!("sha256:{digest}"));
+        }
+        Ok(rec)
+    }
+
+    /// Check an image's package layers (their path indexes, bottom first)
+    /// against each other: two packages in different layers must not ship
+    /// one path differently. Remembered by the indexes' digests.
+    pub fn check_paths(&self, image: &str, records: &[&LayerRecord]) -> Result<()> {
+        let digests: Vec<&String> = records.iter().filter_map(|r| r.paths.as_ref()).collect();
+        if digests.len() < 2 {
+            return Ok(());
+        }
+        let key = super::key::key("paths", &json!(digests));
+        if self.store.get::<bool>("paths", &key) == Some(true) {
+            return Ok(());
+        }
+        let files: Vec<std::path::PathBuf> = digests.iter().map(|d| self.store.blob(d)).collect();
+        layer::index::check(&files).with_context(|| {
+            format!("image {image}: two of its package layers ship one path differently")
+        })?;
+        self.store.put("paths", &key, &true)?;
+        Ok(())
     }
 
     pub(super) fn package_options(&self) -> layer::package::PackageOptions {

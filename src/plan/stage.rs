@@ -197,15 +197,7 @@ impl<'a> Ctx<'a> {
             .map(|e| e.path.clone())
             .collect();
         Ok(ArtifactRecord {
-            layer: LayerRecord {
-                digest: blob.digest,
-                diff_id: blob.diff_id,
-                size: blob.size,
-                tar_size: blob.tar_size,
-                media_type: blob.media_type,
-                entries: blob.entries,
-                symlinks,
-            },
+            layer: LayerRecord::from_blob(&blob, symlinks),
             files,
         })
     }

@@ -1,7 +1,7 @@
 //! The step store: results of build-plan steps, found again by key.
 //!
 //! ```text
-//! <cache>/plan/blobs/sha256/<hex>     layer blobs, per-image archives, bundles
+//! <cache>/plan/blobs/sha256/<hex>     layer blobs and path indexes, per-image archives, bundles
 //! <cache>/plan/steps/<kind>/<key>.json  a step's record (what it produced)
 //! <cache>/plan/trees/<key>/...          a step that produced several files (SBOMs)
 //! <cache>/plan/tmp/                     staging for the above, same file system

@@ -226,6 +226,62 @@ fn plan_noop_rebuild_of_synthetic_tree_reads_no_package() {
     );
 }
 
+/// A package of `source` shipping `path` with `body`.
+fn shipping(name: &str, source: &str, path: &'static str, body: &'static [u8]) -> Deb {
+    Deb::new(name, "1.0")
+        .field("Source", source)
+        .entry(T::Dir("./usr/share/common/", 0o755))
+        .entry(T::File(path, body, 0o644))
+}
+
+#[test]
+fn plan_two_layers_shipping_one_path_differently_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let path = "./usr/share/common/file";
+    let debs = vec![
+        shipping("liba", "a", path, b"from a\n"),
+        shipping("libb", "b", path, b"from b\n"),
+        shipping("appbin", "app", path, b"from app\n"),
+        shipping("appsame", "same", path, b"from a\n"),
+    ];
+    // Different source packages: different layers of one image.
+    for (base, app, layers, other) in [
+        (vec![("liba", "1.0"), ("libb", "1.0")], vec![], "16", "libb"),
+        (
+            vec![("liba", "1.0")],
+            vec![("appbin", "1.0")],
+            "16",
+            "appbin",
+        ),
+        (
+            vec![("liba", "1.0")],
+            vec![("appbin", "1.0")],
+            "single",
+            "appbin",
+        ),
+    ] {
+        synthetic_tree(dir, &base, &app, &debs);
+        let o = run(imgforge()
+            .current_dir(dir)
+            .args(["build", "recipes", "--mirror", "mirror", "--no-apt"])
+            .args(["--cache", "cache", "--out", "out", "--layers", layers]));
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains(&format!(
+                "\"usr/share/common/file\" is shipped by both liba and {other} with different content"
+            )),
+            "{t}"
+        );
+        assert!(t.contains("help: "), "{t}");
+        assert!(!dir.join("out").exists(), "nothing half-written: {t}");
+    }
+    // The same bytes from two layers are allowed, as within one layer.
+    synthetic_tree(dir, &[("liba", "1.0")], &[("appsame", "1.0")], &debs);
+    build_synthetic(dir, "out", &[]);
+}
+
 #[test]
 fn plan_layers_single_keeps_one_package_layer_per_image() {
     let tmp = tempfile::tempdir().unwrap();
