@@ -71,7 +71,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
     },
-    /// Remove .deb files from the package store that no given tree's lock references.
+    /// Remove .deb files from the package store that no given tree's lock references, and build-plan steps the given trees' last builds did not use.
     Gc {
         /// Recipe directories whose imgforge.lock files say what to keep.
         #[arg(default_value = "recipes")]

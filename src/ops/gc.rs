@@ -1,10 +1,13 @@
 //! `imgforge gc [RECIPES...] [--dry-run] [--max-size BYTES]`: prune the
-//! package store.
+//! package store and the step store.
 //!
-//! Policy: a `.deb` referenced (by sha256) by the lock of any given tree is
-//! always kept. Without `--max-size`, every other `.deb` is removed; with
-//! it, unreferenced ones are removed largest first (ties by sha256) only
-//! until the store fits. Nothing outside `store/` is touched.
+//! Package store policy: a `.deb` referenced (by sha256) by the lock of any
+//! given tree is always kept. Without `--max-size`, every other `.deb` is
+//! removed; with it, unreferenced ones are removed largest first (ties by
+//! sha256) only until the store fits.
+//!
+//! Step store (`plan/`): what the last build of a given tree used is kept,
+//! everything else removed (`plan::prune`; `--max-size` does not apply).
 
 use crate::archive::store::Store;
 use crate::resolve::Lock;
@@ -30,6 +33,8 @@ pub struct GcSummary {
     pub kept_bytes: u64,
     pub removed: usize,
     pub removed_bytes: u64,
+    /// The step store's pruning.
+    pub plan: crate::plan::prune::Pruned,
 }
 
 /// `imgforge gc`.
@@ -91,5 +96,41 @@ pub fn gc(opts: &GcOptions) -> Result<GcSummary> {
             "the packages the locks reference exceed --max-size; they are kept",
         );
     }
+    s.plan = prune_plan(opts, st)?;
     Ok(s)
+}
+
+/// The step store's part of gc, with its status lines.
+fn prune_plan(opts: &GcOptions, st: super::Status) -> Result<crate::plan::prune::Pruned> {
+    let p = crate::plan::prune::prune(&opts.cache.join("plan"), &opts.trees, opts.dry_run)?;
+    for t in &p.unbuilt {
+        st.say(
+            "Warning",
+            format!(
+                "no build of {} is recorded in this cache: none of its build steps are kept\nhelp: build it once before gc to keep them",
+                t.display()
+            ),
+        );
+    }
+    let kinds: Vec<String> = p.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    st.say(
+        "Finished",
+        format!(
+            "step store: kept {} entries, {} {} ({} bytes){}",
+            p.kept,
+            if opts.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
+            p.removed,
+            p.removed_bytes,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", kinds.join(", "))
+            }
+        ),
+    );
+    Ok(p)
 }

@@ -217,15 +217,15 @@ impl Ctx<'_> {
     /// updated) does not decompress every package for its file list.
     fn dpkg_list(&self, p: &LockedPackage, r: &PackageRef) -> Result<Vec<String>> {
         let opts = self.package_options();
-        let memo = self
-            .store
-            .dir("dpkg-lists")
+        let rel = std::path::Path::new("dpkg-lists")
             .join(LIST_VERSION)
             .join(format!(
                 "{}-{}",
                 p.sha256.trim_start_matches("sha256:"),
                 opts.limits.entries
             ));
+        self.store.mark(&rel);
+        let memo = self.store.root().join(rel);
         if let Ok(bytes) = std::fs::read(&memo) {
             return Ok(bytes
                 .split(|b| *b == 0)

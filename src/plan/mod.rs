@@ -33,6 +33,7 @@ pub mod key;
 pub mod layers;
 pub mod lock;
 pub mod outputs;
+pub mod prune;
 pub mod record;
 pub mod scratch;
 pub mod stage;
@@ -283,6 +284,10 @@ fn run(
     let t_outputs = t.elapsed();
     let _ = remover.join();
     replace_dir(&staging.keep(), &opts.out)?;
+    if opts.use_cache {
+        // What `imgforge gc` keeps for this tree.
+        ctx.store.write_root(&tree.dir)?;
+    }
     report(&ctx, &images, needs_review, t_layers, t_outputs);
     let (reused, run) = ctx.count.totals();
     Ok(BuildSummary {

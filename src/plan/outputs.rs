@@ -93,12 +93,17 @@ impl Ctx<'_> {
             jobs: rayon::current_num_threads(),
             limits: self.deb_limits(),
             // Salted like every step key: a rebuilt imgforge starts afresh.
-            finding_cache: Some(
-                self.store
-                    .dir("findings")
-                    .join(&super::key::key("findings", &json!(null))[..16]),
-            ),
+            finding_cache: Some(self.findings_dir()),
         })
+    }
+
+    /// The finding memo: salted like every step key, so a rebuilt
+    /// imgforge starts afresh.
+    fn findings_dir(&self) -> std::path::PathBuf {
+        let rel =
+            std::path::Path::new("findings").join(&super::key::key("findings", &json!(null))[..16]);
+        self.store.mark(&rel);
+        self.store.root().join(rel)
     }
 
     /// Detect every package's license now, into the finding memo, so the

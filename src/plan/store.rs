@@ -5,7 +5,15 @@
 //! <cache>/plan/steps/<kind>/<key>.json  a step's record (what it produced)
 //! <cache>/plan/trees/<key>/...          a step that produced several files (SBOMs)
 //! <cache>/plan/tmp/                     staging for the above, same file system
+//! <cache>/plan/roots/<hex>.json          what the last build of one recipe tree used
 //! ```
+//!
+//! The store notes every entry a build reads or writes (records, blobs and
+//! their stamps, trees, and what [`StepStore::mark`] is told), and a
+//! finished build writes that list as its tree's root
+//! ([`StepStore::write_root`]); `imgforge gc` keeps what the given trees'
+//! roots list and removes the rest (module `prune`). Builds hold a shared
+//! lock on `<cache>/plan/.lock` while they run; gc takes it exclusively.
 //!
 //! A record is written (atomically) only after everything it names is in
 //! place, so a record always means a complete result; a blob a record names
@@ -17,8 +25,10 @@
 //! the steps that made it run again.
 
 use serde::{Serialize, de::DeserializeOwned};
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Errors of the step store, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +45,44 @@ pub struct StoreError {
 #[derive(Debug, Clone)]
 pub struct StepStore {
     root: PathBuf,
+    /// Entries this build used, relative to `root` (shared by clones).
+    used: Arc<Mutex<BTreeSet<PathBuf>>>,
+    /// The shared lock builds hold (`None` for a store that is not locked).
+    _lock: Option<Arc<std::fs::File>>,
+}
+
+/// What the last build of one recipe tree used (`roots/<hex>.json`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Root {
+    /// The recipe tree (canonical path), for messages.
+    pub tree: PathBuf,
+    /// Store entries, relative to the store's root, sorted.
+    pub used: Vec<PathBuf>,
+}
+
+/// The name of `tree`'s root record.
+pub fn root_name(tree: &Path) -> String {
+    use sha2::Digest as _;
+    let canon = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
+    let digest = sha2::Sha256::digest(canon.as_os_str().as_encoded_bytes());
+    format!("{}.json", hex::encode(digest))
 }
 
 impl StepStore {
-    /// Open (creating) the store at `root`.
+    /// Open (creating) the store at `root` for a build: with its lock
+    /// held shared for as long as the store (or a clone) lives.
     pub fn open(root: &Path) -> Result<StepStore, StoreError> {
+        let mut s = StepStore::open_unlocked(root)?;
+        s._lock = Some(Arc::new(s.lock(false)?));
+        Ok(s)
+    }
+
+    /// Open (creating) the store at `root` without taking its lock.
+    pub fn open_unlocked(root: &Path) -> Result<StepStore, StoreError> {
         let s = StepStore {
             root: root.to_path_buf(),
+            used: Arc::default(),
+            _lock: None,
         };
         for d in [
             s.blobs_dir(),
@@ -53,6 +94,73 @@ impl StepStore {
             std::fs::create_dir_all(&d).map_err(|e| s.err("cannot create", &d, e))?;
         }
         Ok(s)
+    }
+
+    /// An error about `path` in this store.
+    pub fn error(&self, what: &'static str, path: &Path, source: io::Error) -> StoreError {
+        self.err(what, path, source)
+    }
+
+    /// Take the store's lock: shared (a build) or exclusive (gc, which
+    /// fails at once with a hint while a build holds it).
+    pub fn lock(&self, exclusive: bool) -> Result<std::fs::File, StoreError> {
+        use rustix::fs::{FlockOperation, flock};
+        let p = self.root.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| self.err("cannot open", &p, e))?;
+        let op = match exclusive {
+            true => FlockOperation::NonBlockingLockExclusive,
+            false => FlockOperation::LockShared,
+        };
+        flock(&f, op).map_err(|e| {
+            self.err(
+                "cannot lock (is a build using the cache? run gc when none is)",
+                &p,
+                e.into(),
+            )
+        })?;
+        Ok(f)
+    }
+
+    /// Note that this build used `rel` (relative to the store's root; a
+    /// directory keeps everything in it).
+    pub fn mark(&self, rel: impl Into<PathBuf>) {
+        self.used.lock().expect("used").insert(rel.into());
+    }
+
+    /// The store's root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Record what this build used as `tree`'s root (atomically).
+    pub fn write_root(&self, tree: &Path) -> Result<(), StoreError> {
+        let dir = self.root.join("roots");
+        std::fs::create_dir_all(&dir).map_err(|e| self.err("cannot create", &dir, e))?;
+        let root = Root {
+            tree: tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf()),
+            used: self.used.lock().expect("used").iter().cloned().collect(),
+        };
+        let path = dir.join(root_name(tree));
+        let tmp = tempfile::NamedTempFile::new_in(self.tmp_dir())
+            .map_err(|e| self.err("cannot write in", &self.tmp_dir(), e))?;
+        let bytes = serde_json::to_vec_pretty(&root).map_err(io::Error::other);
+        bytes
+            .and_then(|b| std::fs::write(tmp.path(), b))
+            .map_err(|e| self.err("cannot write", tmp.path(), e))?;
+        tmp.persist(&path)
+            .map_err(|e| self.err("cannot write", &path, e.error))?;
+        Ok(())
+    }
+
+    fn mark_blob(&self, digest: &str) {
+        let hex = digest.trim_start_matches("sha256:");
+        self.mark(Path::new("blobs/sha256").join(hex));
+        self.mark(Path::new("stamps").join(hex));
     }
 
     fn err(&self, what: &'static str, path: &Path, source: io::Error) -> StoreError {
@@ -69,11 +177,6 @@ impl StepStore {
         self.root.join("blobs").join("sha256")
     }
 
-    /// A directory of the store for results kept by another module.
-    pub fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-
     /// Scratch space on the store's file system.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
@@ -81,6 +184,7 @@ impl StepStore {
 
     /// The path of blob `digest` (`sha256:<hex>` or `<hex>`).
     pub fn blob(&self, digest: &str) -> PathBuf {
+        self.mark_blob(digest);
         self.blobs_dir().join(digest.trim_start_matches("sha256:"))
     }
 
@@ -94,7 +198,9 @@ impl StepStore {
     /// The record of step `kind`/`key`, if there is a readable one.
     pub fn get<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Option<T> {
         let bytes = std::fs::read(self.record_path(kind, key)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let v = serde_json::from_slice(&bytes).ok()?;
+        self.mark(Path::new("steps").join(kind).join(format!("{key}.json")));
+        Some(v)
     }
 
     /// Store the record of step `kind`/`key` (atomically).
@@ -110,6 +216,7 @@ impl StepStore {
             .map_err(|e| self.err("cannot write", tmp.path(), e))?;
         tmp.persist(&path)
             .map_err(|e| self.err("cannot write", &path, e.error))?;
+        self.mark(Path::new("steps").join(kind).join(format!("{key}.json")));
         Ok(())
     }
 
@@ -125,6 +232,7 @@ impl StepStore {
     /// its stamp.
     pub fn seal_blob(&self, digest: &str) -> Result<(), StoreError> {
         let p = self.blob(digest);
+        self.mark_blob(digest);
         set_read_only(&p).map_err(|e| self.err("cannot protect", &p, e))?;
         let stamp = stamp(&p).map_err(|e| self.err("cannot read", &p, e))?;
         let sp = self.stamp_path(digest);
@@ -144,6 +252,7 @@ impl StepStore {
 
     /// Whether blob `digest` is there, unchanged since it was stored.
     pub fn has_blob(&self, digest: &str) -> bool {
+        self.mark_blob(digest);
         let Ok(noted) = std::fs::read_to_string(self.stamp_path(digest)) else {
             return false;
         };
@@ -153,6 +262,7 @@ impl StepStore {
     /// The directory of a stored tree, if complete.
     pub fn tree(&self, key: &str) -> Option<PathBuf> {
         let p = self.root.join("trees").join(key);
+        self.mark(Path::new("trees").join(key));
         p.is_dir().then_some(p)
     }
 
@@ -167,6 +277,7 @@ impl StepStore {
     /// Move a finished staging directory into the store as tree `key`.
     pub fn adopt_tree(&self, staged: tempfile::TempDir, key: &str) -> Result<PathBuf, StoreError> {
         let dest = self.root.join("trees").join(key);
+        self.mark(Path::new("trees").join(key));
         let src = staged.keep();
         if let Err(e) = std::fs::rename(&src, &dest) {
             if dest.is_dir() {

@@ -226,6 +226,71 @@ fn plan_noop_rebuild_of_synthetic_tree_reads_no_package() {
     );
 }
 
+#[test]
+fn plan_gc_keeps_what_the_last_build_used_and_drops_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let debs = vec![
+        pkg("liba1", "1.0", "a", b"a1\n"),
+        pkg("libb", "1.0", "b", b"b old\n"),
+        pkg("libb", "2.0", "b", b"b new\n"),
+        pkg("appbin", "1.0", "app", b"app\n"),
+    ];
+    synthetic_tree(
+        dir,
+        &[("liba1", "1.0"), ("libb", "1.0")],
+        &[("appbin", "1.0")],
+        &debs,
+    );
+    build_synthetic(dir, "out1", &[]);
+    // libb 2.0: the layers and records of 1.0 are no longer used.
+    synthetic_tree(
+        dir,
+        &[("liba1", "1.0"), ("libb", "2.0")],
+        &[("appbin", "1.0")],
+        &debs,
+    );
+    build_synthetic(dir, "out2", &[]);
+    let blobs = || {
+        std::fs::read_dir(dir.join("cache/plan/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+    let gc = |extra: &[&str]| {
+        let o = run(imgforge()
+            .current_dir(dir)
+            .args(["gc", "recipes", "--cache", "cache"])
+            .args(extra));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        t
+    };
+    let t = gc(&["--dry-run"]);
+    assert!(t.contains("step store: kept "), "{t}");
+    assert!(t.contains("would remove"), "{t}");
+    assert_eq!(blobs(), before, "a dry run removes nothing");
+    let t = gc(&[]);
+    assert!(t.contains("blobs/sha256 "), "the old layer blobs go: {t}");
+    assert!(blobs() < before, "{t}");
+    // What the last build used is all there: nothing is read or run again.
+    let t = build_synthetic(dir, "out3", &[]);
+    assert!(t.contains("ran 0 "), "{}", steps_line(&t));
+    assert!(t.contains("0 package(s) read"), "{}", steps_line(&t));
+    assert_eq!(files(&dir.join("out2")), files(&dir.join("out3")));
+    // A tree never built with this cache keeps nothing, and gc says so.
+    let elsewhere = dir.join("recipes-elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for f in ["app.toml", "imgforge.lock"] {
+        std::fs::copy(dir.join("recipes").join(f), elsewhere.join(f)).unwrap();
+    }
+    let t = gc(&["recipes-elsewhere"]);
+    assert!(
+        t.contains("no build of recipes-elsewhere is recorded"),
+        "{t}"
+    );
+}
+
 /// A package of `source` shipping `path` with `body`.
 fn shipping(name: &str, source: &str, path: &'static str, body: &'static [u8]) -> Deb {
     Deb::new(name, "1.0")
