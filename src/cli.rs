@@ -214,6 +214,11 @@ pub struct BuildArgs {
     /// (slower; the output is the same; automatic where mounting is refused).
     #[arg(long)]
     pub unpack_roots: bool,
+    /// Where temporary roots and decompressed packages go [default:
+    /// /dev/shm when it is a tmpfs with room for them, else beside --out].
+    /// The output is the same wherever they go.
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
 }
 
 fn parse_layers(s: &str) -> Result<ops::LayerPolicy, String> {
@@ -274,6 +279,7 @@ impl BuildArgs {
             layers: self.layers,
             sign_key: self.sign_key.clone(),
             unpack_roots: self.unpack_roots,
+            scratch: self.scratch.clone(),
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct BuildOptions {
     /// Unpack every layer into configure and build-stage roots instead of
     /// mounting shared layer trees (see [`crate::sandbox::overlay`]).
     pub unpack_roots: bool,
+    /// Where the build's scratch directory goes (`None`: a tmpfs with
+    /// room, else beside the output; see `plan::scratch::parent`).
+    pub scratch: Option<PathBuf>,
 }
 
 impl BuildOptions {

@@ -149,6 +149,8 @@ fn is_empty_dir(p: &Path) -> bool {
 
 /// This build's scratch directory in `parent`, its owner recorded.
 fn scratch_dir(parent: &Path) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     let work = tempfile::Builder::new()
         .prefix(scratch::PREFIX)
         .tempdir_in(parent)
@@ -227,9 +229,19 @@ fn run(
     st: Status,
 ) -> Result<BuildSummary> {
     let parent = out_parent(&opts.out)?;
+    let need: u64 = lock
+        .images
+        .iter()
+        .flat_map(|i| &i.packages)
+        .map(|p| p.size.saturating_mul(8))
+        .sum();
+    let scratch_parent = scratch::parent(opts.scratch.as_deref(), need, &parent);
     sweep_scratch(&parent, st);
+    if scratch_parent != parent {
+        sweep_scratch(&scratch_parent, st);
+    }
     let (store, _fresh) = open_store(opts, &parent)?;
-    let work = scratch_dir(&parent)?;
+    let work = scratch_dir(&scratch_parent)?;
     let ctx = Ctx {
         opts,
         tree,

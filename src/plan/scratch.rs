@@ -1,8 +1,19 @@
-//! Scratch directories beside the output, and what a killed build left.
+//! Scratch directories, where they go, and what a killed build left.
 //!
-//! A build works in `.imgforge-scratch-*` beside its output (decompressed
+//! A build works in a `.imgforge-scratch-*` directory (decompressed
 //! packages, layer trees, the roots its maintainer scripts and build steps
-//! run in, which are overlayfs mounts). A build that ends, even with an
+//! run in, which are overlayfs mounts). None of it outlives the build, and
+//! none of it reaches an output, so it goes where it is cheapest ([`parent`]):
+//! `--scratch DIR` if given, else `/dev/shm` when that is a tmpfs with room
+//! to spare (free space and available memory both at least 1 GiB plus eight
+//! times the locked packages' size: the decompressed copies and the layer
+//! trees), else beside the output. On this project's 2-core machine, whose
+//! root file system is ext4 mounted with `discard`, a cold build of the
+//! examples with its output and cache on ext4 took 7.0-8.5 s (two series)
+//! with its scratch beside the output and 6.1-6.3 s with it on tmpfs (same
+//! bytes). Copies of decompressed packages that do not fit are simply not
+//! kept (`deb::plain`); layer trees that do not fit fail the build, naming
+//! the file: `--scratch` then moves the scratch elsewhere. A build that ends, even with an
 //! error, removes its own. A build that is killed cannot: its scratch stays,
 //! and so do the overlay mounts inside it, which keep the layer trees busy
 //! and cannot be removed with `rm -r`.
@@ -17,6 +28,37 @@
 //! build beside this one), is left alone.
 
 use std::path::{Path, PathBuf};
+
+/// Where a build's scratch directory goes: `chosen` (`--scratch`), else
+/// `/dev/shm` when it is a tmpfs with room for `need` bytes beyond 1 GiB of
+/// free space and of available memory, else `beside` (the output's
+/// parent).
+pub fn parent(chosen: Option<&Path>, need: u64, beside: &Path) -> PathBuf {
+    if let Some(dir) = chosen {
+        return dir.to_path_buf();
+    }
+    let shm = Path::new("/dev/shm");
+    let room = need.saturating_add(1 << 30);
+    let tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994);
+    let free = rustix::fs::statvfs(shm).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+    match tmpfs && free >= room && available_memory() >= room && writable(shm) {
+        true => shm.to_path_buf(),
+        false => beside.to_path_buf(),
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (0 when unknown).
+fn available_memory() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb.saturating_mul(1024))
+}
+
+fn writable(dir: &Path) -> bool {
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
+}
 
 /// Name prefix of a build's scratch directory.
 pub const PREFIX: &str = ".imgforge-scratch-";
@@ -153,6 +195,15 @@ pub fn sweep(parent: &Path) -> Swept {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_goes_where_asked_else_beside_when_tmpfs_has_no_room() {
+        let beside = Path::new("/nonexistent/out-parent");
+        let asked = Path::new("/somewhere/else");
+        assert_eq!(parent(Some(asked), 0, beside), asked);
+        // No tmpfs has room for this.
+        assert_eq!(parent(None, u64::MAX / 2, beside), beside);
+    }
 
     #[test]
     fn mountinfo_paths_are_unescaped_and_deepest_first() {

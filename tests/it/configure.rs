@@ -823,7 +823,7 @@ fn build_base_and_one(
         common::imgforge()
             .current_dir(tmp.path())
             .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
-            .args(["--out", "out", "--cache", "cache"]),
+            .args(["--out", "out", "--cache", "cache", "--scratch", "."]),
     );
     (tmp, o)
 }
