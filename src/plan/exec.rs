@@ -220,22 +220,8 @@ impl<'a> Ctx<'a> {
                 .collect(),
         );
         let steps = self.base_steps(vendor.is_some(), &merged);
-        let toolset_pkgs = self.closure(&base.name, "toolset");
-        let (records, toolset) = rayon::join(
-            || self.layers(&steps),
-            || -> Result<Option<LayerRecord>> {
-                if toolset_pkgs.is_empty() {
-                    return Ok(None);
-                }
-                let step = LayerStep {
-                    label: "configure toolset".into(),
-                    parts: vec![Part::Packages(toolset_pkgs.clone())],
-                    lower: merged.clone(),
-                    scratch: true,
-                };
-                Ok(Some(self.layer(&step)?))
-            },
-        );
+        let (records, toolset) =
+            rayon::join(|| self.layers(&steps), || self.toolset_layer(&merged));
         let (records, toolset) = (records?, toolset?);
         self.check_paths(&base.name, &records.iter().collect::<Vec<_>>())?;
         let mut symlinks: BTreeSet<String> = (*merged).clone();
@@ -289,6 +275,21 @@ impl<'a> Ctx<'a> {
             budget_layers,
             packages: records,
         })
+    }
+
+    /// The root the configure steps' scripts run with (never shipped).
+    fn toolset_layer(&self, merged: &Arc<BTreeSet<String>>) -> Result<Option<LayerRecord>> {
+        let pkgs = self.closure(&self.tree.base.name, "toolset");
+        if pkgs.is_empty() {
+            return Ok(None);
+        }
+        let step = LayerStep {
+            label: "configure toolset".into(),
+            parts: vec![Part::Packages(pkgs)],
+            lower: merged.clone(),
+            scratch: true,
+        };
+        Ok(Some(self.layer(&step)?))
     }
 
     /// The base's configuration and files layers, above its packages.

@@ -147,6 +147,29 @@ fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
 
+/// This build's scratch directory (see [`scratch::parent`]), after the
+/// stale ones killed builds left there and beside the output are swept.
+fn scratch_for(
+    opts: &BuildOptions,
+    lock: &Lock,
+    parent: &Path,
+    st: Status,
+) -> Result<tempfile::TempDir> {
+    // Decompressed copies and layer trees: about eight times the packages.
+    let need: u64 = lock
+        .images
+        .iter()
+        .flat_map(|i| &i.packages)
+        .map(|p| p.size.saturating_mul(8))
+        .sum();
+    let scratch_parent = scratch::parent(opts.scratch.as_deref(), need, parent);
+    sweep_scratch(parent, st);
+    if scratch_parent != parent {
+        sweep_scratch(&scratch_parent, st);
+    }
+    scratch_dir(&scratch_parent)
+}
+
 /// This build's scratch directory in `parent`, its owner recorded.
 fn scratch_dir(parent: &Path) -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(parent)
@@ -229,19 +252,8 @@ fn run(
     st: Status,
 ) -> Result<BuildSummary> {
     let parent = out_parent(&opts.out)?;
-    let need: u64 = lock
-        .images
-        .iter()
-        .flat_map(|i| &i.packages)
-        .map(|p| p.size.saturating_mul(8))
-        .sum();
-    let scratch_parent = scratch::parent(opts.scratch.as_deref(), need, &parent);
-    sweep_scratch(&parent, st);
-    if scratch_parent != parent {
-        sweep_scratch(&scratch_parent, st);
-    }
+    let work = scratch_for(opts, lock, &parent, st)?;
     let (store, _fresh) = open_store(opts, &parent)?;
-    let work = scratch_dir(&scratch_parent)?;
     let ctx = Ctx {
         opts,
         tree,
