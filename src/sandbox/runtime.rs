@@ -384,3 +384,85 @@ fn runtime_cmd(runtime: &Path, state: &Path, args: &[&str]) -> std::io::Result<(
         .status()
         .map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_for(rootfs: &Path) -> serde_json::Value {
+        let argv = ["/bin/sh".to_string(), "/driver".to_string()];
+        spec(
+            rootfs,
+            &argv,
+            &BTreeMap::new(),
+            &crate::limits::StepLimits::default(),
+        )
+    }
+
+    #[test]
+    fn chrooted_moves_every_mount_beneath_the_root_and_wraps_the_command() {
+        let d = tempfile::tempdir().unwrap();
+        let rootfs = d.path().join("root");
+        for p in ["usr/sbin/chroot", "usr/bin/sh"] {
+            std::fs::create_dir_all(rootfs.join(p).parent().unwrap()).unwrap();
+            std::fs::write(rootfs.join(p), b"").unwrap();
+        }
+        let outer = d.path().join("outer");
+        let mut config = spec_for(&rootfs);
+        let before = config["mounts"].as_array().unwrap().len();
+        chrooted(&mut config, &rootfs, &outer).unwrap();
+        assert_eq!(config["root"]["path"], outer.to_string_lossy().as_ref());
+        let mounts = config["mounts"].as_array().unwrap();
+        assert_eq!(mounts.len(), before + 1);
+        assert_eq!(mounts[0]["destination"], INNER);
+        assert_eq!(mounts[0]["source"], rootfs.to_string_lossy().as_ref());
+        assert!(
+            mounts
+                .iter()
+                .all(|m| m["destination"].as_str().unwrap().starts_with(INNER)),
+            "{mounts:?}"
+        );
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["destination"] == "/imgforge-root/proc")
+        );
+        let args: Vec<&str> = config["process"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "/usr/bin/sh",
+                "-c",
+                "/usr/sbin/chroot /imgforge-root \"$@\"; exit $?",
+                "imgforge-chroot",
+                "/bin/sh",
+                "/driver"
+            ]
+        );
+        let masked = config["linux"]["maskedPaths"].as_array().unwrap();
+        assert!(
+            masked
+                .iter()
+                .all(|p| p.as_str().unwrap().starts_with(INNER))
+        );
+        assert_eq!(
+            std::fs::read_link(outer.join("dev")).unwrap(),
+            Path::new("imgforge-root/dev")
+        );
+    }
+
+    #[test]
+    fn chrooted_leaves_a_root_without_chroot_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let mut config = spec_for(d.path());
+        let before = config.clone();
+        chrooted(&mut config, d.path(), &d.path().join("outer")).unwrap();
+        assert_eq!(config, before);
+        assert!(!d.path().join("outer").exists());
+    }
+}
