@@ -68,7 +68,7 @@ pub fn prune(root: &Path, trees: &[PathBuf], dry_run: bool) -> Result<Pruned, St
                 continue;
             }
             let path = root.join(&rel);
-            out.removed_bytes += size(&path);
+            out.removed_bytes += super::store::tree_size(&path);
             out.removed += 1;
             *out.by_kind.entry((*dir).to_string()).or_default() += 1;
             if !dry_run {
@@ -91,16 +91,6 @@ fn entries(root: &Path, dir: &Path, depth: usize) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn size(p: &Path) -> u64 {
-    walkdir::WalkDir::new(p)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
 }
 
 fn remove(p: &Path) -> std::io::Result<()> {

@@ -232,7 +232,6 @@ impl StepStore {
     /// its stamp.
     pub fn seal_blob(&self, digest: &str) -> Result<(), StoreError> {
         let p = self.blob(digest);
-        self.mark_blob(digest);
         set_read_only(&p).map_err(|e| self.err("cannot protect", &p, e))?;
         let stamp = stamp(&p).map_err(|e| self.err("cannot read", &p, e))?;
         let sp = self.stamp_path(digest);
@@ -289,6 +288,17 @@ impl StepStore {
         }
         Ok(dest)
     }
+}
+
+/// Total size of the regular files at or below `path`.
+pub fn tree_size(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// `size mtime-nanoseconds` of a file: what an in-place write changes.

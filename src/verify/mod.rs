@@ -134,7 +134,7 @@ pub fn run(opts: &VerifyOptions) -> anyhow::Result<bool> {
         .or_else(|| tree.source.mirror.clone());
     let copy_mirror = mirror
         .as_deref()
-        .is_some_and(|m| m.is_dir() && rebuild::tree_size(m) <= MIRROR_COPY_LIMIT);
+        .is_some_and(|m| m.is_dir() && crate::plan::store::tree_size(m) <= MIRROR_COPY_LIMIT);
     if mirror.is_some() && !copy_mirror {
         st.say(
             "Note",

@@ -133,17 +133,6 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> VerifyError + '_ {
     }
 }
 
-/// Total size of the regular files below `dir`.
-pub fn tree_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 /// Copy a mirror (files, directories, symlinks) to `dst`, creating entries
 /// in reverse name order when `reverse`, and setting every mtime to `mtime`.
 /// Returns the number of files copied.
