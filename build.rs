@@ -55,9 +55,11 @@ fn main() {
         let cfg = format!("has_fixture_{}", name.replace('-', "_"));
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         let dir = shared.join(name);
-        // Watch the directory itself: cargo re-runs this script when it
-        // appears or disappears.
-        println!("cargo::rerun-if-changed={}", dir.display());
+        // Watch the directory, or where it would appear: cargo re-runs this
+        // script when it appears or disappears. A path that does not exist
+        // is never watched: cargo would count it as changed on every build
+        // and recompile the crate each time.
+        println!("cargo::rerun-if-changed={}", watch_point(&dir).display());
         if strict || dir.join(proof).exists() {
             println!("cargo::rustc-cfg={cfg}");
         }
@@ -84,6 +86,19 @@ fn main() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
+}
+
+/// `dir` if it exists, else its nearest existing ancestor (whose modification
+/// time changes when `dir`, or a parent of it, is created).
+fn watch_point(dir: &Path) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    while !p.exists() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent.to_path_buf(),
+            _ => break,
+        }
+    }
+    p
 }
 
 fn runs_as_root() -> bool {

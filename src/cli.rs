@@ -265,8 +265,8 @@ impl BuildArgs {
             bundle: self.bundle.clone(),
             jobs: self.jobs,
             compression: match self.compression {
-                Compress::Gzip => imgforge::layer::Compression::Gzip(6),
-                Compress::Zstd => imgforge::layer::Compression::Zstd(3),
+                Compress::Gzip => imgforge::layer::Compression::GZIP,
+                Compress::Zstd => imgforge::layer::Compression::ZSTD,
             },
             locked: self.locked,
             use_cache: !self.no_cache,
@@ -281,5 +281,73 @@ impl BuildArgs {
             unpack_roots: self.unpack_roots,
             scratch: self.scratch.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgforge::layer::Compression;
+
+    fn parse_back(o: &ops::BuildOptions) -> ops::BuildOptions {
+        let argv = std::iter::once("imgforge".into()).chain(o.to_args());
+        let cli = Cli::try_parse_from(argv).expect("to_args parses");
+        let Command::Build {
+            common,
+            build,
+            format,
+        } = &cli.command
+        else {
+            panic!("not a build: {:?}", cli.command);
+        };
+        let mut back = build.to_options(common, cli.quiet);
+        back.json = *format == Format::Json;
+        back.source_date_epoch = o.source_date_epoch;
+        back
+    }
+
+    fn defaults() -> ops::BuildOptions {
+        let cli = Cli::try_parse_from(["imgforge", "build"]).unwrap();
+        let Command::Build { common, build, .. } = &cli.command else {
+            unreachable!()
+        };
+        build.to_options(common, false)
+    }
+
+    #[test]
+    fn build_options_round_trip_through_their_flags() {
+        let d = defaults();
+        assert_eq!(parse_back(&d), d);
+        let every = ops::BuildOptions {
+            common: ops::CommonOptions {
+                recipes: "r e c".into(),
+                base: Some("b/base.toml".into()),
+                mirror: Some("m".into()),
+                apt: false,
+                cache: Some("c".into()),
+            },
+            out: "o".into(),
+            bundle: Some("x.tar".into()),
+            jobs: Some(3),
+            compression: Compression::ZSTD,
+            locked: true,
+            use_cache: false,
+            quiet: true,
+            force: true,
+            metadata_file: Some("meta.json".into()),
+            json: true,
+            source_date_epoch: Some(7),
+            max_package_entries: 1234,
+            layers: ops::LayerPolicy::Single,
+            sign_key: Some("k.pem".into()),
+            unpack_roots: true,
+            scratch: Some("s".into()),
+        };
+        assert_eq!(parse_back(&every), every);
+        let budget = ops::BuildOptions {
+            layers: ops::LayerPolicy::Budget(9),
+            ..d
+        };
+        assert_eq!(parse_back(&budget), budget);
     }
 }

@@ -22,12 +22,21 @@
 //! ```
 //!
 //! Dependencies point one way: `ops` (commands) → `plan` / `verify` /
-//! `registry` → the stage modules → `options`, `json`, `digest`.
+//! `registry` → the stage modules → the leaves (`options`, `ui`, `fsutil`,
+//! `json`, `digest`, `limits`), which import nothing of the crate. A unit
+//! test (`layering.rs`) reads the sources and fails on an import cycle or a
+//! dependency that points up.
+//!
+//! The workspace: this crate (library and the `imgforge` binary) and
+//! `crates/deb` (`imgforge-deb`, re-exported as [`deb`]): the `.deb` reader,
+//! which takes untrusted bytes and nothing else, so the fuzz target builds it
+//! alone.
 //!
 //! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
 //! * [`archive`]: Debian archive client (signed Release, verified indexes,
 //!   content-addressed package store).
-//! * [`resolve`]: package index (mirror, archives), resolver, lock file, fetching.
+//! * [`pkgindex`]: the package index (mirror, archives) both fill and read.
+//! * [`resolve`]: resolver, lock file (compare and write), fetching.
 //! * [`deb`]: reading `.deb` files (control, data.tar) as untrusted input.
 //! * [`layer`]: deterministic layer tars from packages, files and artifacts.
 //! * [`configure`]: maintainer scripts and triggers run in the sandbox with
@@ -43,7 +52,9 @@
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.
 //! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
-//! * [`options`]: options structs shared by commands and stages, status lines.
+//! * [`options`]: options structs shared by commands and stages, and the
+//!   one place they become command-line flags again.
+//! * [`ui`]: status lines and progress on stderr; [`fsutil`]: atomic writes.
 //! * [`plan`]: the build as content-addressed steps with a step store:
 //!   layers by source package, configuration, build stages, SBOMs, outputs;
 //!   its scratch directory, and the sweep of those killed builds left.
@@ -58,15 +69,19 @@
 pub mod archive;
 pub mod attest;
 pub mod configure;
-pub mod deb;
+pub use imgforge_deb as deb;
 pub mod digest;
+pub mod fsutil;
 pub mod image;
 pub mod json;
 pub mod layer;
+#[cfg(test)]
+mod layering;
 pub mod limits;
 pub mod metadata;
 pub mod ops;
 pub mod options;
+pub mod pkgindex;
 pub mod plan;
 pub mod recipe;
 pub mod registry;
@@ -74,4 +89,5 @@ pub mod release;
 pub mod resolve;
 pub mod sandbox;
 pub mod sbom;
+pub mod ui;
 pub mod verify;

@@ -1,24 +1,38 @@
 //! Options shared by the commands and the pipeline stages: where recipes and
-//! packages come from ([`CommonOptions`]), what a build makes
-//! ([`BuildOptions`]), and cargo-style status lines ([`Status`]).
+//! packages come from ([`CommonOptions`]) and what a build makes
+//! ([`BuildOptions`]).
 //!
-//! A leaf module: [`crate::ops`], [`crate::plan`] and [`crate::verify`] all
-//! use it, so none of them needs another's types.
+//! A leaf module (it imports nothing from the crate): the commands, the
+//! build plan and `verify` all use it, so none of them needs another's types.
 
-use crate::layer::Compression;
-use crate::recipe::{self, Tree};
-use crate::resolve::SourceOptions;
-use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// Options shared by every command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonOptions {
     pub recipes: PathBuf,
     pub base: Option<PathBuf>,
     pub mirror: Option<PathBuf>,
     pub apt: bool,
     pub cache: Option<PathBuf>,
+}
+
+impl CommonOptions {
+    /// The cache directory: `--cache`, else `$XDG_CACHE_HOME/imgforge`, else
+    /// `~/.cache/imgforge`. (Where the cache is never reaches an output.)
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(c) = &self.cache {
+            return c.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+            return PathBuf::from(x).join("imgforge");
+        }
+        match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".cache").join("imgforge"),
+            None => std::env::temp_dir().join("imgforge-cache"),
+        }
+    }
 }
 
 /// How packages are split into layers (see [`crate::plan::group`]).
@@ -31,12 +45,20 @@ pub enum LayerPolicy {
 }
 
 impl LayerPolicy {
+    /// The value of `--layers` that means this policy.
+    pub fn flag(&self) -> String {
+        match self {
+            LayerPolicy::Single => "single".to_string(),
+            LayerPolicy::Budget(n) => n.to_string(),
+        }
+    }
+
     /// The documented default: at most 16 layers per image.
     pub const DEFAULT: LayerPolicy = LayerPolicy::Budget(16);
 }
 
 /// Options of `build`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     pub common: CommonOptions,
     pub out: PathBuf,
@@ -70,12 +92,51 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
-    /// Limits applied to every package read by a build.
-    pub fn deb_limits(&self) -> crate::deb::Limits {
-        crate::deb::Limits {
-            entries: self.max_package_entries,
-            ..Default::default()
+    /// The command line of `imgforge build` that means these options: the
+    /// one place options become flags again (`verify` runs its builds with
+    /// it; a test in `cli.rs` parses it back). `source_date_epoch` is not a
+    /// flag: it travels as `SOURCE_DATE_EPOCH` in the environment.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let c = &self.common;
+        let mut a: Vec<OsString> = Vec::new();
+        if self.quiet {
+            a.push("--quiet".into());
         }
+        a.extend(["build".into(), c.recipes.clone().into_os_string()]);
+        let mut opt = |flag: &str, v: Option<OsString>| {
+            if let Some(v) = v {
+                a.extend([flag.into(), v]);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.clone().map(PathBuf::into_os_string);
+        opt("--base", path(&c.base));
+        opt("--mirror", path(&c.mirror));
+        opt("--cache", path(&c.cache));
+        opt("--out", Some(self.out.clone().into_os_string()));
+        opt("--bundle", path(&self.bundle));
+        opt("--jobs", self.jobs.map(|j| j.to_string().into()));
+        opt("--compression", Some(self.compression.flag().into()));
+        opt("--metadata-file", path(&self.metadata_file));
+        let entries = self.max_package_entries.to_string();
+        opt("--max-package-entries", Some(entries.into()));
+        opt("--layers", Some(self.layers.flag().into()));
+        opt("--sign-key", path(&self.sign_key));
+        opt("--scratch", path(&self.scratch));
+        for (on, flag) in [
+            (!c.apt, "--no-apt"),
+            (self.locked, "--locked"),
+            (!self.use_cache, "--no-cache"),
+            (self.force, "--force"),
+            (self.unpack_roots, "--unpack-roots"),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        if self.json {
+            a.extend(["--format".into(), "json".into()]);
+        }
+        a
     }
 
     /// Worker threads: `--jobs`, else every core.
@@ -86,121 +147,34 @@ impl BuildOptions {
     }
 }
 
-/// Status lines on stderr (cargo style), unless quiet.
-#[derive(Debug, Clone, Copy)]
-pub struct Status {
-    pub quiet: bool,
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip via miniz_oxide at this level (default 6).
+    Gzip(u32),
+    /// zstd at this level, single-threaded (default 3).
+    Zstd(i32),
 }
 
-impl Status {
-    pub fn say(&self, verb: &str, msg: impl std::fmt::Display) {
-        if self.quiet {
-            return;
-        }
-        let line = format!("{verb:>12} {msg}");
-        match ACTIVE.lock().ok().and_then(|a| a.clone()) {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
+impl Compression {
+    /// gzip at the default level (6): what `docker load` of any age reads.
+    pub const GZIP: Compression = Compression::Gzip(6);
+    /// zstd at the default level (3).
+    pub const ZSTD: Compression = Compression::Zstd(3);
 
-    /// A progress display for long work: a spinner with `msg` (updated with
-    /// [`Progress::set`]) when stderr is a terminal, nothing otherwise (the
-    /// status lines are the progress then).
-    pub fn progress(&self, msg: &str) -> Progress {
-        use std::io::IsTerminal;
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}") {
-            bar.set_style(style);
-        }
-        bar.set_message(msg.to_string());
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        if let Ok(mut a) = ACTIVE.lock() {
-            *a = Some(bar.clone());
-        }
-        Progress { bar: Some(bar) }
-    }
-}
-
-/// Status lines go above the active progress display, if any.
-static ACTIVE: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
-
-/// A running progress display (see [`Status::progress`]); cleared on drop.
-#[derive(Debug)]
-pub struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    /// Replace the message.
-    pub fn set(&self, msg: String) {
-        if let Some(b) = &self.bar {
-            b.set_message(msg);
+    /// The value of `--compression` that means this compression.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            Compression::Gzip(_) => "gzip",
+            Compression::Zstd(_) => "zstd",
         }
     }
-}
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-            if let Ok(mut a) = ACTIVE.lock() {
-                *a = None;
-            }
+    /// The OCI media type of a layer with this compression.
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            Compression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
         }
     }
-}
-
-/// Read the recipe tree named by `opts`.
-pub fn load_tree(opts: &CommonOptions) -> Result<Tree> {
-    Ok(recipe::load_tree(&recipe::LoadOptions {
-        recipes: opts.recipes.clone(),
-        base: opts.base.clone(),
-    })?)
-}
-
-/// The cache directory: `--cache`, else `$XDG_CACHE_HOME/imgforge`, else
-/// `~/.cache/imgforge`. (Where the cache is never reaches an output.)
-pub fn cache_dir(opts: &CommonOptions) -> PathBuf {
-    if let Some(c) = &opts.cache {
-        return c.clone();
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(x).join("imgforge");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".cache").join("imgforge"),
-        None => std::env::temp_dir().join("imgforge-cache"),
-    }
-}
-
-/// Where packages come from; `refresh` downloads Release and indexes again.
-pub fn source_options(opts: &CommonOptions, refresh: bool) -> SourceOptions {
-    SourceOptions {
-        mirror: opts.mirror.clone(),
-        apt: opts.apt,
-        apt_root: PathBuf::from("/"),
-        cache_dir: cache_dir(opts),
-        refresh,
-    }
-}
-
-/// Write a file atomically (temp file beside it, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".imgforge-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    use std::io::Write;
-    tmp.write_all(bytes)?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -5,7 +5,7 @@
 //! [`Tree`]. All violations of all files are collected and reported at once,
 //! each with `file:line:column` and a hint; nothing is written.
 //!
-//! The format is documented in the README ("Recipe format").
+//! The format is documented in `docs/recipes.md`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -418,6 +418,16 @@ pub struct LoadOptions {
     pub base: Option<PathBuf>,
 }
 
+impl LoadOptions {
+    /// The recipe tree a command names.
+    pub fn new(opts: &crate::options::CommonOptions) -> LoadOptions {
+        LoadOptions {
+            recipes: opts.recipes.clone(),
+            base: opts.base.clone(),
+        }
+    }
+}
+
 /// Read and check the base recipe and every `*.toml` in the recipes directory.
 pub fn load_tree(opts: &LoadOptions) -> Result<Tree, RecipeErrors> {
     let dir = opts.recipes.clone();
@@ -621,7 +631,7 @@ fn parse_text(
                 line,
                 column,
                 message: format!("invalid recipe: {}", e.message().trim()),
-                help: "see \"Recipe format\" in the README for the fields a recipe may have".into(),
+                help: "see docs/recipes.md for the fields a recipe may have".into(),
             });
             return None;
         }

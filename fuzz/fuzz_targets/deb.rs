@@ -3,10 +3,10 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = imgforge::deb::Limits {
+    let limits = imgforge_deb::Limits {
         data_bytes: 16 << 20,
         control_bytes: 4 << 20,
         ..Default::default()
     };
-    let _ = imgforge::deb::read_everything(data, &limits);
+    let _ = imgforge_deb::read_everything(data, &limits);
 });

@@ -1,6 +1,6 @@
 //! A mirror's `Packages` index, stanza by stanza.
 #![no_main]
-use imgforge::resolve::index::{Index, Origin, add_packages_text};
+use imgforge::pkgindex::{Index, Origin, add_packages_text};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

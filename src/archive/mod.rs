@@ -21,7 +21,7 @@ pub mod release;
 pub mod sources;
 pub mod store;
 
-use crate::resolve::index::{self, Index, Origin};
+use crate::pkgindex::{self as index, Index, Origin};
 use sources::ArchiveSource;
 use std::path::{Path, PathBuf};
 

@@ -356,24 +356,7 @@ fn kind_name(k: &Kind) -> &'static str {
     }
 }
 
-/// Layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// gzip via miniz_oxide at this level (default 6).
-    Gzip(u32),
-    /// zstd at this level, single-threaded (default 3).
-    Zstd(i32),
-}
-
-impl Compression {
-    /// The OCI media type of a layer with this compression.
-    pub fn media_type(&self) -> &'static str {
-        match self {
-            Compression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-}
+pub use crate::options::Compression;
 
 /// A layer written to the blob store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! `--locked`, list what would change); `--explain PACKAGE`.
 
 use super::{CommonOptions, Status, load_tree, source_options};
-use crate::plan::lock::lock_tree;
+use crate::resolve::lockfile::lock_tree;
 use crate::resolve::{self, Lock};
 use anyhow::Result;
 

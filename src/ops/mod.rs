@@ -11,18 +11,36 @@ pub mod push;
 pub mod update;
 pub mod vendor;
 
-pub use crate::options::{
-    BuildOptions, CommonOptions, LayerPolicy, Status, cache_dir, load_tree, source_options,
-    write_atomic,
-};
+pub use crate::fsutil::write_atomic;
+pub use crate::options::{BuildOptions, CommonOptions, LayerPolicy};
 pub use crate::plan::BuildSummary;
-pub use crate::plan::lock::{lock_for_build, lock_tree};
+pub use crate::resolve::lockfile::{lock_for_build, lock_tree};
+pub use crate::ui::Status;
 pub use crate::verify::VerifyOptions;
 pub use check::check;
 pub use lock::{explain, lock};
 pub use push::push;
 
 use anyhow::Result;
+use std::path::PathBuf;
+
+/// The cache directory of a command (see [`CommonOptions::cache_dir`]).
+pub fn cache_dir(opts: &CommonOptions) -> PathBuf {
+    opts.cache_dir()
+}
+
+/// Read the recipe tree a command names.
+pub fn load_tree(opts: &CommonOptions) -> Result<crate::recipe::Tree> {
+    Ok(crate::recipe::load_tree(&crate::recipe::LoadOptions::new(
+        opts,
+    ))?)
+}
+
+/// Where a command's packages come from; `refresh` downloads Release and
+/// indexes again.
+pub fn source_options(opts: &CommonOptions, refresh: bool) -> crate::resolve::SourceOptions {
+    crate::resolve::SourceOptions::new(opts, refresh)
+}
 
 /// Render an error chain with its `help:` lines for the terminal.
 pub fn render_error(e: &anyhow::Error) -> String {

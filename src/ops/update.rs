@@ -9,8 +9,9 @@
 
 use super::{CommonOptions, Status, load_tree, lock_tree, source_options};
 use crate::archive::changelog;
+use crate::pkgindex::Index;
 use crate::recipe::Tree;
-use crate::resolve::{self, LockedPackage, index::Index};
+use crate::resolve::{self, LockedPackage};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use std::collections::BTreeMap;

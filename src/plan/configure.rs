@@ -179,7 +179,7 @@ impl Ctx<'_> {
                 work_dir: self.work.clone(),
                 runtime: None,
                 lower_symlinks: root.lower.clone(),
-                logs: Some(crate::options::cache_dir(&self.opts.common).join("logs")),
+                logs: Some(self.opts.common.cache_dir().join("logs")),
                 trees: self.roots_trees(),
                 write: layer::WriteOptions {
                     blobs_dir: self.store.blobs_dir(),
@@ -249,7 +249,7 @@ impl Ctx<'_> {
         if let Some(dir) = memo.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::options::write_atomic(&memo, &bytes)?;
+        crate::fsutil::write_atomic(&memo, &bytes)?;
         Ok(paths)
     }
 

@@ -12,10 +12,11 @@ use super::layers::{LayerRecord, LayerStep, Part};
 use super::store::StepStore;
 use crate::image::{self, History};
 use crate::layer::LayerBlob;
-use crate::options::{BuildOptions, LayerPolicy, Progress, Status};
+use crate::options::{BuildOptions, LayerPolicy};
 use crate::recipe::{Config, Recipe, Tree};
 use crate::resolve::{Lock, LockedPackage};
 use crate::sbom::SbomFile;
+use crate::ui::{Progress, Status};
 use anyhow::Result;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,7 +132,8 @@ impl<'a> Ctx<'a> {
     pub fn deb_limits(&self) -> crate::deb::Limits {
         crate::deb::Limits {
             plain: Some(self.plain.clone()),
-            ..self.opts.deb_limits()
+            entries: self.opts.max_package_entries,
+            ..Default::default()
         }
     }
 

@@ -8,7 +8,8 @@
 //! package the lock names; later steps share that result.
 
 use crate::deb::{self, ControlInfo};
-use crate::resolve::{self, LockedPackage, SourceOptions, index::Index};
+use crate::pkgindex::Index;
+use crate::resolve::{self, LockedPackage, SourceOptions};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -31,7 +31,6 @@ pub mod group;
 pub mod inputs;
 pub mod key;
 pub mod layers;
-pub mod lock;
 pub mod outputs;
 pub mod prune;
 pub mod record;
@@ -40,9 +39,11 @@ pub mod stage;
 pub mod store;
 
 use crate::image::{self, WrittenImage};
-use crate::options::{BuildOptions, Status};
+use crate::options::BuildOptions;
+use crate::pkgindex::Index;
 use crate::recipe::{self, Config, Tree};
-use crate::resolve::{self, Lock, SourceOptions, index::Index};
+use crate::resolve::{self, Lock, SourceOptions};
+use crate::ui::Status;
 use anyhow::{Context, Result, bail};
 use exec::{BaseBuilt, Ctx, ImageBuilt};
 use rayon::prelude::*;
@@ -71,10 +72,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let st = Status { quiet: opts.quiet };
     let t0 = Instant::now();
     image::compat::check_bundle(opts.compression, opts.bundle.is_some(), opts.force)?;
-    let tree = crate::options::load_tree(&opts.common)?;
-    let src = crate::options::source_options(&opts.common, false);
+    let tree = crate::recipe::load_tree(&crate::recipe::LoadOptions::new(&opts.common))?;
+    let src = resolve::SourceOptions::new(&opts.common, false);
     let index = resolve::load_index(&tree, &src)?;
-    let lock = lock::lock_for_build(&tree, &index, opts.locked, st)?;
+    let lock = resolve::lockfile::lock_for_build(&tree, &index, opts.locked, st)?;
     let drifted = resolve::drift::locked(&lock, &index, &src.cache_dir);
     resolve::drift::report(&drifted, "locked", &tree.dir)?;
     let sde = source_date_epoch(opts, &tree)?;
@@ -89,7 +90,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         if let Some(p) = f.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
         }
-        crate::options::write_atomic(f, &meta)?;
+        crate::fsutil::write_atomic(f, &meta)?;
         st.say("Metadata", f.display());
     }
     if opts.json {
@@ -232,7 +233,7 @@ fn open_store(
     parent: &Path,
 ) -> Result<(store::StepStore, Option<tempfile::TempDir>)> {
     if opts.use_cache {
-        let root = crate::options::cache_dir(&opts.common).join("plan");
+        let root = opts.common.cache_dir().join("plan");
         return Ok((store::StepStore::open(&root)?, None));
     }
     let tmp = tempfile::Builder::new()
@@ -258,7 +259,15 @@ fn run(
         opts,
         tree,
         lock,
-        inputs: inputs::Inputs::new(lock, index, src, opts.deb_limits()),
+        inputs: inputs::Inputs::new(
+            lock,
+            index,
+            src,
+            crate::deb::Limits {
+                entries: opts.max_package_entries,
+                ..Default::default()
+            },
+        ),
         store,
         sde: sde as u64,
         st,

@@ -141,7 +141,7 @@ impl<'a> Ctx<'a> {
             "Building",
             format!("{} (build stage, {steps} steps)", img.name),
         );
-        let cache = crate::options::cache_dir(&self.opts.common);
+        let cache = self.opts.common.cache_dir();
         let sopts = sandbox::SandboxOptions {
             cache_dir: self.opts.use_cache.then(|| cache.join("stages")),
             work_dir: self.work.clone(),

@@ -3,8 +3,8 @@
 //! before anything is downloaded, with the versions the sources do have and
 //! the commands that fix it.
 
-use super::index::Index;
 use super::{Lock, ResolveError};
+use crate::pkgindex::Index;
 use crate::recipe::Tree;
 use std::collections::BTreeSet;
 use std::path::Path;

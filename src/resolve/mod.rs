@@ -10,14 +10,15 @@
 //! consume only the lock (plus [`fetch`] to find the files).
 
 pub mod drift;
-pub mod index;
+pub mod lockfile;
+
 pub mod provider;
 pub mod solver;
 pub mod walk;
 pub mod why;
 
+use crate::pkgindex::{self as index, Index, Origin, Record};
 use crate::recipe::Tree;
-use index::{Index, Origin, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,6 +90,20 @@ pub struct SourceOptions {
     pub cache_dir: PathBuf,
     /// Download Release and index files again (`lock`, `update`).
     pub refresh: bool,
+}
+
+impl SourceOptions {
+    /// Where a command's packages come from; `refresh` downloads Release
+    /// and indexes again.
+    pub fn new(opts: &crate::options::CommonOptions, refresh: bool) -> SourceOptions {
+        SourceOptions {
+            mirror: opts.mirror.clone(),
+            apt: opts.apt,
+            apt_root: PathBuf::from("/"),
+            cache_dir: opts.cache_dir(),
+            refresh,
+        }
+    }
 }
 
 /// The archives to read: the base recipe's `[[source.archive]]`, else the

@@ -27,7 +27,7 @@
 //!   matching) and on every provider of `c` other than the package itself;
 //! * candidates of a name are tried highest version first.
 
-use super::index::{Index, Record};
+use crate::pkgindex::{Index, Record};
 use debian_control::lossy::Relation;
 use debian_control::relations::VersionConstraint;
 use debversion::Version;

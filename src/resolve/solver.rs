@@ -20,9 +20,9 @@
 //! Failures are explained with both sides' chains from the recipe and the
 //! pins that would resolve them ([`super::why`]).
 
-use super::index::{Index, Record};
 use super::provider::Universe;
 use super::{walk, why};
+use crate::pkgindex::{Index, Record};
 use debian_control::relations::VersionConstraint;
 use debversion::Version;
 use resolvo::{ConditionalRequirement, Problem, Solver, UnsolvableOrCancelled};

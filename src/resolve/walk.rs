@@ -12,8 +12,8 @@
 //! ends in a conflict (it never backtracks, apt's resolver has to repair
 //! it), the solver still backtracks to a consistent closure.
 
-use super::index::{Index, Record};
 use super::provider::{arch_ok, provider_order, satisfies, satisfies_relation};
+use crate::pkgindex::{Index, Record};
 use debian_control::lossy::Relation;
 use std::collections::BTreeMap;
 

@@ -10,10 +10,10 @@
 //!   pins that would resolve it;
 //! * [`explain_lock`]: `imgforge lock --explain PACKAGE`, from the lock.
 
-use super::index::{Index, Record};
 use super::provider::{Universe, arch_ok, provider_order, satisfies, satisfies_relation};
 use super::solver::Request;
 use super::{Lock, LockedImage};
+use crate::pkgindex::{Index, Record};
 use debian_control::lossy::Relation;
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;

@@ -31,7 +31,8 @@ pub use crate::plan::record;
 pub mod report;
 pub mod tardiff;
 
-use crate::options::{BuildOptions, Status};
+use crate::options::BuildOptions;
+use crate::ui::Status;
 
 /// Options of `verify`.
 #[derive(Debug, Clone)]
@@ -97,8 +98,8 @@ fn ensure_lock(opts: &VerifyOptions, st: Status) -> anyhow::Result<crate::recipe
             "the lock is missing or stale; resolving once first",
         );
         let index =
-            crate::resolve::load_index(&tree, &crate::options::source_options(common, true))?;
-        crate::plan::lock::lock_tree(&tree, &index, false, Status { quiet: true })?;
+            crate::resolve::load_index(&tree, &crate::resolve::SourceOptions::new(common, true))?;
+        crate::resolve::lockfile::lock_tree(&tree, &index, false, Status { quiet: true })?;
     }
     Ok(tree)
 }

@@ -12,7 +12,6 @@
 //! `SOURCE_DATE_EPOCH` is an input: it is passed through unchanged.
 
 use super::VerifyError;
-use crate::layer::Compression;
 use crate::options::BuildOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -210,6 +209,29 @@ pub struct BuildRun {
     pub seconds: f64,
 }
 
+/// The options of one side's build: the user's, with this side's output,
+/// cache, job count and mirror copy, every path absolute (the child runs
+/// in another directory), the lock frozen, and no metadata file or JSON.
+fn child_options(opts: &BuildOptions, v: &Variant, mirror: Option<&Path>) -> BuildOptions {
+    let c = &opts.common;
+    let abs_opt = |p: &Option<PathBuf>| p.as_deref().map(abs);
+    let mut child = opts.clone();
+    child.common.recipes = abs(&c.recipes);
+    child.common.base = abs_opt(&c.base);
+    child.common.mirror = mirror.map(abs);
+    child.common.cache = Some(v.root.join("cache"));
+    child.out = v.out();
+    child.bundle = opts.bundle.as_ref().map(|_| v.root.join("bundle.tar"));
+    child.jobs = Some(v.jobs);
+    child.locked = true;
+    child.quiet = true;
+    child.metadata_file = None;
+    child.json = false;
+    child.sign_key = abs_opt(&opts.sign_key);
+    child.scratch = abs_opt(&opts.scratch);
+    child
+}
+
 /// Run one build in `v.root` (which must exist).
 pub fn run_build(
     exe: &Path,
@@ -217,47 +239,11 @@ pub fn run_build(
     v: &Variant,
     mirror: Option<&Path>,
 ) -> Result<BuildRun, VerifyError> {
-    let c = &opts.common;
     for d in ["cache", "tmp", "t m p/deeper", "home", "cwd"] {
         let p = v.root.join(d);
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
     }
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-q".into(),
-        "build".into(),
-        abs(&c.recipes).into(),
-        "--out".into(),
-        v.out().into(),
-        "--cache".into(),
-        v.root.join("cache").into(),
-        "--jobs".into(),
-        v.jobs.to_string().into(),
-        "--compression".into(),
-        match opts.compression {
-            Compression::Gzip(_) => "gzip",
-            Compression::Zstd(_) => "zstd",
-        }
-        .into(),
-        "--locked".into(),
-        "--layers".into(),
-        match opts.layers {
-            crate::options::LayerPolicy::Single => "single".to_string(),
-            crate::options::LayerPolicy::Budget(n) => n.to_string(),
-        }
-        .into(),
-    ];
-    if let Some(b) = &c.base {
-        args.extend(["--base".into(), abs(b).into()]);
-    }
-    if let Some(m) = mirror {
-        args.extend(["--mirror".into(), abs(m).into()]);
-    }
-    if !c.apt {
-        args.push("--no-apt".into());
-    }
-    if opts.bundle.is_some() {
-        args.extend(["--bundle".into(), v.root.join("bundle.tar").into()]);
-    }
+    let args = child_options(opts, v, mirror).to_args();
     let log = v.root.join("build.log");
     let log_file = std::fs::File::create(&log).map_err(io_err(&log))?;
     let log_err = log_file.try_clone().map_err(io_err(&log))?;
@@ -318,6 +304,61 @@ mod tests {
             std::fs::read_to_string(dst.path().join("m/pool/c.deb")).unwrap(),
             "c.deb"
         );
+    }
+
+    #[test]
+    fn each_side_builds_with_every_flag_of_the_user() {
+        let opts = BuildOptions {
+            common: crate::options::CommonOptions {
+                recipes: "recipes".into(),
+                base: None,
+                mirror: None,
+                apt: false,
+                cache: None,
+            },
+            out: "out".into(),
+            bundle: None,
+            jobs: None,
+            compression: crate::options::Compression::ZSTD,
+            locked: false,
+            use_cache: true,
+            quiet: false,
+            force: false,
+            metadata_file: Some("m.json".into()),
+            json: true,
+            source_date_epoch: None,
+            max_package_entries: 77,
+            layers: crate::options::LayerPolicy::Single,
+            sign_key: Some("/k/key.pem".into()),
+            unpack_roots: true,
+            scratch: Some("/s".into()),
+        };
+        let [a, _] = variants("/x/a".into(), "/y/b".into());
+        let args: Vec<String> = child_options(&opts, &a, Some(Path::new("/m")))
+            .to_args()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let line = args.join(" ");
+        for want in [
+            "--max-package-entries 77",
+            "--unpack-roots",
+            "--scratch /s",
+            "--sign-key /k/key.pem",
+            "--layers single",
+            "--compression zstd",
+            "--mirror /m",
+            "--no-apt",
+            "--locked",
+            "--jobs 1",
+        ] {
+            assert!(line.contains(want), "{want} missing from {line}");
+        }
+        assert!(
+            !line.contains("m.json") && !line.contains("--format"),
+            "{line}"
+        );
+        assert!(line.contains("--out /x/a/out"), "{line}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The package index: every `.deb` imgforge may choose from.
+//! The package index: every `.deb` imgforge may choose from. It sits below
+//! both [`crate::archive`] (which fills it from signed indexes) and
+//! [`crate::resolve`] (which chooses from it).
 //!
 //! Sources, in order of preference:
 //! 1. a local mirror (`--mirror DIR`): a flat repository with a `Packages`

@@ -1,9 +1,11 @@
 //! The lock a command works from: resolve the recipes against the package
 //! index, compare with `imgforge.lock`, and write it when allowed.
 
-use crate::options::{Status, write_atomic};
+use crate::fsutil::write_atomic;
+use crate::pkgindex::Index;
 use crate::recipe::Tree;
-use crate::resolve::{self, Lock, index::Index};
+use crate::resolve::{self, Lock};
+use crate::ui::Status;
 use anyhow::Result;
 
 /// Resolve, compare with the lock file, and write it when allowed.
