@@ -43,6 +43,9 @@
 //!   a toolset that never ships; their changes become a configuration layer
 //!   (between `layer` and `image`).
 //! * [`image`]: OCI image layout, configs, manifests, the docker-load bundle.
+//! * [`lint`]: the runtime lint: every shipped file's `#!` interpreter, ELF
+//!   interpreter and libraries must resolve inside its image, and what the
+//!   config runs must start.
 //! * [`sandbox`]: build stages in an OCI runtime with no network, under
 //!   per-step [`limits`] and a seccomp profile.
 //! * [`sbom`]: license detection, SPDX and CycloneDX documents, legal reports.
@@ -78,6 +81,7 @@ pub mod layer;
 #[cfg(test)]
 mod layering;
 pub mod limits;
+pub mod lint;
 pub mod metadata;
 pub mod ops;
 pub mod options;
