@@ -1,16 +1,21 @@
 //! Machine-readable build results (`build --format json`,
 //! `--metadata-file FILE`), in the spirit of buildx's `--metadata-file`:
 //! per image its reference, manifest and config digests, layer count and
-//! sizes, and the paths of its SBOMs (relative to the output directory).
+//! sizes, the paths of its SBOMs (relative to the output directory), and
+//! its runtime lint (what its config runs, what its files need and the
+//! image lacks; see [`crate::lint`]).
 //!
 //! The document depends only on what was built (no times, no absolute
 //! paths), so it is as reproducible as the images.
 
 use crate::image::WrittenImage;
+use crate::lint::Report;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-/// The metadata of a build: `{"images": {"name:tag": {...}}, ...}`.
-pub fn document(images: &[WrittenImage]) -> Value {
+/// The metadata of a build: `{"images": {"name:tag": {...}}, ...}`, with
+/// `lint` (by `name:tag`) where the images were linted.
+pub fn document(images: &[WrittenImage], lint: &BTreeMap<String, Report>) -> Value {
     let mut by_ref = serde_json::Map::new();
     let mut total = 0u64;
     for i in images {
@@ -18,29 +23,30 @@ pub fn document(images: &[WrittenImage]) -> Value {
         let size = i.manifest.size + i.config.size + layers;
         total += layers;
         let stem = crate::sbom::safe_name(&i.name);
-        by_ref.insert(
-            i.reference(),
-            json!({
-                "name": i.name,
-                "tag": i.tag,
-                "manifest": {"digest": i.manifest.digest, "size": i.manifest.size, "mediaType": i.manifest.media_type},
-                "config": {"digest": i.config.digest, "size": i.config.size},
-                "layers": i.layers.iter().map(|l| json!({
-                    "digest": l.digest,
-                    "diff_id": l.diff_id,
-                    "size": l.size,
-                    "uncompressed_size": l.tar_size,
-                    "mediaType": l.media_type,
-                })).collect::<Vec<_>>(),
-                "layer_count": i.layers.len(),
-                "size": size,
-                "uncompressed_size": i.layers.iter().map(|l| l.tar_size).sum::<u64>(),
-                "sbom": {
-                    "spdx": format!("sbom/{stem}.spdx.json"),
-                    "cyclonedx": format!("sbom/{stem}.cdx.json"),
-                },
-            }),
-        );
+        let mut doc = json!({
+            "name": i.name,
+            "tag": i.tag,
+            "manifest": {"digest": i.manifest.digest, "size": i.manifest.size, "mediaType": i.manifest.media_type},
+            "config": {"digest": i.config.digest, "size": i.config.size},
+            "layers": i.layers.iter().map(|l| json!({
+                "digest": l.digest,
+                "diff_id": l.diff_id,
+                "size": l.size,
+                "uncompressed_size": l.tar_size,
+                "mediaType": l.media_type,
+            })).collect::<Vec<_>>(),
+            "layer_count": i.layers.len(),
+            "size": size,
+            "uncompressed_size": i.layers.iter().map(|l| l.tar_size).sum::<u64>(),
+            "sbom": {
+                "spdx": format!("sbom/{stem}.spdx.json"),
+                "cyclonedx": format!("sbom/{stem}.cdx.json"),
+            },
+        });
+        if let Some(r) = lint.get(&i.reference()) {
+            doc["lint"] = json!(r);
+        }
+        by_ref.insert(i.reference(), doc);
     }
     // Layers shared between images (the base) count once.
     let mut unique: Vec<(&str, u64)> = images

@@ -109,6 +109,8 @@ pub struct ImageBuilt {
     pub layers: Vec<LayerBlob>,
     pub history: Vec<History>,
     pub artifacts: Vec<SbomFile>,
+    /// The image's own package layers (their path indexes, for the lint).
+    pub packages: Vec<LayerRecord>,
 }
 
 fn hist(created_by: String, comment: Option<&str>) -> History {
@@ -416,7 +418,7 @@ impl<'a> Ctx<'a> {
             || self.image_runtime(img, base),
             || self.build_stage(img, base),
         );
-        let (mut layers, mut history) = runtime?;
+        let (mut layers, mut history, packages) = runtime?;
         let mut files = Vec::new();
         if let Some((rec, f, h)) = artifacts? {
             layers.push(rec.blob());
@@ -427,6 +429,7 @@ impl<'a> Ctx<'a> {
             layers,
             history,
             artifacts: files,
+            packages,
         })
     }
 
@@ -434,7 +437,7 @@ impl<'a> Ctx<'a> {
         &self,
         img: &Recipe,
         base: &BaseBuilt,
-    ) -> Result<(Vec<LayerBlob>, Vec<History>)> {
+    ) -> Result<(Vec<LayerBlob>, Vec<History>, Vec<LayerRecord>)> {
         let steps = self.image_package_steps(img, &base.symlinks, base.budget_layers);
         let records = self.layers(&steps)?;
         let all: Vec<&LayerRecord> = base.packages.iter().chain(&records).collect();
@@ -458,7 +461,7 @@ impl<'a> Ctx<'a> {
             layers.push(rec.blob());
             history.push(h);
         }
-        Ok((layers, history))
+        Ok((layers, history, records))
     }
 
     /// An image's package layer steps (with its files under

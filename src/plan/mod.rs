@@ -31,6 +31,7 @@ pub mod group;
 pub mod inputs;
 pub mod key;
 pub mod layers;
+pub mod lint;
 pub mod outputs;
 pub mod prune;
 pub mod record;
@@ -64,6 +65,8 @@ pub struct BuildSummary {
     pub run_steps: usize,
     /// Packages fetched and read (0 when every step was reused).
     pub packages_read: usize,
+    /// The runtime lint of each image, by `name:tag`.
+    pub lint: BTreeMap<String, crate::lint::Report>,
 }
 
 /// `imgforge build`: resolve (or read the lock), run the plan, write the
@@ -85,7 +88,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         .context("cannot start worker threads")?;
     let t_plan = t0.elapsed();
     let summary = pool.install(|| run(opts, &tree, &index, &src, &lock, sde, st))?;
-    let meta = crate::json::to_canonical_pretty(&crate::metadata::document(&summary.images));
+    let meta = crate::json::to_canonical_pretty(&crate::metadata::document(
+        &summary.images,
+        &summary.lint,
+    ));
     if let Some(f) = &opts.metadata_file {
         if let Some(p) = f.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
@@ -297,6 +303,7 @@ fn run(
     let layout = staging.path();
     let t = Instant::now();
     let images = write_images(&ctx, layout, &base, &built)?;
+    let lint = ctx.lint(&images, &base, &built)?;
     let needs_review = ctx.sboms(layout, &images, &built)?;
     // Provenance and referrers: cheap, deterministic (Ed25519 and RFC 6979
     // ECDSA signatures), written on every build.
@@ -330,6 +337,7 @@ fn run(
         reused_steps: reused,
         run_steps: run,
         packages_read: ctx.inputs.fetched(),
+        lint,
     })
 }
 

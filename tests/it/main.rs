@@ -15,6 +15,7 @@ mod build;
 mod configure;
 mod hostile;
 mod licenses;
+mod lint;
 mod outputs;
 mod plan;
 mod push;
