@@ -23,11 +23,14 @@
 //!    [`tree`]); created or changed paths become layer entries (owner and
 //!    mode as the scripts left them, mtime `SOURCE_DATE_EPOCH`), sorted and
 //!    normalized by [`crate::layer`]. Logs, caches and backups are dropped.
-//!    A path that cannot be made deterministic (a timestamp-based `.pyc`,
-//!    a machine id, a FIFO...) or a removed image path is an error naming
-//!    the package whose script made it and the path.
+//!    A timestamp-based `.pyc` (written by an import) gets its source's
+//!    mtime in the image (module [`pyc`]). A path that cannot be made
+//!    deterministic (such a `.pyc` without its source, a machine id, a
+//!    FIFO...) or a removed image path is an error naming the package
+//!    whose script made it and the path.
 
 pub mod plan;
+pub mod pyc;
 pub mod tree;
 
 use crate::deb::ControlInfo;
@@ -408,7 +411,8 @@ pub fn configure(
             path: p.clone(),
         });
     }
-    let (entries, created) = layer_entries(spec, &rootfs, &changes.changed, &after, &who)?;
+    let (entries, created) =
+        layer_entries(spec, &rootfs, &changes.changed, &after, &ignored, &who)?;
     let layer = if entries.is_empty() {
         None
     } else {
@@ -482,29 +486,45 @@ fn layer_entries(
     rootfs: &Path,
     changed: &[String],
     after: &BTreeMap<String, tree::Obj>,
+    ignored: &BTreeSet<String>,
     who: &dyn Fn(&str) -> String,
 ) -> Result<(Vec<Entry>, Vec<(String, String)>), ConfigureError> {
     let label = spec.label.as_str();
+    let root = pyc::Root {
+        dir: rootfs,
+        after,
+        changed,
+        ignored,
+        source_date_epoch: spec.source_date_epoch,
+    };
     let mut entries: Vec<Entry> = Vec::new();
     let mut created = Vec::new();
     for p in changed {
         let o = &after[p];
-        if let Some(why) = tree::nondeterministic(rootfs, p, o) {
-            return Err(ConfigureError::Nondeterministic {
-                label: label.into(),
-                package: who(p),
-                path: p.clone(),
-                why,
-            });
+        let refuse = |why| ConfigureError::Nondeterministic {
+            label: label.into(),
+            package: who(p),
+            path: p.clone(),
+            why,
+        };
+        if let Some(why) = tree::nondeterministic(p, o) {
+            return Err(refuse(why));
         }
         let origin = format!("configure: {}", who(p));
-        entries.push(
-            tree::entry(rootfs, p, o, spec.source_date_epoch, &origin).map_err(io_err(
-                label,
-                "reading",
-                &rootfs.join(p),
-            ))?,
-        );
+        let mut e = tree::entry(rootfs, p, o, spec.source_date_epoch, &origin).map_err(io_err(
+            label,
+            "reading",
+            &rootfs.join(p),
+        ))?;
+        if o.kind == tree::ObjKind::File {
+            // A timestamp-based .pyc: its header set to the source as the
+            // image has it (module `pyc`).
+            if let Some(bytes) = pyc::fix(&root, p).map_err(refuse)? {
+                let fixed = Entry::bytes(p, bytes, e.mode, e.mtime, "");
+                (e.size, e.sha256, e.content) = (fixed.size, fixed.sha256, fixed.content);
+            }
+        }
+        entries.push(e);
         created.push((who(p), p.clone()));
     }
     Ok((entries, created))

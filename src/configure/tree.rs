@@ -217,8 +217,9 @@ pub fn entry(root: &Path, path: &str, o: &Obj, sde: u64, origin: &str) -> std::i
     })
 }
 
-/// Why a changed path cannot be made deterministic, or `None`.
-pub fn nondeterministic(root: &Path, path: &str, o: &Obj) -> Option<String> {
+/// Why a changed path cannot be made deterministic, or `None`. (A
+/// timestamp-based `.pyc` is rewritten or refused by [`super::pyc`].)
+pub fn nondeterministic(path: &str, o: &Obj) -> Option<String> {
     if o.kind == ObjKind::Other {
         return Some("a socket, FIFO or device node".into());
     }
@@ -229,17 +230,6 @@ pub fn nondeterministic(root: &Path, path: &str, o: &Obj) -> Option<String> {
     ) || (path.starts_with("etc/ssh/") && base.starts_with("ssh_host_"))
     {
         return Some("random per run (machine id, seed or host key)".into());
-    }
-    if o.kind == ObjKind::File && base.ends_with(".pyc") {
-        // PEP 552: flags word 0 = validated by source mtime (differs per
-        // build); with SOURCE_DATE_EPOCH, py_compile writes hash-based files.
-        let mut head = [0u8; 8];
-        let ok = std::fs::File::open(root.join(path))
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-            .is_ok();
-        if ok && head[4..8] == [0, 0, 0, 0] {
-            return Some("a timestamp-based .pyc (the compiler ignored SOURCE_DATE_EPOCH)".into());
-        }
     }
     None
 }
