@@ -19,7 +19,8 @@
 //! * namespaces: pid, network, ipc, uts, mount, cgroup. The new network
 //!   namespace has only loopback (the runtime brings `lo` up), so neither
 //!   the internet nor the host's loopback is reachable.
-//! * hostname `imgforge-build`; `process.terminal = false`; uid/gid 0 with
+//! * hostname `imgforge-build`, NIS domain name `(none)`, personality
+//!   `LINUX`; `process.terminal = false`; uid/gid 0 with
 //!   umask 022; `noNewPrivileges`; capabilities: a Docker-like build set
 //!   without `NET_RAW`, `MKNOD`, `SYS_ADMIN` (chown, dac_override, fowner,
 //!   fsetid, kill, setgid, setuid, setpcap, setfcap, net_bind_service,
@@ -34,6 +35,12 @@
 //!   (`runc kill KILL`) and reported as such;
 //! * a seccomp profile (module `seccomp`) denying mount, namespace, module,
 //!   bpf, ptrace, keyring and similar syscalls with `EPERM`.
+//!
+//! * the machine the step sees is fixed before the runtime starts, since
+//!   its processes inherit it (`fixed_machine`): runc 1.1 ignores the
+//!   spec's `linux.personality` and `domainname` (measured), so a
+//!   `setarch --uname-2.6` or `setarch i686` around imgforge would reach the
+//!   scripts (libc6's preinst then refuses a "2.6" kernel).
 //!
 //! Run as root, there is no user namespace: the build runs as root in its
 //! namespaces, as `docker build` does; the isolation is namespaces,
@@ -54,6 +61,48 @@ pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// The fixed hostname inside the sandbox.
 pub const HOSTNAME: &str = "imgforge-build";
+
+/// The fixed NIS domain name inside the sandbox (the kernel's default).
+pub const DOMAINNAME: &str = "(none)";
+
+/// Linux's default personality (`PER_LINUX` of `<sys/personality.h>`): no
+/// `UNAME26`, not `LINUX32`, address randomization on.
+const PER_LINUX: libc::c_ulong = 0;
+
+/// Fix, in the runtime's process before it starts, what a step would
+/// otherwise inherit from the host (runc 1.1 ignores the spec's
+/// `linux.personality` and `domainname`; measured):
+///
+/// * the personality becomes `PER_LINUX`: `uname -r` is the running
+///   kernel's release, never a `setarch --uname-2.6` "2.6.x", and `uname -m`
+///   the kernel's machine, never `setarch i686`'s;
+/// * the CPU affinity becomes every CPU the process's cpuset allows, so a
+///   `taskset` around imgforge does not change what `nproc` says (it is the
+///   machine's CPU count, as the cgroup allows it);
+/// * as root, the runtime gets a UTS namespace of its own with the NIS
+///   domain name `(none)`, which the step's namespace copies (its hostname
+///   is the spec's). Rootless, the host's domain name stays visible.
+fn fixed_machine(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let root = rustix::process::geteuid().is_root();
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // makes system calls on stack data (no allocation, no lock). Failures
+    // leave that one property as inherited.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::personality(PER_LINUX);
+            let mut all: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut all);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &all);
+            if root && libc::unshare(libc::CLONE_NEWUTS) == 0 {
+                libc::setdomainname(DOMAINNAME.as_ptr().cast(), DOMAINNAME.len());
+            }
+            Ok(())
+        });
+    }
+}
 
 fn is_executable(p: &Path) -> bool {
     p.metadata().is_ok_and(|m| {
@@ -139,6 +188,7 @@ pub fn spec(
         },
         "root": {"path": rootfs.to_string_lossy(), "readonly": false},
         "hostname": HOSTNAME,
+        "domainname": DOMAINNAME,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -162,6 +212,7 @@ pub fn spec(
                 // swap == limit: no swapping past the limit.
                 "memory": {"limit": limits.memory_bytes, "swap": limits.memory_bytes},
             },
+            "personality": {"domain": "LINUX"},
             "seccomp": super::seccomp::profile(),
             "namespaces": [
                 {"type": "pid"},
@@ -335,8 +386,8 @@ pub fn run(
     )?;
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
-    let mut child = Command::new(runtime)
-        .arg("--root")
+    let mut cmd = Command::new(runtime);
+    cmd.arg("--root")
         .arg(state)
         .arg("run")
         .arg("--bundle")
@@ -344,8 +395,9 @@ pub fn run(
         .arg(id)
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .spawn()?;
+        .stderr(err);
+    fixed_machine(&mut cmd);
+    let mut child = cmd.spawn()?;
     let deadline = std::time::Instant::now() + timeout;
     let mut timed_out = false;
     let status = loop {
@@ -454,6 +506,59 @@ mod tests {
             std::fs::read_link(outer.join("dev")).unwrap(),
             Path::new("imgforge-root/dev")
         );
+    }
+
+    #[test]
+    fn the_spec_names_a_fixed_machine() {
+        let d = tempfile::tempdir().unwrap();
+        let config = spec_for(d.path());
+        assert_eq!(config["hostname"], HOSTNAME);
+        assert_eq!(config["domainname"], DOMAINNAME);
+        assert_eq!(config["linux"]["personality"]["domain"], "LINUX");
+    }
+
+    /// Personality and affinity are per thread and inherited by children:
+    /// this thread plays `setarch --uname-2.6` and `taskset -c 0`.
+    #[test]
+    fn fixed_machine_undoes_setarch_and_taskset() {
+        const UNAME26: libc::c_ulong = 0x0020000;
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let before = unsafe {
+            libc::sched_getaffinity(0, size, &mut saved);
+            libc::CPU_SET(0, &mut one);
+            libc::sched_setaffinity(0, size, &one);
+            libc::personality(0xffff_ffff)
+        };
+        unsafe { libc::personality(UNAME26) };
+        let probe = || {
+            let mut c = Command::new("sh");
+            c.args(["-c", "uname -r; nproc"]);
+            c
+        };
+        let plain = probe().output();
+        let mut cmd = probe();
+        fixed_machine(&mut cmd);
+        let fixed = cmd.output();
+        let all = unsafe {
+            libc::personality(before as libc::c_ulong);
+            libc::sched_setaffinity(0, size, &saved);
+            libc::CPU_COUNT(&saved)
+        };
+        let text = |o: std::io::Result<std::process::Output>| {
+            String::from_utf8(o.unwrap().stdout).unwrap()
+        };
+        let (plain, fixed) = (text(plain), text(fixed));
+        let lines = |t: &str| -> Vec<String> { t.lines().map(String::from).collect() };
+        let (plain, fixed) = (lines(&plain), lines(&fixed));
+        assert!(plain[0].starts_with("2.6."), "setarch's release: {plain:?}");
+        assert_eq!(plain[1], "1");
+        assert!(
+            !fixed[0].starts_with("2.6."),
+            "the kernel's release: {fixed:?}"
+        );
+        assert_eq!(fixed[1], all.to_string(), "every CPU allowed");
     }
 
     #[test]
