@@ -4,8 +4,10 @@
 //! tool must be reported as *ignored, with its reason* when that is missing,
 //! never as passed without having run. libtest decides `#[ignore]` at
 //! compile time, so this script probes once and sets one `cfg` per fixture
-//! and tool; tests carry
-//! `#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]`.
+//! and tool; tests are written inside `needs! { [has_fixture_debian]
+//! "needs ../shared/debian"; fn ... }` (tests/it/common.rs), which adds the
+//! `#[cfg_attr(not(...), ignore = ...)]`. A new cfg here needs its arm in
+//! that file's `requirement!` too.
 //!
 //! Under `IMGFORGE_REQUIRE_TOOLS=1` (CI's strict mode) every cfg is set, so
 //! every test runs and a missing fixture or tool is a failure.

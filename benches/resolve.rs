@@ -2,7 +2,7 @@
 //! (`../shared/debian-index`, ~63,000 stanzas) and lock ~100-package
 //! closures from them, printing a table. `cargo bench --bench resolve`.
 
-use imgforge::pkgindex::{self, Index, Origin};
+use imgforge::pkgindex::{self as index, Index, Origin};
 use imgforge::resolve::solver::{self, Request};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -54,6 +54,7 @@ fn main() {
             label: "bench".into(),
             pins: &pins,
             installed: &[],
+            prefer: &[],
         };
         let t = Instant::now();
         let n = solver::resolve(&idx, &req).unwrap().len();

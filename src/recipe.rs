@@ -89,6 +89,7 @@ struct RawFile {
 struct RawConfigure {
     #[serde(default)]
     toolset: BTreeMap<String, Spanned<toml::Value>>,
+    essential: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -364,8 +365,12 @@ pub struct ConfigureSettings {
     /// `[image] configure` (default true): run maintainer scripts.
     pub enabled: bool,
     /// `[configure] toolset` (base only): packages present while
-    /// configuring that never ship, name -> exact version.
+    /// configuring that never ship, name -> exact version; added to the
+    /// Essential set, or the whole toolset with `essential = false`.
     pub toolset: BTreeMap<String, String>,
+    /// `[configure] essential` (base only, default true): the toolset holds
+    /// every `Essential: yes` package of the sources and usr-is-merged.
+    pub essential: bool,
     /// `[debconf]`: question -> answer.
     pub debconf: BTreeMap<String, String>,
 }
@@ -375,6 +380,7 @@ impl Default for ConfigureSettings {
         ConfigureSettings {
             enabled: true,
             toolset: BTreeMap::new(),
+            essential: true,
             debconf: BTreeMap::new(),
         }
     }
@@ -729,6 +735,7 @@ fn parse_text(
     let mut configure = ConfigureSettings {
         enabled: raw.image.configure.unwrap_or(true),
         toolset: BTreeMap::new(),
+        essential: true,
         debconf: raw.debconf.clone(),
     };
     if let Some(c) = &raw.configure {
@@ -740,6 +747,7 @@ fn parse_text(
             );
         } else {
             configure.toolset = check_packages(&mut cx, &c.get_ref().toolset, "configure.toolset");
+            configure.essential = c.get_ref().essential.unwrap_or(true);
         }
     }
 
@@ -1011,6 +1019,14 @@ fn check_packages(
                 span.clone(),
                 format!("{table}: {name:?} is not a valid Debian package name"),
                 "package names are lowercase letters, digits, '+', '-' and '.'",
+            );
+            continue;
+        }
+        if name == "usrmerge" {
+            cx.at(
+                span.clone(),
+                format!("{table}: usrmerge converts a split-/usr system, and imgforge's roots are merged-/usr from the start"),
+                "remove it: usr-is-merged (in the configure toolset by default) marks the root as merged",
             );
             continue;
         }

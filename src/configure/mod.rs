@@ -29,6 +29,7 @@
 //!    FIFO...) or a removed image path is an error naming the package
 //!    whose script made it and the path.
 
+pub mod jks;
 pub mod plan;
 pub mod pyc;
 pub mod tree;
@@ -46,12 +47,21 @@ pub struct PackageRef {
     pub name: String,
     pub deb: PathBuf,
     pub control: ControlInfo,
-    /// Paths it ships (for file triggers); may be empty for packages that
-    /// are only present.
+    /// Paths it ships, named as in the package (merged-/usr not applied):
+    /// its dpkg `.list` file and file-trigger matching.
     pub paths: Vec<String>,
 }
 
 impl PackageRef {
+    /// The maintainer scripts and trigger files the package has, from its
+    /// control data (nothing runs).
+    pub fn script_files(&self) -> Vec<String> {
+        let files = crate::deb::read_control_files(&self.deb, &crate::deb::Limits::default());
+        let mut names: Vec<String> = files.map(|f| f.into_keys().collect()).unwrap_or_default();
+        names.retain(|n| ["preinst", "postinst", "config", "triggers"].contains(&n.as_str()));
+        names
+    }
+
     /// Whether the package has a `preinst` or `postinst`.
     pub fn has_scripts(&self) -> bool {
         crate::deb::read_control_files(&self.deb, &crate::deb::Limits::default())
@@ -67,8 +77,13 @@ pub struct ConfigureSpec {
     pub label: String,
     /// The image root's layer blobs, bottom first.
     pub layers: Vec<PathBuf>,
-    /// The toolset's layer blob (unpacked below the image).
+    /// The toolset's layer blob (unpacked below the image; its paths the
+    /// image does not ship never reach the configuration layer).
     pub toolset_layer: Option<PathBuf>,
+    /// The toolset's own configuration (what its packages' scripts made, as
+    /// on an installed Debian system: PAM's common files, ...), between the
+    /// toolset and the image. Paths the image's scripts write there ship.
+    pub toolset_config: Option<PathBuf>,
     /// The packages whose scripts run, those of the newest layer.
     pub configure: Vec<PackageRef>,
     /// Every other package in the root (for trigger interests).
@@ -223,10 +238,14 @@ fn prepare(spec: &ConfigureSpec) -> Result<Prepared, ConfigureError> {
     let all: Vec<&plan::Scripts> = conf.iter().chain(present.iter()).collect();
     let runs = script_runs(spec, &conf);
     let selections = selections(spec, &all)?;
+    // File triggers match the paths as the packages name them (as dpkg
+    // matches them) and, on this merged-/usr root, where they land.
     let shipped: BTreeSet<String> = spec
         .configure
         .iter()
-        .flat_map(|p| p.paths.iter().cloned())
+        .flat_map(|p| &p.paths)
+        .flat_map(|p| [Some(p.clone()), layer::package::merge_usr(p)])
+        .flatten()
         .collect();
     let conf_refs: Vec<&plan::Scripts> = conf.iter().collect();
     let activated = plan::activated(&conf_refs, &shipped);
@@ -300,12 +319,14 @@ fn selections(spec: &ConfigureSpec, all: &[&plan::Scripts]) -> Result<Vec<String
 }
 
 /// dpkg's `info/` directory: scripts, templates, triggers, `.list` files
-/// of the configured packages, and the database format.
+/// of every package in the root (paths as the packages ship them, so
+/// `dpkg -S /lib64` names libc6 as under real dpkg), and the database
+/// format.
 fn info_files(spec: &ConfigureSpec, all: &[&plan::Scripts]) -> BTreeMap<String, (Vec<u8>, u32)> {
     let mut files = BTreeMap::new();
     // Multi-arch info file names (`name:arch.list`) need database format 1.
     files.insert("var/lib/dpkg/info/format".into(), (b"1\n".to_vec(), 0o644));
-    for p in &spec.configure {
+    for p in spec.configure.iter().chain(&spec.present) {
         files.insert(
             format!("var/lib/dpkg/info/{}.list", info_name(p, &spec.arch)),
             (list_file(&p.paths), 0o644),
@@ -448,13 +469,15 @@ fn assemble(
         let blobs: Vec<PathBuf> = spec
             .toolset_layer
             .iter()
+            .chain(&spec.toolset_config)
             .chain(&spec.layers)
             .cloned()
             .collect();
         let lower = trees.trees(label, &blobs)?;
         let dirs: Vec<&Path> = lower.iter().map(|t| t.dir.as_path()).collect();
         if let Ok(m) = overlay::mount(&dirs, &tmp.join("upper"), &tmp.join("ovl"), &rootfs) {
-            let skip = usize::from(spec.toolset_layer.is_some());
+            let skip = usize::from(spec.toolset_layer.is_some())
+                + usize::from(spec.toolset_config.is_some());
             let image: BTreeSet<&String> = lower[skip..].iter().flat_map(|t| &t.paths).collect();
             let ignored = match spec.toolset_layer {
                 Some(_) => lower[0]
@@ -474,6 +497,9 @@ fn assemble(
         Some(t) => crate::sandbox::unpack_layers(label, &rootfs, std::slice::from_ref(t))?,
         None => BTreeSet::new(),
     };
+    if let Some(c) = &spec.toolset_config {
+        crate::sandbox::unpack_layers(label, &rootfs, std::slice::from_ref(c))?;
+    }
     let image = crate::sandbox::unpack_layers(label, &rootfs, &spec.layers)?;
     let ignored: BTreeSet<String> = toolset.difference(&image).cloned().collect();
     Ok((rootfs, ignored, None))
@@ -523,12 +549,44 @@ fn layer_entries(
                 let fixed = Entry::bytes(p, bytes, e.mode, e.mtime, "");
                 (e.size, e.sha256, e.content) = (fixed.size, fixed.sha256, fixed.content);
             }
+            // systemd's postinst makes a random machine id; an image ships
+            // "uninitialized" (what mmdebstrap leaves): each container
+            // gets its own id at first boot.
+            if let Some(bytes) = java_keystore(rootfs, p, spec.source_date_epoch).map_err(refuse)? {
+                let fixed = Entry::bytes(p, bytes, e.mode, e.mtime, "");
+                (e.size, e.sha256, e.content) = (fixed.size, fixed.sha256, fixed.content);
+            }
+            if p == MACHINE_ID {
+                let fixed = Entry::bytes(p, b"uninitialized\n".to_vec(), e.mode, e.mtime, "");
+                (e.size, e.sha256, e.content) = (fixed.size, fixed.sha256, fixed.content);
+            }
         }
         entries.push(e);
         created.push((who(p), p.clone()));
     }
     Ok((entries, created))
 }
+
+/// A Java KeyStore a script wrote, dated `SOURCE_DATE_EPOCH` (module
+/// [`jks`]); `None` for any other file.
+fn java_keystore(rootfs: &Path, p: &str, sde: u64) -> Result<Option<Vec<u8>>, String> {
+    let path = rootfs.join(p);
+    let mut head = [0u8; 12];
+    let is = std::fs::File::open(&path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|_| jks::is_jks(&head));
+    if !is {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read it: {e}"))?;
+    let defaults = std::fs::read_to_string(rootfs.join("etc/default/cacerts")).ok();
+    jks::normalize(&bytes, sde, &jks::passwords(defaults.as_deref()))
+        .map(Some)
+        .map_err(|why| format!("a Java KeyStore whose entries carry the build time: {why}"))
+}
+
+/// The machine id, made per run by systemd's scripts.
+const MACHINE_ID: &str = "etc/machine-id";
 
 fn place_files(label: &str, rootfs: &Path, prepared: &Prepared) -> Result<(), ConfigureError> {
     use std::os::unix::fs::PermissionsExt;

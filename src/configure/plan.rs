@@ -179,6 +179,9 @@ export DEBCONF_NOWARNINGS=yes DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT=
 export DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1
 export DPKG_RUNNING_VERSION=1.21.23 DPKG_COLORS=never
 mkdir -p /var/lib/dpkg/triggers /var/lib/dpkg/updates /var/lib/dpkg/alternatives "$W/changes"
+# dpkg-trigger records activations only where this file exists (else it
+# takes dpkg for one without deferred triggers and records nothing).
+[ -e /var/lib/dpkg/triggers/Unincorp ] || : > /var/lib/dpkg/triggers/Unincorp
 : > /var/lib/dpkg/status
 for f in /var/lib/dpkg/status.d/*; do
   case "$f" in *.md5sums) ;; *) cat "$f" >> /var/lib/dpkg/status; echo >> /var/lib/dpkg/status ;; esac

@@ -226,7 +226,7 @@ pub fn nondeterministic(path: &str, o: &Obj) -> Option<String> {
     let base = path.rsplit('/').next().unwrap_or(path);
     if matches!(
         path,
-        "etc/machine-id" | "var/lib/dbus/machine-id" | "var/lib/systemd/random-seed"
+        "var/lib/dbus/machine-id" | "var/lib/systemd/random-seed"
     ) || (path.starts_with("etc/ssh/") && base.starts_with("ssh_host_"))
     {
         return Some("random per run (machine id, seed or host key)".into());

@@ -34,12 +34,21 @@ pub struct Root<'x> {
     pub scratch: bool,
     /// Symlinks of the layers below the packages being configured.
     pub lower: &'x BTreeSet<String>,
-    pub toolset: Option<&'x LayerRecord>,
+    pub toolset: Option<&'x Toolset>,
+}
+
+/// The root maintainer scripts run with, below the image (never shipped):
+/// the toolset's packages and, once configured, their configuration.
+#[derive(Debug, Clone)]
+pub struct Toolset {
+    pub packages: LayerRecord,
+    pub config: Option<LayerRecord>,
 }
 
 /// Format of the remembered `dpkg -L` lists (NUL-separated paths, as
-/// `layer::package::package_paths` gives them).
-const LIST_VERSION: &str = "v1";
+/// `layer::package::package_paths` gives them without merged-/usr: named
+/// as the package ships them, as real dpkg records them).
+const LIST_VERSION: &str = "v2";
 
 fn ids(ps: &[&LockedPackage]) -> serde_json::Value {
     json!(
@@ -67,10 +76,10 @@ impl Ctx<'_> {
             lower,
             toolset,
         } = *root;
-        let label = if stage == "build" {
-            format!("{} (build stage)", recipe.name)
-        } else {
-            recipe.name.clone()
+        let label = match stage {
+            "build" => format!("{} (build stage)", recipe.name),
+            "toolset" => "configure toolset".to_string(),
+            _ => recipe.name.clone(),
         };
         let own = self.closure(&recipe.name, stage);
         if own.is_empty() {
@@ -80,6 +89,11 @@ impl Ctx<'_> {
         for (n, s) in below {
             present.extend(self.closure(n, s));
         }
+        present.retain(|p| !own.iter().any(|o| o.name == p.name));
+        if !recipe.configure.enabled {
+            self.warn_skipped(&label, &own)?;
+            return Ok(None);
+        }
         let Some(toolset) = toolset else {
             self.warn_no_toolset(&label, &own)?;
             return Ok(None);
@@ -88,7 +102,8 @@ impl Ctx<'_> {
             "configure",
             &json!({
                 "layers": layers.iter().map(|l| &l.digest).collect::<Vec<_>>(),
-                "toolset": toolset.digest,
+                "toolset": toolset.packages.digest,
+                "toolset-config": toolset.config.as_ref().map(|c| &c.digest),
                 "configure": ids(&own),
                 "present": ids(&present),
                 "debconf": recipe.configure.debconf,
@@ -119,23 +134,6 @@ impl Ctx<'_> {
                 r
             }
         };
-        if !recipe.configure.enabled {
-            let list: Vec<String> = rec
-                .created
-                .iter()
-                .map(|(p, path)| format!("    /{path} ({p})"))
-                .collect();
-            self.st.say(
-                "Warning",
-                format!(
-                    "{label}: configure = false: skipped {} maintainer script(s); they would have created or changed {} path(s):\n{}",
-                    rec.scripts,
-                    list.len(),
-                    list.join("\n")
-                ),
-            );
-            return Ok(None);
-        }
         Ok(rec.layer)
     }
 
@@ -155,9 +153,15 @@ impl Ctx<'_> {
             r.paths = self.dpkg_list(p, &r)?;
             configure.push(r);
         }
+        // Every package present gets its file list too, so `dpkg -S` and
+        // `dpkg -L` answer for the base's and the toolset's packages.
         let present = present
             .iter()
-            .map(|p| self.package_ref(p))
+            .map(|p| {
+                let mut r = self.package_ref(p)?;
+                r.paths = self.dpkg_list(p, &r)?;
+                Ok(r)
+            })
             .collect::<Result<Vec<_>>>()?;
         let spec = configure::ConfigureSpec {
             label: label.to_string(),
@@ -166,7 +170,8 @@ impl Ctx<'_> {
                 .iter()
                 .map(|l| self.store.blob(&l.digest))
                 .collect(),
-            toolset_layer: Some(self.store.blob(&toolset.digest)),
+            toolset_layer: Some(self.store.blob(&toolset.packages.digest)),
+            toolset_config: toolset.config.as_ref().map(|c| self.store.blob(&c.digest)),
             configure,
             present,
             debconf: recipe.configure.debconf.clone(),
@@ -216,7 +221,10 @@ impl Ctx<'_> {
     /// configuring again (a debconf answer changed, a package below was
     /// updated) does not decompress every package for its file list.
     fn dpkg_list(&self, p: &LockedPackage, r: &PackageRef) -> Result<Vec<String>> {
-        let opts = self.package_options();
+        let opts = layer::package::PackageOptions {
+            merged_usr: false,
+            ..self.package_options()
+        };
         let rel = std::path::Path::new("dpkg-lists")
             .join(LIST_VERSION)
             .join(format!(
@@ -261,6 +269,29 @@ impl Ctx<'_> {
             control: f.control.clone(),
             paths: Vec::new(),
         })
+    }
+
+    /// `configure = false`: nothing runs; say which packages' scripts were
+    /// skipped, read from their control data.
+    fn warn_skipped(&self, label: &str, own: &[&LockedPackage]) -> Result<()> {
+        let mut list = Vec::new();
+        for p in own {
+            let files = self.package_ref(p)?.script_files();
+            if !files.is_empty() {
+                list.push(format!("    {} ({})", p.name, files.join(", ")));
+            }
+        }
+        if !list.is_empty() {
+            self.st.say(
+                "Warning",
+                format!(
+                    "{label}: configure = false: the maintainer scripts of {} package(s) did not run:\n{}",
+                    list.len(),
+                    list.join("\n")
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn warn_no_toolset(&self, label: &str, own: &[&LockedPackage]) -> Result<()> {

@@ -96,7 +96,7 @@ pub struct BaseBuilt {
     /// Symlinks of the base's layers (images must not write through them).
     pub symlinks: Arc<BTreeSet<String>>,
     pub config: Config,
-    pub toolset: Option<LayerRecord>,
+    pub toolset: Option<super::configure::Toolset>,
     /// The base's layers as the image layer budget counts them (see
     /// [`Ctx::base_budget_layers`]).
     pub budget_layers: usize,
@@ -242,6 +242,7 @@ impl<'a> Ctx<'a> {
             .unwrap_or_default();
         layers.extend(records.iter().map(LayerRecord::blob));
         history.extend(steps.into_iter().map(|s| s.1));
+        let toolset = self.configured_toolset(toolset, &layers, &symlinks)?;
         let budget_layers = self.base_budget_layers(layers.len(), toolset.is_some());
         // The images' package layers need only the base's symlinks: write
         // them while the base's maintainer scripts run.
@@ -281,6 +282,39 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// The toolset configured as on an installed Debian system: its
+    /// packages' scripts run once, on the base's packages, so the images'
+    /// scripts find what those made (PAM's common files, for one). Never
+    /// shipped.
+    fn configured_toolset(
+        &self,
+        packages: Option<LayerRecord>,
+        base_layers: &[LayerBlob],
+        symlinks: &BTreeSet<String>,
+    ) -> Result<Option<super::configure::Toolset>> {
+        let Some(packages) = packages else {
+            return Ok(None);
+        };
+        let mut ts = super::configure::Toolset {
+            packages,
+            config: None,
+        };
+        let mut layers = base_layers.to_vec();
+        layers.push(ts.packages.blob());
+        // The toolset's scripts run whatever the base recipe's opt-out.
+        let mut recipe = self.tree.base.clone();
+        recipe.configure.enabled = true;
+        let root = super::configure::Root {
+            layers: &layers,
+            below: &[(self.tree.base.name.as_str(), "runtime")],
+            scratch: true,
+            lower: symlinks,
+            toolset: Some(&ts),
+        };
+        ts.config = self.configure(&recipe, "toolset", &root)?;
+        Ok(Some(ts))
+    }
+
     /// The root the configure steps' scripts run with (never shipped).
     fn toolset_layer(&self, merged: &Arc<BTreeSet<String>>) -> Result<Option<LayerRecord>> {
         let pkgs = self.closure(&self.tree.base.name, "toolset");
@@ -301,7 +335,7 @@ impl<'a> Ctx<'a> {
         &self,
         layers: &[LayerBlob],
         symlinks: &BTreeSet<String>,
-        toolset: Option<&LayerRecord>,
+        toolset: Option<&super::configure::Toolset>,
     ) -> Result<Vec<(LayerBlob, History)>> {
         let base = &self.tree.base;
         let mut top = Vec::new();

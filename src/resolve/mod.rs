@@ -369,6 +369,106 @@ fn solve(index: &Index, req: &solver::Request<'_>) -> Result<Vec<solver::Chosen>
     Ok(chosen)
 }
 
+/// The package usrmerge converts a split-/usr root; imgforge's roots are
+/// merged from the start, so it is never selected (usr-is-merged is).
+pub const USRMERGE: &str = "usrmerge";
+/// The marker package that says a root is merged-/usr.
+pub const USR_IS_MERGED: &str = "usr-is-merged";
+
+/// Whether the tree has a configure toolset: Debian's Essential set by
+/// default, or only `[configure.toolset]`'s pins with `essential = false`.
+pub fn toolset_wanted(tree: &Tree) -> bool {
+    tree.base.configure.essential || !tree.base.configure.toolset.is_empty()
+}
+
+/// What the lock records as the toolset's pins: the recipe's, and whether
+/// the Essential set was added (that set itself is frozen in the lock).
+fn toolset_pins_key(tree: &Tree) -> BTreeMap<String, String> {
+    let mut pins = tree.base.configure.toolset.clone();
+    if tree.base.configure.essential {
+        pins.insert("(essential)".into(), "yes".into());
+    }
+    pins
+}
+
+/// The toolset's requested packages: the recipe's pins, then (by default)
+/// every `Essential: yes` package of the sources and usr-is-merged, each
+/// at its newest version (apt's candidate), less what the base installs
+/// (the image's copy is used there).
+pub fn toolset_request(tree: &Tree, index: &Index, base: &[Record]) -> BTreeMap<String, String> {
+    let mut pins = tree.base.configure.toolset.clone();
+    if !tree.base.configure.essential {
+        return pins;
+    }
+    let essential = index
+        .hints
+        .iter()
+        .filter(|(_, h)| h.essential)
+        .map(|(n, _)| n.as_str())
+        .chain([USR_IS_MERGED]);
+    for name in essential {
+        let installed = base.iter().any(|r| r.name == name);
+        let newest = index.by_name.get(name).and_then(|v| v.first());
+        if let (false, Some(r)) = (installed || pins.contains_key(name), newest) {
+            pins.insert(name.to_string(), r.version.to_string());
+        }
+    }
+    pins
+}
+
+fn resolve_toolset(
+    tree: &Tree,
+    index: &Index,
+    base: &[Record],
+    pins: &BTreeMap<String, String>,
+) -> Result<LockedImage, ResolveError> {
+    let ts = solve(
+        index,
+        &solver::Request {
+            label: format!("configure toolset ({})", tree.base.file.display()),
+            pins,
+            installed: base,
+            prefer: &[],
+        },
+    )?;
+    let mut packages = locked(&ts);
+    for p in &mut packages {
+        if p.reason == "pinned" && !tree.base.configure.toolset.contains_key(&p.name) {
+            p.reason = "Essential (or usr-is-merged), for maintainer scripts".into();
+        }
+    }
+    Ok(LockedImage {
+        name: tree.base.name.clone(),
+        stage: "toolset".into(),
+        pins: pins_digest(&toolset_pins_key(tree)),
+        packages,
+    })
+}
+
+/// The records apt would see installed besides the base when it chooses
+/// among alternatives: the toolset (Debian's Essential set and
+/// usr-is-merged), as in a `debian:bookworm` container.
+fn toolset_records(
+    index: &Index,
+    last: Option<&LockedImage>,
+    base: &[Record],
+    tree: &Tree,
+) -> Vec<Record> {
+    let Some(ts) = last.filter(|l| l.stage == "toolset" && l.name == tree.base.name) else {
+        return Vec::new();
+    };
+    ts.packages
+        .iter()
+        .filter(|p| !base.iter().any(|b| b.name == p.name))
+        .filter_map(|p| {
+            let v = index.by_name.get(&p.name)?;
+            v.iter()
+                .find(|r| r.version.to_string() == p.version)
+                .cloned()
+        })
+        .collect()
+}
+
 /// Resolve every image and build stage of `tree`.
 pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     drift::report(&drift::pins(tree, index), "pinned", &tree.dir)?;
@@ -379,6 +479,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
             label: format!("{} ({})", tree.base.name, tree.base.file.display()),
             pins: &tree.base.packages,
             installed: &[],
+            prefer: &[],
         },
     )?;
     let base_records: Vec<Record> = base.iter().map(|c| c.record.clone()).collect();
@@ -389,23 +490,11 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
         packages: locked(&base),
     });
     // The configure step's toolset: on top of the base, never shipped.
-    let toolset = &tree.base.configure.toolset;
-    if !toolset.is_empty() {
-        let ts = solver::resolve(
-            index,
-            &solver::Request {
-                label: format!("configure toolset ({})", tree.base.file.display()),
-                pins: toolset,
-                installed: &base_records,
-            },
-        )?;
-        images.push(LockedImage {
-            name: tree.base.name.clone(),
-            stage: "toolset".into(),
-            pins: pins_digest(toolset),
-            packages: locked(&ts),
-        });
+    let toolset_pins = toolset_request(tree, index, &base_records);
+    if !toolset_pins.is_empty() {
+        images.push(resolve_toolset(tree, index, &base_records, &toolset_pins)?);
     }
+    let prefer = toolset_records(index, images.last(), &base_records, tree);
     for img in &tree.images {
         let rt = solve(
             index,
@@ -413,6 +502,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
                 label: format!("{} ({})", img.name, img.file.display()),
                 pins: &img.packages,
                 installed: &base_records,
+                prefer: &prefer,
             },
         )?;
         images.push(LockedImage {
@@ -428,6 +518,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
                     label: format!("{} build stage ({})", img.name, img.file.display()),
                     pins: &b.packages,
                     installed: &base_records,
+                    prefer: &prefer,
                 },
             )?;
             images.push(LockedImage {
@@ -484,11 +575,13 @@ pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
             Some(_) => {}
         };
     check(&tree.base.name, "runtime", &tree.base.packages);
-    if !tree.base.configure.toolset.is_empty() {
-        check(&tree.base.name, "toolset", &tree.base.configure.toolset);
+    // With the Essential set only, sources that have none (a test's
+    // synthetic mirror) leave no toolset in the lock.
+    let essential_only = tree.base.configure.toolset.is_empty();
+    if toolset_wanted(tree) && !(essential_only && lock.get(&tree.base.name, "toolset").is_none()) {
+        check(&tree.base.name, "toolset", &toolset_pins_key(tree));
     }
-    let dropped_toolset =
-        tree.base.configure.toolset.is_empty() && lock.get(&tree.base.name, "toolset").is_some();
+    let dropped_toolset = !toolset_wanted(tree) && lock.get(&tree.base.name, "toolset").is_some();
     for img in &tree.images {
         check(&img.name, "runtime", &img.packages);
         if let Some(b) = &img.build {

@@ -349,6 +349,8 @@ impl DependencyProvider for Universe<'_> {
         let n = self.pool.resolve_package_name(name).clone();
         let recs: Vec<&Record> = match self.installed.get(n.as_str()) {
             Some(r) => vec![*r],
+            // Roots are merged-/usr from the start: never convert them.
+            None if n == super::USRMERGE => Vec::new(),
             None => self.index.by_name.get(&n)?.iter().collect(),
         };
         let ids: Vec<SolvableId> = recs

@@ -40,6 +40,9 @@ pub struct Request<'a> {
     /// Already installed (lower layers); they satisfy dependencies and are
     /// not part of the result.
     pub installed: &'a [Record],
+    /// Taken first among alternatives (what a Debian system always has:
+    /// the configure toolset), and shipped when taken.
+    pub prefer: &'a [Record],
 }
 
 /// A package in the closure, with why it is there.
@@ -148,6 +151,7 @@ fn checked_help(index: &Index, req: &Request<'_>, hints: Vec<why::Hint>) -> Vec<
             label: req.label.clone(),
             pins: &pins,
             installed: req.installed,
+            prefer: req.prefer,
         };
         solve(index, &r).is_ok()
     };
@@ -203,7 +207,7 @@ fn solve(index: &Index, req: &Request<'_>) -> Result<Vec<Chosen>, Failure> {
     let pins = check_pins(index, req)?;
     let mut universe = Universe::new(index, req.installed);
     let pinned: Vec<&Record> = pins.iter().filter_map(|(n, v)| index.get(n, v)).collect();
-    universe.preferred = walk::apt_walk(index, &pinned, req.installed)
+    universe.preferred = walk::apt_walk(index, &pinned, req.installed, req.prefer)
         .into_iter()
         .map(|(n, r)| (n, r.version.clone()))
         .collect();

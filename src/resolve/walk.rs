@@ -17,15 +17,20 @@ use crate::pkgindex::{Index, Record};
 use debian_control::lossy::Relation;
 use std::collections::BTreeMap;
 
-/// The packages apt's walk marks for `pins` over `installed`.
+/// The packages apt's walk marks for `pins` over `installed`. An
+/// alternative that one of `prefer` satisfies (the packages a Debian
+/// system always has: the Essential set, usr-is-merged) is taken first, as
+/// apt finds it already met there; it is still marked, so it ships.
 pub fn apt_walk<'a>(
     index: &'a Index,
     pins: &[&'a Record],
     installed: &'a [Record],
+    prefer: &'a [Record],
 ) -> BTreeMap<String, &'a Record> {
     let mut w = Walk {
         index,
         installed,
+        prefer,
         marked: pins.iter().map(|r| (r.name.clone(), *r)).collect(),
     };
     for r in pins {
@@ -37,6 +42,7 @@ pub fn apt_walk<'a>(
 struct Walk<'a> {
     index: &'a Index,
     installed: &'a [Record],
+    prefer: &'a [Record],
     marked: BTreeMap<String, &'a Record>,
 }
 
@@ -67,8 +73,23 @@ impl<'a> Walk<'a> {
                 .any(|o| hits(c, o) || hits(o, c))
     }
 
+    /// The index's record of a `prefer` package that satisfies `group`.
+    fn preferred(&self, group: &[&Relation]) -> Option<&'a Record> {
+        let p = self
+            .prefer
+            .iter()
+            .find(|p| group.iter().any(|rel| satisfies_relation(p, rel)))?;
+        let r = self.index.by_name.get(&p.name)?;
+        r.iter()
+            .find(|r| r.version == p.version)
+            .filter(|r| !self.clashes(r))
+    }
+
     /// The first candidate for `group` that can be marked.
     fn pick(&self, group: &[&Relation]) -> Option<&'a Record> {
+        if let Some(r) = self.preferred(group) {
+            return Some(r);
+        }
         for rel in group {
             let real = self
                 .index
@@ -83,7 +104,8 @@ impl<'a> Walk<'a> {
                     .iter()
                     .find(|c| satisfies_relation(c, rel))
             });
-            if let Some(c) = real.into_iter().chain(via).find(|c| !self.clashes(c)) {
+            let usable = |c: &&Record| !self.clashes(c) && c.name != super::USRMERGE;
+            if let Some(c) = real.into_iter().chain(via).find(usable) {
                 return Some(c);
             }
         }

@@ -191,78 +191,76 @@ fn unsigned_builds_write_deterministic_provenance_statements() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_openssl, has_python_in_toto)),
-    ignore = "needs `openssl` on PATH, python3 in-toto + securesystemslib"
-)]
-fn signed_provenance_verifies_with_in_toto_and_fails_after_one_byte_changes() {
-    if !require_tool("openssl") {
-        return;
-    }
-    let probe = run(Command::new("python3").args(["-c", "import in_toto, securesystemslib"]));
-    if !probe.status.success() {
-        missing(
-            "this test needs the Python packages in-toto and securesystemslib (pip install in-toto)",
-        );
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    tree(dir);
-    for alg in ["ed25519", "p256"] {
-        let (private, public) = keypair(dir, alg);
-        let out = format!("out-{alg}");
-        build(dir, &out, Some(&private));
-        let out = dir.join(out);
-        // imgforge verifies every envelope of the output.
-        let o = run(imgforge()
-            .args(["attest", "verify", "--key"])
-            .arg(&public)
-            .arg(&out));
-        assert!(o.status.success(), "{alg}: {}", text(&o));
-        let t = text(&o);
-        assert!(
-            t.contains("verified app:2.0 sha256:") && t.contains("verified base:t1"),
-            "{t}"
-        );
-        // The signed payload is the statement written beside it.
-        let env_path = out.join("attest/app.provenance.dsse.json");
-        let env = read_json(&env_path);
-        assert_eq!(
-            B64.decode(env["payload"].as_str().unwrap()).unwrap(),
-            std::fs::read(out.join("attest/app.provenance.json")).unwrap()
-        );
-        // The in-toto reference implementation agrees.
-        let o = in_toto_verify(&env_path, &public);
-        eprintln!("in-toto {alg}: {}", text(&o));
-        assert!(
-            o.status.success() && text(&o).contains("verified"),
-            "{alg}: {}",
-            text(&o)
-        );
-        // One byte of the statement changed: both refuse it.
-        let bad = dir.join(format!("tampered-{alg}.dsse.json"));
-        tamper(&env_path, &bad);
-        let o = run(imgforge()
-            .args(["attest", "verify", "--key"])
-            .arg(&public)
-            .arg(&bad));
-        assert_eq!(o.status.code(), Some(1), "{alg}: {}", text(&o));
-        assert!(
-            text(&o).contains("the signature does not verify"),
-            "{}",
-            text(&o)
-        );
-        let o = in_toto_verify(&bad, &public);
-        assert!(
-            !o.status.success(),
-            "in-toto accepted a changed statement: {}",
-            text(&o)
-        );
-        assert!(
-            text(&o).contains("SignatureVerificationError"),
-            "{}",
-            text(&o)
-        );
+needs! { [has_openssl, has_python_in_toto]
+    "needs `openssl` on PATH, python3 in-toto + securesystemslib";
+    fn signed_provenance_verifies_with_in_toto_and_fails_after_one_byte_changes() {
+        if !require_tool("openssl") {
+            return;
+        }
+        let probe = run(Command::new("python3").args(["-c", "import in_toto, securesystemslib"]));
+        if !probe.status.success() {
+            missing(
+                "this test needs the Python packages in-toto and securesystemslib (pip install in-toto)",
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        tree(dir);
+        for alg in ["ed25519", "p256"] {
+            let (private, public) = keypair(dir, alg);
+            let out = format!("out-{alg}");
+            build(dir, &out, Some(&private));
+            let out = dir.join(out);
+            // imgforge verifies every envelope of the output.
+            let o = run(imgforge()
+                .args(["attest", "verify", "--key"])
+                .arg(&public)
+                .arg(&out));
+            assert!(o.status.success(), "{alg}: {}", text(&o));
+            let t = text(&o);
+            assert!(
+                t.contains("verified app:2.0 sha256:") && t.contains("verified base:t1"),
+                "{t}"
+            );
+            // The signed payload is the statement written beside it.
+            let env_path = out.join("attest/app.provenance.dsse.json");
+            let env = read_json(&env_path);
+            assert_eq!(
+                B64.decode(env["payload"].as_str().unwrap()).unwrap(),
+                std::fs::read(out.join("attest/app.provenance.json")).unwrap()
+            );
+            // The in-toto reference implementation agrees.
+            let o = in_toto_verify(&env_path, &public);
+            eprintln!("in-toto {alg}: {}", text(&o));
+            assert!(
+                o.status.success() && text(&o).contains("verified"),
+                "{alg}: {}",
+                text(&o)
+            );
+            // One byte of the statement changed: both refuse it.
+            let bad = dir.join(format!("tampered-{alg}.dsse.json"));
+            tamper(&env_path, &bad);
+            let o = run(imgforge()
+                .args(["attest", "verify", "--key"])
+                .arg(&public)
+                .arg(&bad));
+            assert_eq!(o.status.code(), Some(1), "{alg}: {}", text(&o));
+            assert!(
+                text(&o).contains("the signature does not verify"),
+                "{}",
+                text(&o)
+            );
+            let o = in_toto_verify(&bad, &public);
+            assert!(
+                !o.status.success(),
+                "in-toto accepted a changed statement: {}",
+                text(&o)
+            );
+            assert!(
+                text(&o).contains("SignatureVerificationError"),
+                "{}",
+                text(&o)
+            );
+        }
     }
 }

@@ -193,176 +193,168 @@ fn copy_with_mtimes(from: &Path, to: &Path, mtime: std::time::SystemTime) {
 
 // ---------------------------------------------------------------- 1. determinism
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential"
-)]
-fn build_is_deterministic_under_perturbation() {
-    let Some(s) = shared() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    // Another path for everything: tree, mirror (with other mtimes), out,
-    // cache, TMPDIR; 8 jobs, umask 077, another zone and locale, roots
-    // unpacked instead of mounted.
-    let tree = tmp.path().join("elsewhere/tree");
-    crate::common::copy_dir(&s.tree.join("base"), &tree.join("base"));
-    crate::common::copy_dir(&s.tree.join("recipes"), &tree.join("recipes"));
-    let mirror = tmp.path().join("mirror-copy");
-    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_007);
-    copy_with_mtimes(&s.fixture, &mirror, when);
-    let out = tmp.path().join("other/out-b");
-    let bundle = tmp.path().join("other/b.tar");
-    let o = build_examples(
-        &tree,
-        &mirror,
-        &out,
-        &bundle,
-        &tmp.path().join("cache-b"),
-        &tmp.path().join("tmpdir-b"),
-        "8",
-        "077",
-        "Pacific/Chatham",
-        "de_DE.UTF-8",
-        // Roots unpacked, not mounted from shared layer trees: the
-        // configuration layers and build stage must not notice.
-        &["--unpack-roots"],
-    );
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(
-        t.contains("Built hello build stage"),
-        "the perturbed build reused a cached stage; it must run it:\n{t}"
-    );
-
-    let a = std::fs::read(s.out.join("index.json")).unwrap();
-    let b = std::fs::read(out.join("index.json")).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&a),
-        String::from_utf8_lossy(&b),
-        "index.json differs"
-    );
-    let ba = tree_files(&s.out.join("blobs"));
-    let bb = tree_files(&out.join("blobs"));
-    assert_eq!(
-        ba.keys().collect::<Vec<_>>(),
-        bb.keys().collect::<Vec<_>>(),
-        "blob sets differ"
-    );
-    for (k, v) in &ba {
-        assert!(bb[k] == *v, "blob {k} differs in content");
-    }
-    for sub in ["sbom", "legal"] {
-        let fa = tree_files(&s.out.join(sub));
-        let fb = tree_files(&out.join(sub));
-        assert_eq!(
-            fa.keys().collect::<Vec<_>>(),
-            fb.keys().collect::<Vec<_>>(),
-            "{sub}/ file sets differ"
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    fn build_is_deterministic_under_perturbation() {
+        let Some(s) = shared() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        // Another path for everything: tree, mirror (with other mtimes), out,
+        // cache, TMPDIR; 8 jobs, umask 077, another zone and locale, roots
+        // unpacked instead of mounted.
+        let tree = tmp.path().join("elsewhere/tree");
+        crate::common::copy_dir(&s.tree.join("base"), &tree.join("base"));
+        crate::common::copy_dir(&s.tree.join("recipes"), &tree.join("recipes"));
+        let mirror = tmp.path().join("mirror-copy");
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_007);
+        copy_with_mtimes(&s.fixture, &mirror, when);
+        let out = tmp.path().join("other/out-b");
+        let bundle = tmp.path().join("other/b.tar");
+        let o = build_examples(
+            &tree,
+            &mirror,
+            &out,
+            &bundle,
+            &tmp.path().join("cache-b"),
+            &tmp.path().join("tmpdir-b"),
+            "8",
+            "077",
+            "Pacific/Chatham",
+            "de_DE.UTF-8",
+            // Roots unpacked, not mounted from shared layer trees: the
+            // configuration layers and build stage must not notice.
+            &["--unpack-roots"],
         );
-        for (k, v) in &fa {
-            assert!(
-                fb[k] == *v,
-                "{sub}/{k} differs:\n--- plain\n{}\n--- perturbed\n{}",
-                String::from_utf8_lossy(v)
-                    .chars()
-                    .take(2000)
-                    .collect::<String>(),
-                String::from_utf8_lossy(&fb[k])
-                    .chars()
-                    .take(2000)
-                    .collect::<String>()
-            );
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("Built hello build stage"),
+            "the perturbed build reused a cached stage; it must run it:\n{t}"
+        );
+
+        let a = std::fs::read(s.out.join("index.json")).unwrap();
+        let b = std::fs::read(out.join("index.json")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(&b),
+            "index.json differs"
+        );
+        let ba = tree_files(&s.out.join("blobs"));
+        let bb = tree_files(&out.join("blobs"));
+        assert_eq!(
+            ba.keys().collect::<Vec<_>>(),
+            bb.keys().collect::<Vec<_>>(),
+            "blob sets differ"
+        );
+        for (k, v) in &ba {
+            assert!(bb[k] == *v, "blob {k} differs in content");
         }
+        for sub in ["sbom", "legal"] {
+            let fa = tree_files(&s.out.join(sub));
+            let fb = tree_files(&out.join(sub));
+            assert_eq!(
+                fa.keys().collect::<Vec<_>>(),
+                fb.keys().collect::<Vec<_>>(),
+                "{sub}/ file sets differ"
+            );
+            for (k, v) in &fa {
+                assert!(
+                    fb[k] == *v,
+                    "{sub}/{k} differs:\n--- plain\n{}\n--- perturbed\n{}",
+                    String::from_utf8_lossy(v)
+                        .chars()
+                        .take(2000)
+                        .collect::<String>(),
+                    String::from_utf8_lossy(&fb[k])
+                        .chars()
+                        .take(2000)
+                        .collect::<String>()
+                );
+            }
+        }
+        // The whole output, then the bundle.
+        let fa = tree_files(&s.out);
+        let fb = tree_files(&out);
+        let differ: Vec<&String> = fa
+            .iter()
+            .filter(|(k, v)| fb.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert!(differ.is_empty(), "output files differ: {differ:?}");
+        assert_eq!(fa.len(), fb.len());
+        assert!(
+            std::fs::read(&s.bundle).unwrap() == std::fs::read(&bundle).unwrap(),
+            "bundles differ"
+        );
     }
-    // The whole output, then the bundle.
-    let fa = tree_files(&s.out);
-    let fb = tree_files(&out);
-    let differ: Vec<&String> = fa
-        .iter()
-        .filter(|(k, v)| fb.get(*k) != Some(v))
-        .map(|(k, _)| k)
-        .collect();
-    assert!(differ.is_empty(), "output files differ: {differ:?}");
-    assert_eq!(fa.len(), fb.len());
-    assert!(
-        std::fs::read(&s.bundle).unwrap() == std::fs::read(&bundle).unwrap(),
-        "bundles differ"
-    );
 }
 
 // ---------------------------------------------------------------- 5. structure
 
-#[test]
-#[cfg_attr(
-    not(all(
-        has_fixture_debian,
-        has_fixture_debian_essential,
-        has_fixture_debian_index
-    )),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, ../shared/debian-index"
-)]
-fn build_layout_structure() {
-    let Some(s) = shared() else { return };
-    let ms = manifests(&s.out);
-    let names: Vec<&str> = ms.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        [
-            "base:bookworm-12.15",
-            "hello:1.0.0",
-            "nginx:1.22.1",
-            "python:3.11.2"
-        ]
-    );
-    let base_layer = ms["base:bookworm-12.15"]["layers"][0]["digest"].clone();
-    let mut layers = BTreeSet::new();
-    let mut configs = BTreeSet::new();
-    let index = read_json(&s.out.join("index.json"));
-    let manifest_digests: BTreeSet<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["digest"].as_str().unwrap().to_string())
-        .collect();
-    for (r, m) in &ms {
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_fixture_debian_index]
+    "needs ../shared/debian, ../shared/debian-essential, ../shared/debian-index";
+    fn build_layout_structure() {
+        let Some(s) = shared() else { return };
+        let ms = manifests(&s.out);
+        let names: Vec<&str> = ms.keys().map(String::as_str).collect();
         assert_eq!(
-            m["layers"][0]["digest"], base_layer,
-            "{r}: base layer differs"
+            names,
+            [
+                "base:bookworm-12.15",
+                "hello:1.0.0",
+                "nginx:1.22.1",
+                "python:3.11.2"
+            ]
         );
-        assert_eq!(m["schemaVersion"], 2);
-        let cfg_d = m["config"]["digest"].as_str().unwrap();
-        configs.insert(cfg_d.to_string());
-        let cfg = read_json(&blob(&s.out, cfg_d));
-        assert_eq!(cfg["created"], "2025-01-01T00:00:00Z", "{r}");
-        let diff_ids = cfg["rootfs"]["diff_ids"].as_array().unwrap();
-        let ls = m["layers"].as_array().unwrap();
-        assert_eq!(diff_ids.len(), ls.len(), "{r}");
-        for (l, d) in ls.iter().zip(diff_ids) {
-            let ld = l["digest"].as_str().unwrap();
-            layers.insert(ld.to_string());
-            let bytes = std::fs::read(blob(&s.out, ld)).unwrap();
-            assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), ld);
-            assert_eq!(l["size"].as_u64(), Some(bytes.len() as u64));
-            let mut tar = Vec::new();
-            imgforge::layer::open_blob(&blob(&s.out, ld))
-                .unwrap()
-                .read_to_end(&mut tar)
-                .unwrap();
+        let base_layer = ms["base:bookworm-12.15"]["layers"][0]["digest"].clone();
+        let mut layers = BTreeSet::new();
+        let mut configs = BTreeSet::new();
+        let index = read_json(&s.out.join("index.json"));
+        let manifest_digests: BTreeSet<String> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["digest"].as_str().unwrap().to_string())
+            .collect();
+        for (r, m) in &ms {
             assert_eq!(
-                d.as_str().unwrap(),
-                format!("sha256:{}", sha256_hex(&tar)),
-                "{r}: diff_id of {ld}"
+                m["layers"][0]["digest"], base_layer,
+                "{r}: base layer differs"
             );
+            assert_eq!(m["schemaVersion"], 2);
+            let cfg_d = m["config"]["digest"].as_str().unwrap();
+            configs.insert(cfg_d.to_string());
+            let cfg = read_json(&blob(&s.out, cfg_d));
+            assert_eq!(cfg["created"], "2025-01-01T00:00:00Z", "{r}");
+            let diff_ids = cfg["rootfs"]["diff_ids"].as_array().unwrap();
+            let ls = m["layers"].as_array().unwrap();
+            assert_eq!(diff_ids.len(), ls.len(), "{r}");
+            for (l, d) in ls.iter().zip(diff_ids) {
+                let ld = l["digest"].as_str().unwrap();
+                layers.insert(ld.to_string());
+                let bytes = std::fs::read(blob(&s.out, ld)).unwrap();
+                assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), ld);
+                assert_eq!(l["size"].as_u64(), Some(bytes.len() as u64));
+                let mut tar = Vec::new();
+                imgforge::layer::open_blob(&blob(&s.out, ld))
+                    .unwrap()
+                    .read_to_end(&mut tar)
+                    .unwrap();
+                assert_eq!(
+                    d.as_str().unwrap(),
+                    format!("sha256:{}", sha256_hex(&tar)),
+                    "{r}: diff_id of {ld}"
+                );
+            }
         }
+        let n = std::fs::read_dir(s.out.join("blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            n,
+            layers.len() + configs.len() + manifest_digests.len(),
+            "blobs/sha256 holds stray blobs"
+        );
     }
-    let n = std::fs::read_dir(s.out.join("blobs/sha256"))
-        .unwrap()
-        .count();
-    assert_eq!(
-        n,
-        layers.len() + configs.len() + manifest_digests.len(),
-        "blobs/sha256 holds stray blobs"
-    );
 }
 
 /// Paths (no directories) of an image, from its layers.
@@ -405,117 +397,111 @@ fn package_paths(deb: &Path, name: &str, spool: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential"
-)]
-fn build_hello_ships_no_build_stage_files() {
-    let Some(s) = shared() else { return };
-    let lock = s.lock();
-    let ms = manifests(&s.out);
-    let hello = image_paths(&s.out, &ms["hello:1.0.0"]);
-    assert!(
-        hello.contains("usr/local/bin/hello"),
-        "hello binary missing"
-    );
-    let shipped: BTreeSet<&str> = lock
-        .images
-        .iter()
-        .filter(|i| i.stage == "runtime" && (i.name == "base" || i.name == "hello"))
-        .flat_map(|i| i.packages.iter().map(|p| p.name.as_str()))
-        .collect();
-    let build = lock.get("hello", "build").expect("hello build closure");
-    let spool = tempfile::tempdir().unwrap();
-    let mut leaked = Vec::new();
-    let mut shipped_paths = BTreeSet::new();
-    for i in lock
-        .images
-        .iter()
-        .filter(|i| i.stage == "runtime" && (i.name == "base" || i.name == "hello"))
-    {
-        for p in &i.packages {
-            let deb = s.fixture.join("pool").join(&p.filename);
-            shipped_paths.extend(package_paths(&deb, &p.name, spool.path()));
-        }
-    }
-    let mut build_only = 0;
-    for p in build
-        .packages
-        .iter()
-        .filter(|p| !shipped.contains(p.name.as_str()))
-    {
-        build_only += 1;
-        let deb = s.fixture.join("pool").join(&p.filename);
-        for path in package_paths(&deb, &p.name, spool.path()) {
-            if hello.contains(&path) && !shipped_paths.contains(&path) {
-                leaked.push(format!("{path} (from {})", p.name));
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    fn build_hello_ships_no_build_stage_files() {
+        let Some(s) = shared() else { return };
+        let lock = s.lock();
+        let ms = manifests(&s.out);
+        let hello = image_paths(&s.out, &ms["hello:1.0.0"]);
+        assert!(
+            hello.contains("usr/local/bin/hello"),
+            "hello binary missing"
+        );
+        let shipped: BTreeSet<&str> = lock
+            .images
+            .iter()
+            .filter(|i| i.stage == "runtime" && (i.name == "base" || i.name == "hello"))
+            .flat_map(|i| i.packages.iter().map(|p| p.name.as_str()))
+            .collect();
+        let build = lock.get("hello", "build").expect("hello build closure");
+        let spool = tempfile::tempdir().unwrap();
+        let mut leaked = Vec::new();
+        let mut shipped_paths = BTreeSet::new();
+        for i in lock
+            .images
+            .iter()
+            .filter(|i| i.stage == "runtime" && (i.name == "base" || i.name == "hello"))
+        {
+            for p in &i.packages {
+                let deb = s.fixture.join("pool").join(&p.filename);
+                shipped_paths.extend(package_paths(&deb, &p.name, spool.path()));
             }
         }
+        let mut build_only = 0;
+        for p in build
+            .packages
+            .iter()
+            .filter(|p| !shipped.contains(p.name.as_str()))
+        {
+            build_only += 1;
+            let deb = s.fixture.join("pool").join(&p.filename);
+            for path in package_paths(&deb, &p.name, spool.path()) {
+                if hello.contains(&path) && !shipped_paths.contains(&path) {
+                    leaked.push(format!("{path} (from {})", p.name));
+                }
+            }
+        }
+        assert!(build_only >= 3, "the build closure looks empty: {build:?}");
+        assert!(!hello.contains("usr/bin/gcc-12"));
+        assert!(
+            leaked.is_empty(),
+            "build-stage files in the hello image: {leaked:#?}"
+        );
     }
-    assert!(build_only >= 3, "the build closure looks empty: {build:?}");
-    assert!(!hello.contains("usr/bin/gcc-12"));
-    assert!(
-        leaked.is_empty(),
-        "build-stage files in the hello image: {leaked:#?}"
-    );
 }
 
 // ---------------------------------------------------------------- 2. layout tools
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_oci_image_tool)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `oci-image-tool` on PATH"
-)]
-fn build_layout_passes_oci_image_tool() {
-    let Some(s) = shared() else { return };
-    if !require_tool("oci-image-tool") {
-        return;
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_oci_image_tool]
+    "needs ../shared/debian, ../shared/debian-essential, `oci-image-tool` on PATH";
+    fn build_layout_passes_oci_image_tool() {
+        let Some(s) = shared() else { return };
+        if !require_tool("oci-image-tool") {
+            return;
+        }
+        // Debian's oci-image-tool (1.0.0~rc1) has no `--type imageLayout`
+        // ("unimplemented"); `--type image` on a directory autodetects the
+        // layout and validates every ref of index.json.
+        let o = run(Command::new("oci-image-tool")
+            .args(["validate", "--type", "image"])
+            .arg(&s.out));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("imageLayout"), "{t}");
+        assert!(t.contains("Validation succeeded"), "{t}");
     }
-    // Debian's oci-image-tool (1.0.0~rc1) has no `--type imageLayout`
-    // ("unimplemented"); `--type image` on a directory autodetects the
-    // layout and validates every ref of index.json.
-    let o = run(Command::new("oci-image-tool")
-        .args(["validate", "--type", "image"])
-        .arg(&s.out));
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(t.contains("imageLayout"), "{t}");
-    assert!(t.contains("Validation succeeded"), "{t}");
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_skopeo)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `skopeo` on PATH"
-)]
-fn build_layout_passes_skopeo_inspect() {
-    let Some(s) = shared() else { return };
-    if !require_tool("skopeo") {
-        return;
-    }
-    let ms = manifests(&s.out);
-    let index = read_json(&s.out.join("index.json"));
-    for (r, _) in ms {
-        // skopeo's oci transport splits DIR:REF at the first ':' after
-        // the directory, so `oci:<out>:python:3.11.2` selects the ref.
-        let o = run(Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci:{}:{r}", s.out.display())));
-        let t = text(&o);
-        assert!(o.status.success(), "skopeo inspect {r}: {t}");
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let want = index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == r.as_str())
-            .unwrap()["digest"]
-            .clone();
-        assert_eq!(v["Digest"], want, "{r}");
-        assert_eq!(v["Architecture"], "amd64");
-        assert_eq!(v["Created"], "2025-01-01T00:00:00Z");
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_skopeo]
+    "needs ../shared/debian, ../shared/debian-essential, `skopeo` on PATH";
+    fn build_layout_passes_skopeo_inspect() {
+        let Some(s) = shared() else { return };
+        if !require_tool("skopeo") {
+            return;
+        }
+        let ms = manifests(&s.out);
+        let index = read_json(&s.out.join("index.json"));
+        for (r, _) in ms {
+            // skopeo's oci transport splits DIR:REF at the first ':' after
+            // the directory, so `oci:<out>:python:3.11.2` selects the ref.
+            let o = run(Command::new("skopeo")
+                .arg("inspect")
+                .arg(format!("oci:{}:{r}", s.out.display())));
+            let t = text(&o);
+            assert!(o.status.success(), "skopeo inspect {r}: {t}");
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            let want = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == r.as_str())
+                .unwrap()["digest"]
+                .clone();
+            assert_eq!(v["Digest"], want, "{r}");
+            assert_eq!(v["Architecture"], "amd64");
+            assert_eq!(v["Created"], "2025-01-01T00:00:00Z");
+        }
     }
 }
 
@@ -574,60 +560,54 @@ fn run_image(
     Some((ok, t, bundle, tmp))
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH"
-)]
-fn build_python_runs_under_runc() {
-    let Some((ok, t, ..)) = run_image(
-        "python:3.11.2",
-        "py",
-        &["python3.11", "-c", "print(42)"],
-        &[],
-    ) else {
-        return;
-    };
-    assert!(ok && t.trim() == "42", "{t}");
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH";
+    fn build_python_runs_under_runc() {
+        let Some((ok, t, ..)) = run_image(
+            "python:3.11.2",
+            "py",
+            &["python3.11", "-c", "print(42)"],
+            &[],
+        ) else {
+            return;
+        };
+        assert!(ok && t.trim() == "42", "{t}");
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH"
-)]
-fn build_hello_runs_under_runc() {
-    let Some((ok, t, ..)) = run_image("hello:1.0.0", "hello", &["/usr/local/bin/hello"], &[])
-    else {
-        return;
-    };
-    assert!(ok && t.trim() == "Hello from imgforge!", "{t}");
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH";
+    fn build_hello_runs_under_runc() {
+        let Some((ok, t, ..)) = run_image("hello:1.0.0", "hello", &["/usr/local/bin/hello"], &[])
+        else {
+            return;
+        };
+        assert!(ok && t.trim() == "Hello from imgforge!", "{t}");
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH"
-)]
-fn build_nginx_config_test_passes_under_runc() {
-    // NOTES: nginx -t needs CAP_CHOWN, which umoci's default spec lacks.
-    let Some((ok, t, bundle, _tmp)) = run_image(
-        "nginx:1.22.1",
-        "nginx",
-        &["/usr/sbin/nginx", "-t"],
-        &["CAP_CHOWN"],
-    ) else {
-        return;
-    };
-    let rootfs = bundle.join("rootfs");
-    let missing: Vec<&str> = ["etc/passwd", "etc/group", "var/lib/nginx", "var/log/nginx"]
-        .into_iter()
-        .filter(|p| std::fs::symlink_metadata(rootfs.join(p)).is_err())
-        .collect();
-    assert!(
-        ok && t.contains("test is successful"),
-        "nginx -t failed; missing from the image: {missing:?}\n{t}"
-    );
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_umoci]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `umoci` on PATH";
+    fn build_nginx_config_test_passes_under_runc() {
+        // NOTES: nginx -t needs CAP_CHOWN, which umoci's default spec lacks.
+        let Some((ok, t, bundle, _tmp)) = run_image(
+            "nginx:1.22.1",
+            "nginx",
+            &["/usr/sbin/nginx", "-t"],
+            &["CAP_CHOWN"],
+        ) else {
+            return;
+        };
+        let rootfs = bundle.join("rootfs");
+        let missing: Vec<&str> = ["etc/passwd", "etc/group", "var/lib/nginx", "var/log/nginx"]
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(rootfs.join(p)).is_err())
+            .collect();
+        assert!(
+            ok && t.contains("test is successful"),
+            "nginx -t failed; missing from the image: {missing:?}\n{t}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- 3. docker
@@ -651,119 +631,116 @@ fn docker_ready() -> bool {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_docker, has_fixture_debian, has_fixture_debian_essential)),
-    ignore = "needs `docker` on PATH, ../shared/debian, ../shared/debian-essential"
-)]
-fn build_bundle_loads_and_runs_in_docker() {
-    let Some(s) = shared() else { return };
-    if !docker_ready() {
-        return;
-    }
-    let refs = [
-        "base:bookworm-12.15",
-        "hello:1.0.0",
-        "nginx:1.22.1",
-        "python:3.11.2",
-    ];
-    struct Cleanup<'a>(&'a [&'a str]);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("docker").arg("rmi").args(self.0).output();
+needs! { [has_docker, has_fixture_debian, has_fixture_debian_essential]
+    "needs `docker` on PATH, ../shared/debian, ../shared/debian-essential";
+    fn build_bundle_loads_and_runs_in_docker() {
+        let Some(s) = shared() else { return };
+        if !docker_ready() {
+            return;
         }
-    }
-    let _cleanup = Cleanup(&refs);
-    let o = run(Command::new("docker").args(["load", "-i"]).arg(&s.bundle));
-    let t = text(&o);
-    assert!(o.status.success(), "docker load: {t}");
-    for r in refs {
-        assert!(
-            t.contains(&format!("Loaded image: {r}")),
-            "{r} not loaded: {t}"
+        let refs = [
+            "base:bookworm-12.15",
+            "hello:1.0.0",
+            "nginx:1.22.1",
+            "python:3.11.2",
+        ];
+        struct Cleanup<'a>(&'a [&'a str]);
+        impl Drop for Cleanup<'_> {
+            fn drop(&mut self) {
+                let _ = Command::new("docker").arg("rmi").args(self.0).output();
+            }
+        }
+        let _cleanup = Cleanup(&refs);
+        let o = run(Command::new("docker").args(["load", "-i"]).arg(&s.bundle));
+        let t = text(&o);
+        assert!(o.status.success(), "docker load: {t}");
+        for r in refs {
+            assert!(
+                t.contains(&format!("Loaded image: {r}")),
+                "{r} not loaded: {t}"
+            );
+        }
+        let o =
+            run(Command::new("docker").args(["run", "--rm", "python:3.11.2", "-c", "print(42)"]));
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
+        let o = run(Command::new("docker").args(["run", "--rm", "hello:1.0.0"]));
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "Hello from imgforge!"
         );
     }
-    let o = run(Command::new("docker").args(["run", "--rm", "python:3.11.2", "-c", "print(42)"]));
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
-    let o = run(Command::new("docker").args(["run", "--rm", "hello:1.0.0"]));
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "Hello from imgforge!"
-    );
 }
 
 // ---------------------------------------------------------------- 4. syft
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_syft)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `syft` on PATH"
-)]
-fn build_syft_finds_every_package_of_the_python_image() {
-    let Some(s) = shared() else { return };
-    if !require_tool("syft") {
-        return;
-    }
-    // syft 1.18's oci-dir source wants a layout with exactly one manifest:
-    // make one (hard-linked blobs) holding only python.
-    let tmp = tempfile::tempdir().unwrap();
-    let one = tmp.path().join("python-layout");
-    std::fs::create_dir_all(one.join("blobs/sha256")).unwrap();
-    for e in std::fs::read_dir(s.out.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        let dst = one.join("blobs/sha256").join(e.file_name());
-        if std::fs::hard_link(e.path(), &dst).is_err() {
-            std::fs::copy(e.path(), &dst).unwrap();
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_syft]
+    "needs ../shared/debian, ../shared/debian-essential, `syft` on PATH";
+    fn build_syft_finds_every_package_of_the_python_image() {
+        let Some(s) = shared() else { return };
+        if !require_tool("syft") {
+            return;
         }
-    }
-    std::fs::copy(s.out.join("oci-layout"), one.join("oci-layout")).unwrap();
-    let mut index = read_json(&s.out.join("index.json"));
-    index["manifests"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "python:3.11.2");
-    std::fs::write(one.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        // syft 1.18's oci-dir source wants a layout with exactly one manifest:
+        // make one (hard-linked blobs) holding only python.
+        let tmp = tempfile::tempdir().unwrap();
+        let one = tmp.path().join("python-layout");
+        std::fs::create_dir_all(one.join("blobs/sha256")).unwrap();
+        for e in std::fs::read_dir(s.out.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let dst = one.join("blobs/sha256").join(e.file_name());
+            if std::fs::hard_link(e.path(), &dst).is_err() {
+                std::fs::copy(e.path(), &dst).unwrap();
+            }
+        }
+        std::fs::copy(s.out.join("oci-layout"), one.join("oci-layout")).unwrap();
+        let mut index = read_json(&s.out.join("index.json"));
+        index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "python:3.11.2");
+        std::fs::write(one.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 
-    let o = run(Command::new("syft")
-        .arg("scan")
-        .arg(format!("oci-dir:{}", one.display()))
-        .args(["-o", "json", "-q"])
-        .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
-    assert!(o.status.success(), "syft: {}", text(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let found: BTreeSet<(String, String)> = v["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["type"] == "deb")
-        .map(|a| {
-            (
-                a["name"].as_str().unwrap().to_string(),
-                a["version"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let lock = s.lock();
-    let want: BTreeSet<(String, String)> = lock
-        .images
-        .iter()
-        .filter(|i| i.stage == "runtime" && (i.name == "base" || i.name == "python"))
-        .flat_map(|i| {
-            i.packages
-                .iter()
-                .map(|p| (p.name.clone(), p.version.clone()))
-        })
-        .collect();
-    assert!(want.len() > 10, "{want:?}");
-    let missing: Vec<_> = want.difference(&found).collect();
-    let extra: Vec<_> = found.difference(&want).collect();
-    assert!(missing.is_empty(), "syft misses {missing:?}");
-    assert!(
-        extra.is_empty(),
-        "syft finds packages the lock lacks: {extra:?}"
-    );
+        let o = run(Command::new("syft")
+            .arg("scan")
+            .arg(format!("oci-dir:{}", one.display()))
+            .args(["-o", "json", "-q"])
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
+        assert!(o.status.success(), "syft: {}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let found: BTreeSet<(String, String)> = v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["type"] == "deb")
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_string(),
+                    a["version"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let lock = s.lock();
+        let want: BTreeSet<(String, String)> = lock
+            .images
+            .iter()
+            .filter(|i| i.stage == "runtime" && (i.name == "base" || i.name == "python"))
+            .flat_map(|i| {
+                i.packages
+                    .iter()
+                    .map(|p| (p.name.clone(), p.version.clone()))
+            })
+            .collect();
+        assert!(want.len() > 10, "{want:?}");
+        let missing: Vec<_> = want.difference(&found).collect();
+        let extra: Vec<_> = found.difference(&want).collect();
+        assert!(missing.is_empty(), "syft misses {missing:?}");
+        assert!(
+            extra.is_empty(),
+            "syft finds packages the lock lacks: {extra:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- 6. atomic output

@@ -5,6 +5,112 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Declares a test that needs fixtures under `../shared/` or external tools:
+///
+/// ```ignore
+/// needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+///     /// What it checks.
+///     fn builds_the_examples() { ... }
+/// }
+/// ```
+///
+/// gives the function (its doc comments, other attributes and return type
+/// unchanged) `#[test]` and
+/// `#[cfg_attr(not(all(has_fixture_debian, has_runc)), ignore = "needs ...")]`,
+/// so where one of the cfgs is unset (`build.rs` probes this machine) the
+/// test is reported as ignored with the reason, and under
+/// `IMGFORGE_REQUIRE_TOOLS=1` (every cfg set) it runs.
+///
+/// The reason is written out because libtest reads only a string literal:
+/// `ignore = concat!(..)` compiles, but the test is then reported as
+/// ignored without any reason. Instead a compile-time check makes the
+/// reason name what each cfg stands for ([`requirement!`]), so the list of
+/// cfgs and the reason cannot drift apart.
+macro_rules! needs {
+    (
+        [$($cfg:ident),+ $(,)?] $reason:literal;
+        $(#[$meta:meta])*
+        fn $name:ident $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        #[test]
+        #[cfg_attr(not(all($($cfg),+)), ignore = $reason)]
+        fn $name $($rest)*
+
+        $(
+            const _: () = assert!(
+                $crate::common::names($reason, requirement!($cfg)),
+                concat!(
+                    "needs!: the reason given for `", stringify!($name), "` does not name `",
+                    requirement!($cfg), "` (for `", stringify!($cfg), "`)"
+                ),
+            );
+        )+
+    };
+}
+
+/// What a `build.rs` cfg stands for, as a reason given to [`needs!`] must
+/// name it. One arm per cfg `build.rs` sets; an unknown cfg is an error.
+#[rustfmt::skip]
+macro_rules! requirement {
+    (has_fixture_debian) => ("../shared/debian");
+    (has_fixture_debian_essential) => ("../shared/debian-essential");
+    (has_fixture_debian_licenses) => ("../shared/debian-licenses");
+    (has_fixture_debian_index) => ("../shared/debian-index");
+    (has_fixture_licenses) => ("../shared/licenses");
+    (has_fixture_bench) => ("../shared/bench");
+    (has_chromium) => ("chromium");
+    (has_curl) => ("curl");
+    (has_docker) => ("docker");
+    (has_docker_registry) => ("docker-registry");
+    (has_mmdebstrap) => ("mmdebstrap");
+    (has_oci_image_tool) => ("oci-image-tool");
+    (has_openssl) => ("openssl");
+    (has_pyspdxtools) => ("pyspdxtools");
+    (has_runc) => ("runc");
+    (has_skopeo) => ("skopeo");
+    (has_syft) => ("syft");
+    (has_tar) => ("tar");
+    (has_time) => ("time");
+    (has_trivy) => ("trivy");
+    (has_umoci) => ("umoci");
+    (has_root) => ("root");
+    (has_python_cyclonedx) => ("cyclonedx-python-lib");
+    (has_python_in_toto) => ("in-toto");
+    ($other:ident) => {
+        compile_error!(concat!(
+            "needs!: unknown cfg `", stringify!($other), "`; add what it stands for",
+            " to requirement! in tests/it/common.rs"
+        ))
+    };
+}
+
+/// Whether `reason` names `what` as a whole word (not as part of a longer
+/// name: `../shared/debian` is not named by `../shared/debian-essential`,
+/// nor `docker` by `docker-registry`). For [`needs!`], at compile time.
+pub const fn names(reason: &str, what: &str) -> bool {
+    const fn part_of_name(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+    }
+    let (r, w) = (reason.as_bytes(), what.as_bytes());
+    let mut i = 0;
+    while i + w.len() <= r.len() {
+        let mut j = 0;
+        while j < w.len() && r[i + j] == w[j] {
+            j += 1;
+        }
+        let end = i + w.len();
+        if j == w.len()
+            && (i == 0 || !part_of_name(r[i - 1]))
+            && (end == r.len() || !part_of_name(r[end]))
+        {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// The project root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -189,14 +295,13 @@ pub fn debian_index() -> Option<Vec<PathBuf>> {
 }
 
 /// A fixture or tool that a running test needs is missing: a failure, never
-/// a silent pass. Tests that need one carry
-/// `#[cfg_attr(not(has_...), ignore = "needs ...")]` (`build.rs` sets the
-/// cfgs from what this machine has), so they are reported as ignored, with
-/// the reason, where it is missing; under `IMGFORGE_REQUIRE_TOOLS=1` every
-/// cfg is set and they all run.
+/// a silent pass. Tests that need one are declared with [`needs!`]
+/// (`build.rs` sets the cfgs from what this machine has), so they are
+/// reported as ignored, with the reason, where it is missing; under
+/// `IMGFORGE_REQUIRE_TOOLS=1` every cfg is set and they all run.
 pub fn missing(msg: &str) -> ! {
     panic!(
-        "{msg}\nhelp: a test that needs it carries #[cfg_attr(not(has_...), ignore = \"needs ...\")] (see build.rs); strict mode (IMGFORGE_REQUIRE_TOOLS={}) runs every such test",
+        "{msg}\nhelp: a test that needs it is declared with needs! {{ [has_...] \"needs ...\"; fn ... }} (tests/it/common.rs; build.rs sets the cfgs); strict mode (IMGFORGE_REQUIRE_TOOLS={}) runs every such test",
         if strict() { "1" } else { "unset" }
     )
 }

@@ -338,74 +338,72 @@ fn owned(root: &Path, pkgs: &BTreeSet<String>) -> BTreeSet<String> {
     out
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
-)]
-fn parity_with_dpkg_for_every_example_image() {
-    let Some(b) = built() else { return };
-    for t in ["mmdebstrap", "apt-ftparchive"] {
-        if !common::require_tool(t) {
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH";
+    fn parity_with_dpkg_for_every_example_image() {
+        let Some(b) = built() else { return };
+        for t in ["mmdebstrap", "apt-ftparchive"] {
+            if !common::require_tool(t) {
+                return;
+            }
+        }
+        if !is_root() {
+            assert!(
+                !common::strict(),
+                "the parity test needs root (mmdebstrap --mode=root)"
+            );
+            eprintln!("SKIP: the parity test needs root (mmdebstrap --mode=root)");
             return;
         }
-    }
-    if !is_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let ess = tmp.path().join("essential");
+        mmdebstrap(&repo, &[], &ess);
+        let ess_paths = walk(&ess);
+        let mut failures = Vec::new();
+        for image in ["base", "nginx", "python"] {
+            let mut pkgs = BTreeMap::new();
+            for (n, s) in [("base", "runtime"), (image, "runtime")] {
+                for p in &b.lock.get(n, s).unwrap().packages {
+                    pkgs.insert(p.name.clone(), p.version.clone());
+                }
+            }
+            let include: Vec<String> = pkgs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            let full = tmp.path().join(format!("dpkg-{image}"));
+            mmdebstrap(&repo, &include, &full);
+            let names: BTreeSet<String> = pkgs.keys().cloned().collect();
+            let mut want = owned(&full, &names);
+            let mut scripts = 0;
+            for p in walk(&full) {
+                if obj(&full, &p) != obj(&ess, &p) || !ess_paths.contains(&p) {
+                    scripts += usize::from(want.insert(p));
+                }
+            }
+            let ours = &b.roots[image];
+            let (mut ok, mut excepted, mut total) = (0, 0, 0);
+            for p in &want {
+                let (a, o) = (obj(&full, p), obj(ours, p));
+                let Some(a) = a else { continue }; // dpkg lists a path it then replaced
+                total += 1;
+                match (EXCEPTIONS.iter().find(|e| e.0 == p), o) {
+                    (Some(_), Some(o)) if o.kind == a.kind => excepted += 1,
+                    (None, Some(o)) if o == a => ok += 1,
+                    (_, o) => failures.push(format!("{image}: /{p}: dpkg {a:?}, imgforge {o:?}")),
+                }
+            }
+            eprintln!(
+                "parity {image}: {ok} of {total} paths identical, {excepted} documented exception(s) ({} created or changed by scripts), {:.1}%",
+                scripts,
+                100.0 * (ok + excepted) as f64 / total.max(1) as f64
+            );
+        }
         assert!(
-            !common::strict(),
-            "the parity test needs root (mmdebstrap --mode=root)"
-        );
-        eprintln!("SKIP: the parity test needs root (mmdebstrap --mode=root)");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = repo(tmp.path());
-    let ess = tmp.path().join("essential");
-    mmdebstrap(&repo, &[], &ess);
-    let ess_paths = walk(&ess);
-    let mut failures = Vec::new();
-    for image in ["base", "nginx", "python"] {
-        let mut pkgs = BTreeMap::new();
-        for (n, s) in [("base", "runtime"), (image, "runtime")] {
-            for p in &b.lock.get(n, s).unwrap().packages {
-                pkgs.insert(p.name.clone(), p.version.clone());
-            }
-        }
-        let include: Vec<String> = pkgs.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        let full = tmp.path().join(format!("dpkg-{image}"));
-        mmdebstrap(&repo, &include, &full);
-        let names: BTreeSet<String> = pkgs.keys().cloned().collect();
-        let mut want = owned(&full, &names);
-        let mut scripts = 0;
-        for p in walk(&full) {
-            if obj(&full, &p) != obj(&ess, &p) || !ess_paths.contains(&p) {
-                scripts += usize::from(want.insert(p));
-            }
-        }
-        let ours = &b.roots[image];
-        let (mut ok, mut excepted, mut total) = (0, 0, 0);
-        for p in &want {
-            let (a, o) = (obj(&full, p), obj(ours, p));
-            let Some(a) = a else { continue }; // dpkg lists a path it then replaced
-            total += 1;
-            match (EXCEPTIONS.iter().find(|e| e.0 == p), o) {
-                (Some(_), Some(o)) if o.kind == a.kind => excepted += 1,
-                (None, Some(o)) if o == a => ok += 1,
-                (_, o) => failures.push(format!("{image}: /{p}: dpkg {a:?}, imgforge {o:?}")),
-            }
-        }
-        eprintln!(
-            "parity {image}: {ok} of {total} paths identical, {excepted} documented exception(s) ({} created or changed by scripts), {:.1}%",
-            scripts,
-            100.0 * (ok + excepted) as f64 / total.max(1) as f64
+            failures.is_empty(),
+            "{} path(s) differ from dpkg's install:\n{}",
+            failures.len(),
+            failures[..failures.len().min(60)].join("\n")
         );
     }
-    assert!(
-        failures.is_empty(),
-        "{} path(s) differ from dpkg's install:\n{}",
-        failures.len(),
-        failures[..failures.len().min(60)].join("\n")
-    );
 }
 
 /// Run a command in an image root with runc (no network), returning
@@ -449,104 +447,102 @@ fn run_in(image: &str, argv: &[&str]) -> Option<(bool, String)> {
     Some((o.status.success(), common::text(&o)))
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
-)]
-fn base_has_a_working_ca_bundle_localtime_and_awk() {
-    let Some(b) = built() else { return };
-    let root = &b.roots["base"];
-    // The CA bundle verifies with openssl (the image's own openssl) and
-    // every hash link resolves.
-    let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
-    assert!(bundle.is_file(), "no CA bundle");
-    let text = std::fs::read_to_string(&bundle).unwrap();
-    let first = &text[..text.find("-----END CERTIFICATE-----").unwrap() + 26];
-    let one = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(one.path(), first).unwrap();
-    let o = Command::new("openssl")
-        .args(["verify", "-CAfile"])
-        .arg(&bundle)
-        .arg(one.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "openssl verify: {}", common::text(&o));
-    let mut links = 0;
-    for e in std::fs::read_dir(root.join("etc/ssl/certs")).unwrap() {
-        let p = e.unwrap().path();
-        let n = p.file_name().unwrap().to_string_lossy().into_owned();
-        if n.len() == 10 && n.ends_with(".0") {
-            links += 1;
-            let rel = format!("etc/ssl/certs/{n}");
-            let mut target = resolve_parent(root, &rel).unwrap();
-            for _ in 0..8 {
-                match std::fs::read_link(&target) {
-                    Ok(t) if t.is_absolute() => target = root.join(t.strip_prefix("/").unwrap()),
-                    Ok(t) => target = target.parent().unwrap().join(t),
-                    Err(_) => break,
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH";
+    fn base_has_a_working_ca_bundle_localtime_and_awk() {
+        let Some(b) = built() else { return };
+        let root = &b.roots["base"];
+        // The CA bundle verifies with openssl (the image's own openssl) and
+        // every hash link resolves.
+        let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
+        assert!(bundle.is_file(), "no CA bundle");
+        let text = std::fs::read_to_string(&bundle).unwrap();
+        let first = &text[..text.find("-----END CERTIFICATE-----").unwrap() + 26];
+        let one = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(one.path(), first).unwrap();
+        let o = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&bundle)
+            .arg(one.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl verify: {}", common::text(&o));
+        let mut links = 0;
+        for e in std::fs::read_dir(root.join("etc/ssl/certs")).unwrap() {
+            let p = e.unwrap().path();
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            if n.len() == 10 && n.ends_with(".0") {
+                links += 1;
+                let rel = format!("etc/ssl/certs/{n}");
+                let mut target = resolve_parent(root, &rel).unwrap();
+                for _ in 0..8 {
+                    match std::fs::read_link(&target) {
+                        Ok(t) if t.is_absolute() => {
+                            target = root.join(t.strip_prefix("/").unwrap())
+                        }
+                        Ok(t) => target = target.parent().unwrap().join(t),
+                        Err(_) => break,
+                    }
                 }
+                assert!(target.is_file(), "hash link {rel} does not resolve");
             }
-            assert!(target.is_file(), "hash link {rel} does not resolve");
         }
+        assert!(links > 100, "only {links} hash links");
+        let lt = std::fs::read_link(root.join("etc/localtime")).unwrap();
+        assert!(
+            lt.to_string_lossy().starts_with("/usr/share/zoneinfo/"),
+            "{lt:?}"
+        );
+        let Some((ok, out)) = run_in("base", &["awk", "BEGIN{print 6*7}"]) else {
+            return;
+        };
+        assert!(ok && out.trim() == "42", "awk: {out}");
+        let mut pems: Vec<String> = std::fs::read_dir(root.join("etc/ssl/certs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".pem"))
+            .collect();
+        pems.sort();
+        let pem = format!("/etc/ssl/certs/{}", pems[0]);
+        let Some((ok, out)) = run_in(
+            "base",
+            &[
+                "openssl",
+                "verify",
+                "-CAfile",
+                "/etc/ssl/certs/ca-certificates.crt",
+                &pem,
+            ],
+        ) else {
+            return;
+        };
+        assert!(ok, "openssl verify inside the image: {out}");
     }
-    assert!(links > 100, "only {links} hash links");
-    let lt = std::fs::read_link(root.join("etc/localtime")).unwrap();
-    assert!(
-        lt.to_string_lossy().starts_with("/usr/share/zoneinfo/"),
-        "{lt:?}"
-    );
-    let Some((ok, out)) = run_in("base", &["awk", "BEGIN{print 6*7}"]) else {
-        return;
-    };
-    assert!(ok && out.trim() == "42", "awk: {out}");
-    let mut pems: Vec<String> = std::fs::read_dir(root.join("etc/ssl/certs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".pem"))
-        .collect();
-    pems.sort();
-    let pem = format!("/etc/ssl/certs/{}", pems[0]);
-    let Some((ok, out)) = run_in(
-        "base",
-        &[
-            "openssl",
-            "verify",
-            "-CAfile",
-            "/etc/ssl/certs/ca-certificates.crt",
-            &pem,
-        ],
-    ) else {
-        return;
-    };
-    assert!(ok, "openssl verify inside the image: {out}");
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
-)]
-fn python_imports_its_standard_library_from_shipped_bytecode() {
-    let Some(b) = built() else { return };
-    let pyc = b.roots["python"].join("usr/lib/python3.11/__pycache__/os.cpython-311.pyc");
-    let head = std::fs::read(&pyc).expect("os.pyc is shipped");
-    // PEP 552 flags: hash-based (bit 0), so independent of build time.
-    assert_eq!(head[4] & 1, 1, "os.pyc is not hash-based");
-    let Some((ok, out)) = run_in(
-        "python",
-        &["python3.11", "-v", "-c", "import os, re; print('imported')"],
-    ) else {
-        return;
-    };
-    assert!(ok && out.contains("imported"), "{out}");
-    // `os` is frozen into the interpreter in 3.11; these two are not.
-    for m in ["encodings/__init__", "re/__init__"] {
-        let from = format!("code object from '/usr/lib/python3.11/{}'", cached(m));
-        assert!(
-            out.contains(&from),
-            "{m} not imported from byte-code:\n{out}"
-        );
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH";
+    fn python_imports_its_standard_library_from_shipped_bytecode() {
+        let Some(b) = built() else { return };
+        let pyc = b.roots["python"].join("usr/lib/python3.11/__pycache__/os.cpython-311.pyc");
+        let head = std::fs::read(&pyc).expect("os.pyc is shipped");
+        // PEP 552 flags: hash-based (bit 0), so independent of build time.
+        assert_eq!(head[4] & 1, 1, "os.pyc is not hash-based");
+        let Some((ok, out)) = run_in(
+            "python",
+            &["python3.11", "-v", "-c", "import os, re; print('imported')"],
+        ) else {
+            return;
+        };
+        assert!(ok && out.contains("imported"), "{out}");
+        // `os` is frozen into the interpreter in 3.11; these two are not.
+        for m in ["encodings/__init__", "re/__init__"] {
+            let from = format!("code object from '/usr/lib/python3.11/{}'", cached(m));
+            assert!(
+                out.contains(&from),
+                "{m} not imported from byte-code:\n{out}"
+            );
+        }
     }
 }
 
@@ -558,241 +554,230 @@ fn cached(module: &str) -> String {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
-)]
-fn nginx_has_its_default_site() {
-    let Some(b) = built() else { return };
-    let root = &b.roots["nginx"];
-    let site =
-        std::fs::read_link(root.join("etc/nginx/sites-enabled/default")).expect("no default site");
-    assert_eq!(site, Path::new("/etc/nginx/sites-available/default"));
-    assert!(root.join("etc/nginx/sites-available/default").is_file());
-    assert!(root.join("var/www/html/index.nginx-debian.html").is_file());
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
-    assert!(
-        passwd.lines().any(|l| l.starts_with("www-data:")),
-        "{passwd}"
-    );
-}
-
-#[test]
-#[cfg_attr(
-    not(all(
-        has_curl,
-        has_docker,
-        has_fixture_debian,
-        has_fixture_debian_essential,
-        has_runc,
-        has_tar
-    )),
-    ignore = "needs `curl` on PATH, `docker` on PATH, ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH"
-)]
-fn nginx_serves_the_welcome_page_in_docker() {
-    let Some(b) = built() else { return };
-    if !common::require_tool("docker") || !common::require_tool("curl") {
-        return;
-    }
-    let o = common::run(Command::new("docker").args(["load", "-i"]).arg(&b.bundle));
-    assert!(o.status.success(), "docker load: {}", common::text(&o));
-    let port = 18000 + (std::process::id() % 1000) as u16;
-    let name = format!("imgforge-cfg-nginx-{}", std::process::id());
-    let o = common::run(Command::new("docker").args([
-        "run",
-        "-d",
-        "--rm",
-        "--name",
-        &name,
-        "-p",
-        &format!("127.0.0.1:{port}:80"),
-        "nginx:1.22.1",
-    ]));
-    assert!(o.status.success(), "docker run: {}", common::text(&o));
-    let mut body = String::new();
-    for _ in 0..30 {
-        let c =
-            common::run(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/")]));
-        body = String::from_utf8_lossy(&c.stdout).into_owned();
-        if body.contains("Welcome to nginx") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    let _ = common::run(Command::new("docker").args(["rm", "-f", &name]));
-    assert!(body.contains("Welcome to nginx!"), "got: {body}");
-    let _ = &b.out;
-}
-
-/// A `[debconf]` answer reaches the scripts (tzdata's zone), and
-/// `configure = false` ships no configuration layer but warns, listing
-/// what the scripts would have created.
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
-)]
-fn debconf_answers_and_opt_out() {
-    let Some(mirror) = common::examples_mirror() else {
-        return;
-    };
-    if !common::require_tool("runc") {
-        return;
-    }
-    let tmp = common::copy_examples();
-    let base = tmp.path().join("base/base.toml");
-    let mut text = std::fs::read_to_string(&base).unwrap();
-    text.push_str(
-        "\n[debconf]\n\"tzdata/Areas\" = \"Europe\"\n\"tzdata/Zones/Europe\" = \"Paris\"\n",
-    );
-    std::fs::write(&base, text).unwrap();
-    for r in ["nginx.toml", "hello.toml"] {
-        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
-    }
-    let py = tmp.path().join("recipes/python.toml");
-    let text = std::fs::read_to_string(&py)
-        .unwrap()
-        .replace("[image]\n", "[image]\nconfigure = false\n");
-    std::fs::write(&py, text).unwrap();
-    let out = tmp.path().join("out");
-    let o = common::run(
-        common::imgforge()
-            .current_dir(tmp.path())
-            .args([
-                "build",
-                "recipes",
-                "--no-apt",
-                "--no-cache",
-                "--layers",
-                "single",
-                "--mirror",
-            ])
-            .arg(&mirror)
-            .arg("--out")
-            .arg(&out),
-    );
-    let t = common::text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(t.contains("python: configure = false: skipped"), "{t}");
-    assert!(
-        t.contains("/usr/lib/python3.11/__pycache__/") && t.contains("(python3.11-minimal)"),
-        "the warning lists what the scripts would have made: {t}"
-    );
-    let layers = image_layers(&out);
-    // base: packages + configuration; python: + its packages only.
-    assert_eq!(layers["base"].len(), 2);
-    assert_eq!(layers["python"].len(), 3);
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    for l in &layers["base"] {
-        let st = Command::new("tar")
-            .arg("-xf")
-            .arg(l)
-            .arg("-C")
-            .arg(&root)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    let lt = std::fs::read_link(root.join("etc/localtime")).unwrap();
-    assert_eq!(lt, Path::new("/usr/share/zoneinfo/Europe/Paris"));
-    let tz = std::fs::read_to_string(root.join("etc/timezone")).unwrap();
-    assert_eq!(tz.trim(), "Europe/Paris");
-}
-
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
-)]
-fn failed_configure_keeps_its_full_log_where_the_error_says() {
-    // Run unprivileged (as nobody when the test runs as root), the sandbox is
-    // rootless and maps only root: base-files' postinst `chown root:mail
-    // /var/mail` fails (`Invalid argument`), a real failing script.
-    let Some(mirror) = common::examples_mirror() else {
-        return;
-    };
-    if !common::require_tool("runc") {
-        return;
-    }
-    let tmp = common::copy_examples();
-    for r in ["nginx.toml", "hello.toml", "python.toml"] {
-        std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
-    }
-    // The shared mirror's directory is private to the test's user: a copy
-    // of its index, with links to the same packages.
-    let own = tmp.path().join("mirror");
-    std::fs::create_dir_all(own.join("pool")).unwrap();
-    std::fs::copy(mirror.join("Packages"), own.join("Packages")).unwrap();
-    link_pool(&mirror, &own);
-    let mut cmd = common::imgforge();
-    cmd.current_dir(tmp.path())
-        .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
-        .args(["--out", "out", "--cache", "cache"]);
-    if is_root() {
-        common::chown_tree(tmp.path(), 65534, 65534);
-        std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
-        std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
-    }
-    let o = common::run(&mut cmd);
-    let t = common::text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("base: base-files: `postinst` failed"), "{t}");
-    let log = t
-        .split("(full log: ")
-        .nth(1)
-        .and_then(|r| r.split(") ---").next())
-        .unwrap_or_else(|| panic!("no log path in {t}"));
-    // Relative to the working directory, like `--cache`.
-    let log = tmp.path().join(log);
-    assert!(
-        log.starts_with(tmp.path().join("cache").join("logs")),
-        "{}",
-        log.display()
-    );
-    let full = std::fs::read_to_string(&log).expect("the log named by the error exists");
-    assert!(
-        full.contains("chown") && full.contains("/var/mail"),
-        "{full}"
-    );
-}
-
-/// A maintainer script that removes a path an image layer ships is refused,
-/// and the error names the package whose script did it (in an overlay root
-/// the driver sees the removal as a whiteout in the upper directory).
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_root)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)"
-)]
-fn a_script_removing_a_shipped_path_is_refused_and_named() {
-    use crate::debgen::{Deb, T};
-    let Some(mirror) = common::examples_mirror() else {
-        return;
-    };
-    if !common::require_tool("runc") {
-        return;
-    }
-    assert!(is_root(), "this test needs root (overlay roots)");
-    let victim = Deb::new("shredder", "1.0")
-        .entry(T::Dir("./usr/share/shredder/", 0o755))
-        .entry(T::File("./usr/share/shredder/keep", b"data\n", 0o644))
-        .script(
-            "postinst",
-            "#!/bin/sh\nset -e\nrm /usr/share/shredder/keep\n",
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH";
+    fn nginx_has_its_default_site() {
+        let Some(b) = built() else { return };
+        let root = &b.roots["nginx"];
+        let site = std::fs::read_link(root.join("etc/nginx/sites-enabled/default"))
+            .expect("no default site");
+        assert_eq!(site, Path::new("/etc/nginx/sites-available/default"));
+        assert!(root.join("etc/nginx/sites-available/default").is_file());
+        assert!(root.join("var/www/html/index.nginx-debian.html").is_file());
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        assert!(
+            passwd.lines().any(|l| l.starts_with("www-data:")),
+            "{passwd}"
         );
-    let (tmp, o) = build_base_and_one(&mirror, victim, "shred");
-    let t = common::text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(
-        t.contains("shred: shredder removed /usr/share/shredder/keep, which an image layer ships"),
-        "{t}"
-    );
-    assert!(
-        !tmp.path().join("out").exists(),
-        "nothing half-written: {t}"
-    );
+    }
+}
+
+needs! { [has_curl, has_docker, has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
+    "needs `curl` on PATH, `docker` on PATH, ../shared/debian, ../shared/debian-essential, `runc` on PATH, `tar` on PATH";
+    fn nginx_serves_the_welcome_page_in_docker() {
+        let Some(b) = built() else { return };
+        if !common::require_tool("docker") || !common::require_tool("curl") {
+            return;
+        }
+        let o = common::run(Command::new("docker").args(["load", "-i"]).arg(&b.bundle));
+        assert!(o.status.success(), "docker load: {}", common::text(&o));
+        let port = 18000 + (std::process::id() % 1000) as u16;
+        let name = format!("imgforge-cfg-nginx-{}", std::process::id());
+        let o = common::run(Command::new("docker").args([
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "nginx:1.22.1",
+        ]));
+        assert!(o.status.success(), "docker run: {}", common::text(&o));
+        let mut body = String::new();
+        for _ in 0..30 {
+            let c = common::run(
+                Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/")]),
+            );
+            body = String::from_utf8_lossy(&c.stdout).into_owned();
+            if body.contains("Welcome to nginx") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let _ = common::run(Command::new("docker").args(["rm", "-f", &name]));
+        assert!(body.contains("Welcome to nginx!"), "got: {body}");
+        let _ = &b.out;
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH";
+    /// A `[debconf]` answer reaches the scripts (tzdata's zone), and
+    /// `configure = false` runs no script and ships no configuration layer
+    /// but warns, listing whose scripts did not run.
+    fn debconf_answers_and_opt_out() {
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        let tmp = common::copy_examples();
+        let base = tmp.path().join("base/base.toml");
+        let mut text = std::fs::read_to_string(&base).unwrap();
+        text.push_str(
+            "\n[debconf]\n\"tzdata/Areas\" = \"Europe\"\n\"tzdata/Zones/Europe\" = \"Paris\"\n",
+        );
+        std::fs::write(&base, text).unwrap();
+        for r in ["nginx.toml", "hello.toml"] {
+            std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+        }
+        let py = tmp.path().join("recipes/python.toml");
+        let text = std::fs::read_to_string(&py)
+            .unwrap()
+            .replace("[image]\n", "[image]\nconfigure = false\n");
+        std::fs::write(&py, text).unwrap();
+        let out = tmp.path().join("out");
+        let o = common::run(
+            common::imgforge()
+                .current_dir(tmp.path())
+                .args([
+                    "build",
+                    "recipes",
+                    "--no-apt",
+                    "--no-cache",
+                    "--layers",
+                    "single",
+                    "--mirror",
+                ])
+                .arg(&mirror)
+                .arg("--out")
+                .arg(&out),
+        );
+        let t = common::text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("python: configure = false: the maintainer scripts of"),
+            "{t}"
+        );
+        assert!(
+            t.contains("python3.11-minimal (postinst") && !t.contains("Configured python"),
+            "the warning lists whose scripts did not run, and none ran: {t}"
+        );
+        let layers = image_layers(&out);
+        // base: packages + configuration; python: + its packages only.
+        assert_eq!(layers["base"].len(), 2);
+        assert_eq!(layers["python"].len(), 3);
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        for l in &layers["base"] {
+            let st = Command::new("tar")
+                .arg("-xf")
+                .arg(l)
+                .arg("-C")
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let lt = std::fs::read_link(root.join("etc/localtime")).unwrap();
+        assert_eq!(lt, Path::new("/usr/share/zoneinfo/Europe/Paris"));
+        let tz = std::fs::read_to_string(root.join("etc/timezone")).unwrap();
+        assert_eq!(tz.trim(), "Europe/Paris");
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH";
+    fn failed_configure_keeps_its_full_log_where_the_error_says() {
+        // Run unprivileged (as nobody when the test runs as root), the sandbox is
+        // rootless and maps only root: base-files' postinst `chown root:mail
+        // /var/mail` fails (`Invalid argument`), a real failing script.
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        let tmp = common::copy_examples();
+        for r in ["nginx.toml", "hello.toml", "python.toml"] {
+            std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+        }
+        // The shared mirror's directory is private to the test's user: a copy
+        // of its index, with links to the same packages.
+        let own = tmp.path().join("mirror");
+        std::fs::create_dir_all(own.join("pool")).unwrap();
+        std::fs::copy(mirror.join("Packages"), own.join("Packages")).unwrap();
+        link_pool(&mirror, &own);
+        let mut cmd = common::imgforge();
+        cmd.current_dir(tmp.path())
+            .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
+            .args(["--out", "out", "--cache", "cache"]);
+        if is_root() {
+            common::chown_tree(tmp.path(), 65534, 65534);
+            std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+            std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+        }
+        let o = common::run(&mut cmd);
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("base: base-files: `postinst` failed"), "{t}");
+        let log = t
+            .split("(full log: ")
+            .nth(1)
+            .and_then(|r| r.split(") ---").next())
+            .unwrap_or_else(|| panic!("no log path in {t}"));
+        // Relative to the working directory, like `--cache`.
+        let log = tmp.path().join(log);
+        assert!(
+            log.starts_with(tmp.path().join("cache").join("logs")),
+            "{}",
+            log.display()
+        );
+        let full = std::fs::read_to_string(&log).expect("the log named by the error exists");
+        assert!(
+            full.contains("chown") && full.contains("/var/mail"),
+            "{full}"
+        );
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    /// A maintainer script that removes a path an image layer ships is refused,
+    /// and the error names the package whose script did it (in an overlay root
+    /// the driver sees the removal as a whiteout in the upper directory).
+    fn a_script_removing_a_shipped_path_is_refused_and_named() {
+        use crate::debgen::{Deb, T};
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        assert!(is_root(), "this test needs root (overlay roots)");
+        let victim = Deb::new("shredder", "1.0")
+            .entry(T::Dir("./usr/share/shredder/", 0o755))
+            .entry(T::File("./usr/share/shredder/keep", b"data\n", 0o644))
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\nrm /usr/share/shredder/keep\n",
+            );
+        let (tmp, o) = build_base_and_one(&mirror, victim, "shred");
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains(
+                "shred: shredder removed /usr/share/shredder/keep, which an image layer ships"
+            ),
+            "{t}"
+        );
+        assert!(
+            !tmp.path().join("out").exists(),
+            "nothing half-written: {t}"
+        );
+    }
 }
 
 /// Builds the examples' base plus one image `name` holding `deb` (from the
@@ -801,6 +786,18 @@ fn build_base_and_one(
     mirror: &Path,
     deb: crate::debgen::Deb,
     name: &str,
+) -> (tempfile::TempDir, std::process::Output) {
+    build_base_and_one_under(mirror, deb, name, &[], &[])
+}
+
+/// [`build_base_and_one`] with imgforge run as `wrap... imgforge ...` (e.g.
+/// under `setarch`), with `env` added.
+fn build_base_and_one_under(
+    mirror: &Path,
+    deb: crate::debgen::Deb,
+    name: &str,
+    wrap: &[&str],
+    env: &[(&str, &str)],
 ) -> (tempfile::TempDir, std::process::Output) {
     let tmp = common::copy_examples();
     for r in ["nginx.toml", "hello.toml", "python.toml"] {
@@ -819,54 +816,59 @@ fn build_base_and_one(
         format!("[image]\nname = \"{name}\"\ntag = \"1\"\n\n[packages]\n{package}\n"),
     )
     .unwrap();
-    let o = common::run(
-        common::imgforge()
-            .current_dir(tmp.path())
-            .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
-            .args(["--out", "out", "--cache", "cache", "--scratch", "."]),
-    );
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(common::imgforge().get_program());
+            c
+        }
+        None => common::imgforge(),
+    };
+    cmd.current_dir(tmp.path())
+        .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
+        .args(["--out", "out", "--cache", "cache", "--scratch", "."])
+        .envs(env.iter().copied());
+    let o = common::run(&mut cmd);
     (tmp, o)
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc, has_root)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)"
-)]
-fn scripts_run_in_a_chroot_as_under_mmdebstrap() {
-    use crate::debgen::{Deb, T};
-    let Some(mirror) = common::examples_mirror() else {
-        return;
-    };
-    if !common::require_tool("runc") {
-        return;
-    }
-    assert!(is_root(), "this test needs root (overlay roots)");
-    // debianutils' ischroot (in the toolset) compares / with /proc/1/root;
-    // libc6's postinst sleeps a second when it says "not a chroot".
-    let probe = Deb::new("chroot-probe", "1.0")
-        .entry(T::Dir("./usr/share/chroot-probe/", 0o755))
-        .script(
-            "postinst",
-            "#!/bin/sh\nset -e\nischroot || { echo \"not in a chroot: $?\" >&2; exit 1; }\n\
-             [ -c /dev/null ] && [ -r /proc/self/status ]\n\
-             echo chrooted > /usr/share/chroot-probe/seen\n",
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    fn scripts_run_in_a_chroot_as_under_mmdebstrap() {
+        use crate::debgen::{Deb, T};
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        assert!(is_root(), "this test needs root (overlay roots)");
+        // debianutils' ischroot (in the toolset) compares / with /proc/1/root;
+        // libc6's postinst sleeps a second when it says "not a chroot".
+        let probe = Deb::new("chroot-probe", "1.0")
+            .entry(T::Dir("./usr/share/chroot-probe/", 0o755))
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\nischroot || { echo \"not in a chroot: $?\" >&2; exit 1; }\n\
+                 [ -c /dev/null ] && [ -r /proc/self/status ]\n\
+                 echo chrooted > /usr/share/chroot-probe/seen\n",
+            );
+        let (tmp, o) = build_base_and_one(&mirror, probe, "probe");
+        let t = common::text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("Configured probe: 1 script(s)"),
+            "the probe's postinst ran: {t}"
         );
-    let (tmp, o) = build_base_and_one(&mirror, probe, "probe");
-    let t = common::text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(
-        t.contains("Configured probe: 1 script(s)"),
-        "the probe's postinst ran: {t}"
-    );
-    let names: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n.starts_with(".imgforge-scratch")),
-        "scratch removed: {names:?}"
-    );
+        let names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with(".imgforge-scratch")),
+            "scratch removed: {names:?}"
+        );
+    }
 }
 
 /// Links in `own/pool` to every package of `mirror`'s pool (to the same
@@ -876,5 +878,237 @@ fn link_pool(mirror: &Path, own: &Path) {
         let p = e.unwrap().path();
         let target = std::fs::read_link(&p).unwrap_or(p.clone());
         std::os::unix::fs::symlink(target, own.join("pool").join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// A postinst that writes timestamp-based `.pyc` files as an import does
+/// (magic of 3.11, flags 0, the source's mtime and size, a body), from the
+/// shell: for each `source pyc` pair given.
+fn pyc_writer(pairs: &[(&str, &str)], before: &str) -> String {
+    let mut s = String::from(
+        r#"#!/bin/sh
+set -e
+le32() { n=$1; for i in 1 2 3 4; do printf "\\$(printf %03o $((n % 256)))"; n=$((n / 256)); done; }
+pyc() {
+  mkdir -p "${2%/*}"
+  { printf '\247\015\015\012\000\000\000\000'; le32 "$(stat -c %Y "$1" 2>/dev/null || echo 1)"
+    le32 "$(stat -c %s "$1" 2>/dev/null || echo 1)"; printf '\343body'; } > "$2"
+}
+"#,
+    );
+    s.push_str(before);
+    for (src, pyc) in pairs {
+        s.push_str(&format!("pyc {src} {pyc}\n"));
+    }
+    s
+}
+
+/// `(mtime, bytes)` of every regular file in a gzip layer blob.
+fn layer_files(blob: &Path) -> BTreeMap<String, (u64, Vec<u8>)> {
+    let f = std::fs::File::open(blob).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut out = BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mtime = e.header().mtime().unwrap();
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut b).unwrap();
+        out.insert(path.trim_start_matches("./").to_string(), (mtime, b));
+    }
+    out
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    /// A timestamp-based `.pyc` a script writes (as `import` does while
+    /// python3's postinst runs) ships with its header set to its source as
+    /// the image has it: a packaged source's clamped mtime, a script-made
+    /// source's SOURCE_DATE_EPOCH; size as shipped. The body is kept.
+    fn a_timestamp_pyc_ships_with_the_mtime_its_source_has_in_the_image() {
+        use crate::debgen::{Deb, T};
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        assert!(is_root(), "this test needs root (overlay roots)");
+        let d = "/usr/share/pycgen";
+        let script = pyc_writer(
+            &[
+                (
+                    &format!("{d}/mod.py"),
+                    &format!("{d}/__pycache__/mod.cpython-311.pyc"),
+                ),
+                (
+                    &format!("{d}/made.py"),
+                    &format!("{d}/__pycache__/made.cpython-311.opt-1.pyc"),
+                ),
+            ],
+            &format!("echo 'y = 22' > {d}/made.py\n"),
+        );
+        let pkg = Deb::new("pycgen", "1.0")
+            .entry(T::Dir("./usr/share/pycgen/", 0o755))
+            .entry(T::File("./usr/share/pycgen/mod.py", b"x = 1\n", 0o644))
+            .script("postinst", &script);
+        let (tmp, o) = build_base_and_one(&mirror, pkg, "pycgen");
+        let t = common::text(&o);
+        assert!(o.status.success(), "{t}");
+        let layers = image_layers(&tmp.path().join("out"));
+        let mut files = BTreeMap::new();
+        for l in &layers["pycgen"] {
+            files.extend(layer_files(l));
+        }
+        let sde: u64 = SDE.parse().unwrap();
+        let word = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        // Packaged source: the .deb's mtime (debgen: 1600000000, before SDE).
+        let (src_mtime, src) = &files["usr/share/pycgen/mod.py"];
+        assert_eq!(*src_mtime, 1_600_000_000);
+        let (pyc_mtime, pyc) = &files["usr/share/pycgen/__pycache__/mod.cpython-311.pyc"];
+        assert_eq!(*pyc_mtime, sde);
+        assert_eq!(&pyc[..8], b"\xa7\x0d\r\n\0\0\0\0");
+        assert_eq!(u64::from(word(pyc, 8)), *src_mtime, "header mtime");
+        assert_eq!(word(pyc, 12) as usize, src.len(), "header size");
+        assert_eq!(&pyc[16..], b"\xe3body");
+        // Script-made source: SDE in the configuration layer, and so in
+        // the header (the script wrote it with the clock's time).
+        let (made_mtime, made) = &files["usr/share/pycgen/made.py"];
+        assert_eq!(*made_mtime, sde);
+        let (_, pyc) = &files["usr/share/pycgen/__pycache__/made.cpython-311.opt-1.pyc"];
+        assert_eq!(u64::from(word(pyc, 8)), sde, "header mtime");
+        assert_eq!(word(pyc, 12) as usize, made.len(), "header size");
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    /// A timestamp-based `.pyc` whose source the image does not have is
+    /// refused, naming the package and the path.
+    fn a_timestamp_pyc_without_its_source_is_refused_and_named() {
+        use crate::debgen::{Deb, T};
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        assert!(is_root(), "this test needs root (overlay roots)");
+        let d = "/usr/share/pycgen";
+        let script = pyc_writer(
+            &[(
+                &format!("{d}/gone.py"),
+                &format!("{d}/__pycache__/gone.cpython-311.pyc"),
+            )],
+            "",
+        );
+        let pkg = Deb::new("pycgen-orphan", "1.0")
+            .entry(T::Dir("./usr/share/pycgen/", 0o755))
+            .script("postinst", &script);
+        let (_tmp, o) = build_base_and_one(&mirror, pkg, "orphan");
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("orphan: pycgen-orphan made /usr/share/pycgen/__pycache__/gone.cpython-311.pyc non-deterministic: a timestamp-based .pyc")
+                && t.contains("whose source /usr/share/pycgen/gone.py is not in the image"),
+            "{t}"
+        );
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    /// Maintainer scripts see a fixed machine, not imgforge's: run under
+    /// `setarch x86_64 --uname-2.6` (reprotest's kernel variation), on one
+    /// CPU, with another host and domain name, time zone and locale, a
+    /// script records the same kernel release (the running kernel's, not
+    /// "2.6"), machine, host and domain name, time zone, locale variables
+    /// and CPU count as a plain run; and libc6's preinst (in the base)
+    /// accepts the kernel.
+    fn scripts_see_a_fixed_machine_under_setarch_taskset_and_another_locale() {
+        use crate::debgen::{Deb, T};
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !["runc", "setarch", "taskset", "unshare", "domainname", "hostname"]
+            .iter()
+            .all(|t| common::require_tool(t))
+        {
+            return;
+        }
+        assert!(is_root(), "this test needs root (overlay roots)");
+        let probe = || {
+            Deb::new("machine-probe", "1.0")
+                .entry(T::Dir("./usr/share/machine-probe/", 0o755))
+                .script(
+                    "postinst",
+                    "#!/bin/sh\nset -e\n{\n\
+                     echo \"release $(uname -r)\"; echo \"machine $(uname -m)\"\n\
+                     echo \"hostname $(uname -n)\"; echo \"domain $(cat /proc/sys/kernel/domainname)\"\n\
+                     echo \"zone $(date +%Z)\"; echo \"cpus $(nproc)\"\n\
+                     for v in TZ LANG LANGUAGE LC_ALL LC_CTYPE LC_MESSAGES; do eval \"echo $v=\\${$v-unset}\"; done\n\
+                     } > /usr/share/machine-probe/seen\n",
+                )
+        };
+        let seen = |tmp: &tempfile::TempDir| {
+            let layers = image_layers(&tmp.path().join("out"));
+            let files = layer_files(layers["probe"].last().unwrap());
+            let (_, b) = &files["usr/share/machine-probe/seen"];
+            String::from_utf8(b.clone()).unwrap()
+        };
+        let (plain_tmp, o) = build_base_and_one(&mirror, probe(), "probe");
+        assert!(o.status.success(), "{}", common::text(&o));
+        let plain = seen(&plain_tmp);
+        let (tmp, o) = build_base_and_one_under(
+            &mirror,
+            probe(),
+            "probe",
+            &[
+                "taskset",
+                "-c",
+                "0",
+                "setarch",
+                "x86_64",
+                "--uname-2.6",
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                "domainname host-domain && hostname host-name && exec \"$0\" \"$@\"",
+            ],
+            &[
+                ("TZ", "Pacific/Chatham"),
+                ("LANG", "tr_TR.UTF-8"),
+                ("LC_ALL", "tr_TR.UTF-8"),
+                ("LANGUAGE", "tr"),
+            ],
+        );
+        assert!(o.status.success(), "{}", common::text(&o));
+        let varied = seen(&tmp);
+        assert_eq!(plain, varied, "what the scripts saw differs");
+        eprintln!("{plain}");
+        let release = plain
+            .lines()
+            .find_map(|l| l.strip_prefix("release "))
+            .unwrap();
+        let mut v = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap(), v.next().unwrap_or(0));
+        assert!((major, minor) >= (3, 2), "kernel release {release}");
+        for want in [
+            "machine x86_64",
+            "hostname imgforge-build",
+            "domain (none)",
+            "zone UTC",
+            "TZ=UTC",
+            "LC_ALL=C.UTF-8",
+            "LANG=unset",
+        ] {
+            assert!(plain.lines().any(|l| l == want), "no {want:?} in {plain}");
+        }
     }
 }

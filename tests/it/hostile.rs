@@ -884,63 +884,63 @@ fn measured_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_imgforge")))
 }
 
-#[test]
-#[cfg_attr(not(has_time), ignore = "needs time (GNU time, to measure peak RSS)")]
-fn hostile_million_entries_are_refused_with_bounded_memory() {
-    // The default cap refuses the package before memory grows.
-    let c = million_case();
-    if !crate::common::require_tool("time") {
-        return;
+needs! { [has_time] "needs time (GNU time, to measure peak RSS)";
+    fn hostile_million_entries_are_refused_with_bounded_memory() {
+        // The default cap refuses the package before memory grows.
+        let c = million_case();
+        if !crate::common::require_tool("time") {
+            return;
+        }
+        let (code, t, rss) = run_measured(
+            c.dir(),
+            &measured_bin(),
+            &[
+                "build", "recipes", "--mirror", "mirror", "--no-apt", "--out", "out", "--cache",
+                "cache", "--jobs", "2",
+            ],
+        );
+        assert_eq!(code, Some(1), "{t}");
+        assert!(
+            t.contains("evil-million") && t.contains("more than 200000 entries"),
+            "{t}"
+        );
+        assert!(t.contains("--max-package-entries"), "{t}");
+        c.assert_clean();
+        eprintln!("peak RSS of the refused build: {rss} KiB");
+        assert!(rss < 200 * 1024, "peak RSS was {rss} KiB");
     }
-    let (code, t, rss) = run_measured(
-        c.dir(),
-        &measured_bin(),
-        &[
-            "build", "recipes", "--mirror", "mirror", "--no-apt", "--out", "out", "--cache",
-            "cache", "--jobs", "2",
-        ],
-    );
-    assert_eq!(code, Some(1), "{t}");
-    assert!(
-        t.contains("evil-million") && t.contains("more than 200000 entries"),
-        "{t}"
-    );
-    assert!(t.contains("--max-package-entries"), "{t}");
-    c.assert_clean();
-    eprintln!("peak RSS of the refused build: {rss} KiB");
-    assert!(rss < 200 * 1024, "peak RSS was {rss} KiB");
 }
 
-#[test]
-#[cfg_attr(not(has_time), ignore = "needs time (GNU time, to measure peak RSS)")]
-fn hostile_million_entries_accepted_with_bounded_memory() {
-    // With the cap raised, every stage reads the million entries: the layer
-    // is sorted on disk, the license scan holds each path once.
-    let c = million_case();
-    if !crate::common::require_tool("time") {
-        return;
+needs! { [has_time] "needs time (GNU time, to measure peak RSS)";
+    fn hostile_million_entries_accepted_with_bounded_memory() {
+        // With the cap raised, every stage reads the million entries: the layer
+        // is sorted on disk, the license scan holds each path once.
+        let c = million_case();
+        if !crate::common::require_tool("time") {
+            return;
+        }
+        let args = [
+            "build",
+            "recipes",
+            "--mirror",
+            "mirror",
+            "--no-apt",
+            "--out",
+            "out",
+            "--cache",
+            "cache",
+            "--jobs",
+            "2",
+            "--max-package-entries",
+            "1000001",
+        ];
+        let (code, t, rss) = run_measured(c.dir(), &measured_bin(), &args);
+        eprintln!("peak RSS of the accepted build: {rss} KiB");
+        assert_eq!(code, Some(0), "{t}");
+        assert!(c.dir().join("out/index.json").is_file(), "{t}");
+        // Layers, dpkg metadata, license scan and SBOMs of the whole build.
+        assert!(rss < 200 * 1024, "peak RSS was {rss} KiB");
     }
-    let args = [
-        "build",
-        "recipes",
-        "--mirror",
-        "mirror",
-        "--no-apt",
-        "--out",
-        "out",
-        "--cache",
-        "cache",
-        "--jobs",
-        "2",
-        "--max-package-entries",
-        "1000001",
-    ];
-    let (code, t, rss) = run_measured(c.dir(), &measured_bin(), &args);
-    eprintln!("peak RSS of the accepted build: {rss} KiB");
-    assert_eq!(code, Some(0), "{t}");
-    assert!(c.dir().join("out/index.json").is_file(), "{t}");
-    // Layers, dpkg metadata, license scan and SBOMs of the whole build.
-    assert!(rss < 200 * 1024, "peak RSS was {rss} KiB");
 }
 
 #[test]
@@ -1035,13 +1035,13 @@ fn fuzz_corpora_replay_through_the_parsers() {
         assert!(e.to_string().contains("input.deb"), "{name}: {e}");
     }
     for (name, bytes) in fuzz_inputs("corpus", "packages") {
-        let mut index = imgforge::resolve::index::Index::new("amd64");
+        let mut index = imgforge::pkgindex::Index::new("amd64");
         let text = String::from_utf8(bytes).unwrap();
-        let n = imgforge::resolve::index::add_packages_text(
+        let n = imgforge::pkgindex::add_packages_text(
             &mut index,
             &text,
             Path::new("Packages"),
-            imgforge::resolve::index::Origin::Url(String::new()),
+            imgforge::pkgindex::Origin::Url(String::new()),
         )
         .unwrap();
         assert!(n > 0 && index.bad.is_empty(), "{name}: {:?}", index.bad);

@@ -34,87 +34,84 @@ fn gnu_variant(term: &str) -> Option<(String, &'static str)> {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_licenses)),
-    ignore = "needs ../shared/debian, ../shared/licenses"
-)]
-fn license_score_against_answer_key() {
-    let (Some(fx), Some(answers)) = (fixture(), license_answers()) else {
-        return;
-    };
-    let avail = pool(&fx);
-    let tsv = std::fs::read_to_string(answers).unwrap();
-    let mut total = 0;
-    let mut good = 0;
-    let mut wrong_variant = Vec::new();
-    for line in tsv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let (pkg, expected) = (cols[0], cols[3]);
-        let deb = avail
-            .get(pkg)
-            .unwrap_or_else(|| panic!("{pkg} not in pool"));
-        let f = license::detect_deb(deb, &avail).unwrap();
-        let got = f.expression.clone().unwrap_or_else(|| "NOASSERTION".into());
-        let ok = f.expression.is_some()
-            && comparable_expression(&got).unwrap() == comparable_expression(expected).unwrap();
-        total += 1;
-        if ok {
-            good += 1;
-        }
-        println!(
-            "{} {pkg:24} got={got}\n{:27}exp={expected} [{}; flags: {}]",
-            if ok { "OK  " } else { "MISS" },
-            "",
-            f.method.label(),
-            f.flags
-                .iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        // No wrong -only / -or-later variant of an expected id.
-        let exp_terms = license::expression_terms(expected);
-        for t in license::expression_terms(&got) {
-            let Some((base, var)) = gnu_variant(&t) else {
-                continue;
-            };
-            for e in &exp_terms {
-                if let Some((eb, ev)) = gnu_variant(e) {
-                    if eb == base && ev != var && !exp_terms.contains(&t) {
-                        wrong_variant.push(format!("{pkg}: got {t}, expected {e}"));
+needs! { [has_fixture_debian, has_fixture_licenses] "needs ../shared/debian, ../shared/licenses";
+    fn license_score_against_answer_key() {
+        let (Some(fx), Some(answers)) = (fixture(), license_answers()) else {
+            return;
+        };
+        let avail = pool(&fx);
+        let tsv = std::fs::read_to_string(answers).unwrap();
+        let mut total = 0;
+        let mut good = 0;
+        let mut wrong_variant = Vec::new();
+        for line in tsv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let (pkg, expected) = (cols[0], cols[3]);
+            let deb = avail
+                .get(pkg)
+                .unwrap_or_else(|| panic!("{pkg} not in pool"));
+            let f = license::detect_deb(deb, &avail).unwrap();
+            let got = f.expression.clone().unwrap_or_else(|| "NOASSERTION".into());
+            let ok = f.expression.is_some()
+                && comparable_expression(&got).unwrap() == comparable_expression(expected).unwrap();
+            total += 1;
+            if ok {
+                good += 1;
+            }
+            println!(
+                "{} {pkg:24} got={got}\n{:27}exp={expected} [{}; flags: {}]",
+                if ok { "OK  " } else { "MISS" },
+                "",
+                f.method.label(),
+                f.flags
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            // No wrong -only / -or-later variant of an expected id.
+            let exp_terms = license::expression_terms(expected);
+            for t in license::expression_terms(&got) {
+                let Some((base, var)) = gnu_variant(&t) else {
+                    continue;
+                };
+                for e in &exp_terms {
+                    if let Some((eb, ev)) = gnu_variant(e) {
+                        if eb == base && ev != var && !exp_terms.contains(&t) {
+                            wrong_variant.push(format!("{pkg}: got {t}, expected {e}"));
+                        }
                     }
                 }
             }
         }
+        println!("license score: {good}/{total}");
+        assert!(
+            wrong_variant.is_empty(),
+            "wrong GNU variants: {wrong_variant:?}"
+        );
+        assert!(
+            total == 19 && good >= 18,
+            "score {good}/{total} below 18/19"
+        );
     }
-    println!("license score: {good}/{total}");
-    assert!(
-        wrong_variant.is_empty(),
-        "wrong GNU variants: {wrong_variant:?}"
-    );
-    assert!(
-        total == 19 && good >= 18,
-        "score {good}/{total} below 18/19"
-    );
 }
 
-#[test]
-#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
-fn symlinked_doc_dir_is_followed_and_recorded() {
-    let Some(fx) = fixture() else { return };
-    let avail = pool(&fx);
-    let f = license::detect_deb(&avail["libstdc++6"], &avail).unwrap();
-    let (pkg, link) = f.followed_symlink.clone().expect("followed");
-    assert_eq!(pkg, "gcc-12-base");
-    assert!(
-        link.contains("usr/share/doc/libstdc++6 -> gcc-12-base"),
-        "{link}"
-    );
-    // Two hops: libctf0 -> libbinutils -> binutils-common.
-    let f = license::detect_deb(&avail["libctf0"], &avail).unwrap();
-    assert_eq!(f.followed_symlink.unwrap().0, "binutils-common");
-    assert!(f.copyright_text.is_some());
+needs! { [has_fixture_debian] "needs ../shared/debian";
+    fn symlinked_doc_dir_is_followed_and_recorded() {
+        let Some(fx) = fixture() else { return };
+        let avail = pool(&fx);
+        let f = license::detect_deb(&avail["libstdc++6"], &avail).unwrap();
+        let (pkg, link) = f.followed_symlink.clone().expect("followed");
+        assert_eq!(pkg, "gcc-12-base");
+        assert!(
+            link.contains("usr/share/doc/libstdc++6 -> gcc-12-base"),
+            "{link}"
+        );
+        // Two hops: libctf0 -> libbinutils -> binutils-common.
+        let f = license::detect_deb(&avail["libctf0"], &avail).unwrap();
+        assert_eq!(f.followed_symlink.unwrap().0, "binutils-common");
+        assert!(f.copyright_text.is_some());
+    }
 }
 
 #[test]
@@ -199,48 +196,48 @@ fn shipped(paths: &[&str]) -> Shipped {
     }
 }
 
-#[test]
-#[cfg_attr(not(has_fixture_debian_index), ignore = "needs ../shared/debian-index")]
-fn dep5_packaging_tests_and_texinfo_stanzas_are_excluded() {
-    let text = format!(
-        "{HDR}Files: *\nCopyright: x\nLicense: GPL-3+\n\n\
-         Files: debian/*\nCopyright: y\nLicense: GPL-2+\n\n\
-         Files: tests/foo.c\n tests/bar.c\nCopyright: z\nLicense: Expat\n\n\
-         Files: doc/manual.texi\nCopyright: z\nLicense: GFDL-NIV-1.3+\n\n\
-         Files: src/pd.c\nCopyright: none\nLicense: public-domain\n\n\
-         License: GPL-3+\n This program is free software; under GPL-3.\n .\n License: BSD-4-clause\n"
-    );
-    let e = evaluate_dep5(
-        &text,
-        "demo",
-        &shipped(&["usr/bin/demo", "usr/share/doc/demo/copyright"]),
-    );
-    assert_eq!(e.method, DetectionMethod::Dep5);
-    let got = comparable_expression(e.expression.as_deref().unwrap()).unwrap();
-    assert_eq!(
-        got,
-        comparable_expression("GPL-3.0-or-later AND LicenseRef-public-domain").unwrap()
-    );
-    assert_eq!(
-        e.notes.iter().filter(|n| n.starts_with("dropped")).count(),
-        3,
-        "{:?}",
-        e.notes
-    );
-    // The same file with an info manual shipped keeps the GFDL stanza.
-    let e = evaluate_dep5(
-        &text,
-        "demo",
-        &shipped(&["usr/bin/demo", "usr/share/info/demo.info.gz"]),
-    );
-    assert!(
-        e.expression
-            .unwrap()
-            .contains("GFDL-1.3-no-invariants-or-later")
-    );
-    // A doc-only package keeps only the umbrella stanza.
-    let e = evaluate_dep5(&text, "demo", &shipped(&["usr/share/doc/demo/copyright"]));
-    assert_eq!(e.expression.as_deref(), Some("GPL-3.0-or-later"));
+needs! { [has_fixture_debian_index] "needs ../shared/debian-index";
+    fn dep5_packaging_tests_and_texinfo_stanzas_are_excluded() {
+        let text = format!(
+            "{HDR}Files: *\nCopyright: x\nLicense: GPL-3+\n\n\
+             Files: debian/*\nCopyright: y\nLicense: GPL-2+\n\n\
+             Files: tests/foo.c\n tests/bar.c\nCopyright: z\nLicense: Expat\n\n\
+             Files: doc/manual.texi\nCopyright: z\nLicense: GFDL-NIV-1.3+\n\n\
+             Files: src/pd.c\nCopyright: none\nLicense: public-domain\n\n\
+             License: GPL-3+\n This program is free software; under GPL-3.\n .\n License: BSD-4-clause\n"
+        );
+        let e = evaluate_dep5(
+            &text,
+            "demo",
+            &shipped(&["usr/bin/demo", "usr/share/doc/demo/copyright"]),
+        );
+        assert_eq!(e.method, DetectionMethod::Dep5);
+        let got = comparable_expression(e.expression.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            got,
+            comparable_expression("GPL-3.0-or-later AND LicenseRef-public-domain").unwrap()
+        );
+        assert_eq!(
+            e.notes.iter().filter(|n| n.starts_with("dropped")).count(),
+            3,
+            "{:?}",
+            e.notes
+        );
+        // The same file with an info manual shipped keeps the GFDL stanza.
+        let e = evaluate_dep5(
+            &text,
+            "demo",
+            &shipped(&["usr/bin/demo", "usr/share/info/demo.info.gz"]),
+        );
+        assert!(
+            e.expression
+                .unwrap()
+                .contains("GFDL-1.3-no-invariants-or-later")
+        );
+        // A doc-only package keeps only the umbrella stanza.
+        let e = evaluate_dep5(&text, "demo", &shipped(&["usr/share/doc/demo/copyright"]));
+        assert_eq!(e.expression.as_deref(), Some("GPL-3.0-or-later"));
+    }
 }
 
 #[test]
@@ -294,40 +291,40 @@ fn prose_grants_are_recognized_without_curated_entry() {
     assert!(e.flags.contains(&ReviewFlag::UnknownLicense));
 }
 
-#[test]
-#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
-fn every_fixture_package_gets_a_valid_expression_or_a_flag() {
-    let Some(fx) = fixture() else { return };
-    let avail = pool(&fx);
-    let mut unknown = 0;
-    for (name, deb) in &avail {
-        let f = license::detect_deb(deb, &avail).unwrap();
-        match &f.expression {
-            Some(e) => assert_eq!(&license::canonical_expression(e).unwrap(), e, "{name}"),
-            None => {
-                unknown += 1;
-                assert!(f.flags.contains(&ReviewFlag::UnknownLicense), "{name}");
+needs! { [has_fixture_debian] "needs ../shared/debian";
+    fn every_fixture_package_gets_a_valid_expression_or_a_flag() {
+        let Some(fx) = fixture() else { return };
+        let avail = pool(&fx);
+        let mut unknown = 0;
+        for (name, deb) in &avail {
+            let f = license::detect_deb(deb, &avail).unwrap();
+            match &f.expression {
+                Some(e) => assert_eq!(&license::canonical_expression(e).unwrap(), e, "{name}"),
+                None => {
+                    unknown += 1;
+                    assert!(f.flags.contains(&ReviewFlag::UnknownLicense), "{name}");
+                }
             }
-        }
-        if !f.dep5 && !matches!(f.method, DetectionMethod::Curated { .. }) {
-            assert_ne!(
-                f.confidence,
-                license::Confidence::High,
-                "{name}: prose read by grant sentences is never high confidence"
+            if !f.dep5 && !matches!(f.method, DetectionMethod::Curated { .. }) {
+                assert_ne!(
+                    f.confidence,
+                    license::Confidence::High,
+                    "{name}: prose read by grant sentences is never high confidence"
+                );
+            }
+            println!(
+                "{name:28} {:8} {} [{}]",
+                f.method.label(),
+                f.expression.as_deref().unwrap_or("NOASSERTION"),
+                f.flags
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
         }
-        println!(
-            "{name:28} {:8} {} [{}]",
-            f.method.label(),
-            f.expression.as_deref().unwrap_or("NOASSERTION"),
-            f.flags
-                .iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        println!("{unknown} of {} without a license", avail.len());
     }
-    println!("{unknown} of {} without a license", avail.len());
 }
 
 // ------------------------------------------------------------------ answer keys
@@ -514,174 +511,161 @@ fn annex(b: &KeyBuild) -> serde_json::Value {
         .unwrap()
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses)),
-    ignore = "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
-)]
-fn license_keys_score_on_a_built_image() {
-    let Some(b) = key_build() else { return };
-    let a = annex(b);
-    let fx = score_key("fixture", &b.fixture_key, &a);
-    let dev = score_key("dev", &b.dev_key, &a);
-    let flagged = fx.flagged + dev.flagged;
-    let total = fx.total + dev.total;
-    println!(
-        "both keys: flagged {flagged}/{total} ({:.0}%)",
-        100.0 * flagged as f64 / total as f64
-    );
-    assert_eq!((fx.exact, fx.total), (19, 19), "fixture key");
-    assert!(
-        dev.exact >= 27 && dev.total == 30,
-        "dev key {}/{}",
-        dev.exact,
-        dev.total
-    );
-    let wrong: Vec<&String> = fx
-        .wrong_variants
-        .iter()
-        .chain(&dev.wrong_variants)
-        .collect();
-    assert!(wrong.is_empty(), "wrong -only/-or-later: {wrong:?}");
-    let unflagged: Vec<&String> = fx
-        .unflagged_misses
-        .iter()
-        .chain(&dev.unflagged_misses)
-        .collect();
-    assert!(
-        unflagged.is_empty(),
-        "answers off the key without a flag: {unflagged:?}"
-    );
-    assert!(flagged * 5 <= total, "{flagged}/{total} flagged (over 20%)");
+needs! { [has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses]
+    "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses";
+    fn license_keys_score_on_a_built_image() {
+        let Some(b) = key_build() else { return };
+        let a = annex(b);
+        let fx = score_key("fixture", &b.fixture_key, &a);
+        let dev = score_key("dev", &b.dev_key, &a);
+        let flagged = fx.flagged + dev.flagged;
+        let total = fx.total + dev.total;
+        println!(
+            "both keys: flagged {flagged}/{total} ({:.0}%)",
+            100.0 * flagged as f64 / total as f64
+        );
+        assert_eq!((fx.exact, fx.total), (19, 19), "fixture key");
+        assert!(
+            dev.exact >= 27 && dev.total == 30,
+            "dev key {}/{}",
+            dev.exact,
+            dev.total
+        );
+        let wrong: Vec<&String> = fx
+            .wrong_variants
+            .iter()
+            .chain(&dev.wrong_variants)
+            .collect();
+        assert!(wrong.is_empty(), "wrong -only/-or-later: {wrong:?}");
+        let unflagged: Vec<&String> = fx
+            .unflagged_misses
+            .iter()
+            .chain(&dev.unflagged_misses)
+            .collect();
+        assert!(
+            unflagged.is_empty(),
+            "answers off the key without a flag: {unflagged:?}"
+        );
+        assert!(flagged * 5 <= total, "{flagged}/{total} flagged (over 20%)");
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses)),
-    ignore = "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
-)]
-fn no_curated_entry_names_a_dev_key_source() {
-    let Some(b) = key_build() else { return };
-    let a = annex(b);
-    for (pkg, ..) in key_rows(&b.dev_key) {
-        let row = a["packages"]
+needs! { [has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses]
+    "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses";
+    fn no_curated_entry_names_a_dev_key_source() {
+        let Some(b) = key_build() else { return };
+        let a = annex(b);
+        for (pkg, ..) in key_rows(&b.dev_key) {
+            let row = a["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["package"] == pkg.as_str())
+                .unwrap();
+            let source = row["source"].as_str().unwrap();
+            assert!(
+                imgforge::sbom::curated::for_source(source).is_none(),
+                "curated entry for dev-key source {source} ({pkg})"
+            );
+            assert_ne!(row["method"], "curated", "{pkg}");
+        }
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses]
+    "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses";
+    fn legal_reports_carry_evidence_and_the_flag_legend() {
+        let Some(b) = key_build() else { return };
+        let a = annex(b);
+        // Every row has a confidence and, when evaluated, per-stanza evidence
+        // with a reason for each kept or dropped stanza.
+        for p in a["packages"].as_array().unwrap() {
+            assert!(
+                ["high", "medium", "low"].contains(&p["confidence"].as_str().unwrap()),
+                "{p}"
+            );
+            for st in p["stanzas"].as_array().unwrap() {
+                assert!(!st["reason"].as_str().unwrap().is_empty(), "{st}");
+            }
+        }
+        let lz4 = a["packages"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|p| p["package"] == pkg.as_str())
+            .find(|p| p["package"] == "liblz4-1")
             .unwrap();
-        let source = row["source"].as_str().unwrap();
+        let dropped: Vec<&str> = lz4["stanzas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kept"] == false)
+            .map(|s| s["reason"].as_str().unwrap())
+            .collect();
         assert!(
-            imgforge::sbom::curated::for_source(source).is_none(),
-            "curated entry for dev-key source {source} ({pkg})"
+            dropped.iter().any(|r| r.contains("ships no programs")),
+            "{dropped:?}"
         );
-        assert_ne!(row["method"], "curated", "{pkg}");
-    }
-}
-
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses)),
-    ignore = "needs ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
-)]
-fn legal_reports_carry_evidence_and_the_flag_legend() {
-    let Some(b) = key_build() else { return };
-    let a = annex(b);
-    // Every row has a confidence and, when evaluated, per-stanza evidence
-    // with a reason for each kept or dropped stanza.
-    for p in a["packages"].as_array().unwrap() {
-        assert!(
-            ["high", "medium", "low"].contains(&p["confidence"].as_str().unwrap()),
-            "{p}"
-        );
-        for st in p["stanzas"].as_array().unwrap() {
-            assert!(!st["reason"].as_str().unwrap().is_empty(), "{st}");
+        let md = std::fs::read_to_string(b.legal.join("license-keys.md")).unwrap();
+        let csv = std::fs::read_to_string(b.legal.join("license-keys.csv")).unwrap();
+        let html = std::fs::read_to_string(b.legal.join("license-keys.html")).unwrap();
+        for (f, _) in ReviewFlag::LEGEND {
+            assert!(md.contains(f) && html.contains(f), "legend lacks {f}");
         }
+        assert!(md.contains("DROPPED Files: programs/"), "markdown evidence");
+        assert!(csv.lines().next().unwrap().ends_with(",evidence"));
+        // Self-contained: no external script, style sheet, image or font.
+        for needle in [" src=", "<link", "@import", "url("] {
+            assert!(
+                !html.contains(needle),
+                "HTML report loads a resource: {needle}"
+            );
+        }
+        assert!(html.contains("href=\"attribution/libzstd1/copyright\""));
+        assert!(b.legal.join("attribution/libzstd1/copyright").is_file());
     }
-    let lz4 = a["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["package"] == "liblz4-1")
-        .unwrap();
-    let dropped: Vec<&str> = lz4["stanzas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["kept"] == false)
-        .map(|s| s["reason"].as_str().unwrap())
-        .collect();
-    assert!(
-        dropped.iter().any(|r| r.contains("ships no programs")),
-        "{dropped:?}"
-    );
-    let md = std::fs::read_to_string(b.legal.join("license-keys.md")).unwrap();
-    let csv = std::fs::read_to_string(b.legal.join("license-keys.csv")).unwrap();
-    let html = std::fs::read_to_string(b.legal.join("license-keys.html")).unwrap();
-    for (f, _) in ReviewFlag::LEGEND {
-        assert!(md.contains(f) && html.contains(f), "legend lacks {f}");
-    }
-    assert!(md.contains("DROPPED Files: programs/"), "markdown evidence");
-    assert!(csv.lines().next().unwrap().ends_with(",evidence"));
-    // Self-contained: no external script, style sheet, image or font.
-    for needle in [" src=", "<link", "@import", "url("] {
-        assert!(
-            !html.contains(needle),
-            "HTML report loads a resource: {needle}"
-        );
-    }
-    assert!(html.contains("href=\"attribution/libzstd1/copyright\""));
-    assert!(b.legal.join("attribution/libzstd1/copyright").is_file());
 }
 
-#[test]
-#[cfg_attr(
-    not(all(
-        has_chromium,
-        has_fixture_debian,
-        has_fixture_debian_licenses,
-        has_fixture_licenses
-    )),
-    ignore = "needs `chromium` on PATH, ../shared/debian, ../shared/debian-licenses, ../shared/licenses"
-)]
-fn html_report_renders_in_headless_chromium() {
-    let Some(b) = key_build() else { return };
-    if !require_tool("chromium") {
-        return;
+needs! { [has_chromium, has_fixture_debian, has_fixture_debian_licenses, has_fixture_licenses]
+    "needs `chromium` on PATH, ../shared/debian, ../shared/debian-licenses, ../shared/licenses";
+    fn html_report_renders_in_headless_chromium() {
+        let Some(b) = key_build() else { return };
+        if !require_tool("chromium") {
+            return;
+        }
+        let page = b.legal.join("license-keys.html");
+        let url = format!("file://{}", page.display());
+        let shot = std::env::temp_dir().join(format!(
+            "imgforge-license-report-{}.png",
+            std::process::id()
+        ));
+        let chromium = |extra: &[&str]| {
+            run(std::process::Command::new("chromium")
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                ])
+                .args(["--window-size=1600,1200", "--virtual-time-budget=3000"])
+                .args(extra)
+                .arg(&url))
+        };
+        // The script ran: the "shown" counter is filled in the rendered DOM.
+        let o = chromium(&["--dump-dom"]);
+        let dom = String::from_utf8_lossy(&o.stdout).to_string();
+        let rows = annex(b)["packages"].as_array().unwrap().len();
+        assert!(
+            dom.contains(&format!("<span id=\"shown\">{rows}</span>")),
+            "script did not run: {}",
+            text(&o)
+        );
+        let o = chromium(&[&format!("--screenshot={}", shot.display())]);
+        let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", text(&o)));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 20_000,
+            "{} bytes",
+            png.len()
+        );
+        println!("screenshot of the HTML report: {}", shot.display());
     }
-    let page = b.legal.join("license-keys.html");
-    let url = format!("file://{}", page.display());
-    let shot = std::env::temp_dir().join(format!(
-        "imgforge-license-report-{}.png",
-        std::process::id()
-    ));
-    let chromium = |extra: &[&str]| {
-        run(std::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-            ])
-            .args(["--window-size=1600,1200", "--virtual-time-budget=3000"])
-            .args(extra)
-            .arg(&url))
-    };
-    // The script ran: the "shown" counter is filled in the rendered DOM.
-    let o = chromium(&["--dump-dom"]);
-    let dom = String::from_utf8_lossy(&o.stdout).to_string();
-    let rows = annex(b)["packages"].as_array().unwrap().len();
-    assert!(
-        dom.contains(&format!("<span id=\"shown\">{rows}</span>")),
-        "script did not run: {}",
-        text(&o)
-    );
-    let o = chromium(&[&format!("--screenshot={}", shot.display())]);
-    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", text(&o)));
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 20_000,
-        "{} bytes",
-        png.len()
-    );
-    println!("screenshot of the HTML report: {}", shot.display());
 }

@@ -4,8 +4,10 @@
 //! [`common::fixture`]); tests that need external tools (runc, docker,
 //! skopeo, umoci, oci-image-tool, pyspdxtools, syft, docker-registry) skip with a message when
 //! the tool is missing, and fail instead when `IMGFORGE_REQUIRE_TOOLS=1`
-//! (set by `.ci/run`).
+//! (set by `.ci/run`). Such tests are declared with `needs!` (see
+//! `common.rs`), which `#[macro_use]` makes usable in every module below.
 
+#[macro_use]
 mod common;
 mod debgen;
 

@@ -380,52 +380,50 @@ fn plan_layers_single_keeps_one_package_layer_per_image() {
     assert!(text(&o).contains("at least 4"), "{}", text(&o));
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, runc"
-)]
-fn plan_examples_noop_and_one_change() {
-    let mirror = crate::common::examples_mirror().expect("examples mirror");
-    let tmp = copy_examples();
-    let dir = tmp.path();
-    let build = |out: &str| build_examples(dir, &mirror, out, "cache");
-    build("out1");
-    let t = build("out2");
-    let line = steps_line(&t);
-    assert!(
-        line.contains("ran 0 ") && line.contains(" 0 package(s) read"),
-        "{line}"
-    );
-    assert_eq!(files(&dir.join("out1")), files(&dir.join("out2")));
-    // One change: a file added to python.
-    std::fs::write(dir.join("recipes/extra.txt"), "extra\n").unwrap();
-    let p = dir.join("recipes/python.toml");
-    let mut r = std::fs::read_to_string(&p).unwrap();
-    r.push_str("\n[[files]]\nsrc = \"extra.txt\"\ndest = \"/etc/extra.txt\"\n");
-    std::fs::write(&p, r).unwrap();
-    let t = build("out3");
-    let (a, b) = (manifests(&dir.join("out1")), manifests(&dir.join("out3")));
-    for name in ["base:bookworm-12.15", "hello:1.0.0", "nginx:1.22.1"] {
-        assert_eq!(
-            a[name], b[name],
-            "{name} changed although only python's recipe did"
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
+    "needs ../shared/debian, ../shared/debian-essential, runc";
+    fn plan_examples_noop_and_one_change() {
+        let mirror = crate::common::examples_mirror().expect("examples mirror");
+        let tmp = copy_examples();
+        let dir = tmp.path();
+        let build = |out: &str| build_examples(dir, &mirror, out, "cache");
+        build("out1");
+        let t = build("out2");
+        let line = steps_line(&t);
+        assert!(
+            line.contains("ran 0 ") && line.contains(" 0 package(s) read"),
+            "{line}"
+        );
+        assert_eq!(files(&dir.join("out1")), files(&dir.join("out2")));
+        // One change: a file added to python.
+        std::fs::write(dir.join("recipes/extra.txt"), "extra\n").unwrap();
+        let p = dir.join("recipes/python.toml");
+        let mut r = std::fs::read_to_string(&p).unwrap();
+        r.push_str("\n[[files]]\nsrc = \"extra.txt\"\ndest = \"/etc/extra.txt\"\n");
+        std::fs::write(&p, r).unwrap();
+        let t = build("out3");
+        let (a, b) = (manifests(&dir.join("out1")), manifests(&dir.join("out3")));
+        for name in ["base:bookworm-12.15", "hello:1.0.0", "nginx:1.22.1"] {
+            assert_eq!(
+                a[name], b[name],
+                "{name} changed although only python's recipe did"
+            );
+        }
+        assert_ne!(a["python:3.11.2"], b["python:3.11.2"]);
+        let (la, lb) = (
+            layer_digests(&a["python:3.11.2"]),
+            layer_digests(&b["python:3.11.2"]),
+        );
+        let common = lb.iter().filter(|d| la.contains(d)).count();
+        assert!(
+            common + 2 >= lb.len(),
+            "python rebuilt more than its files and configuration layers: {la:?} -> {lb:?}"
+        );
+        assert!(
+            !steps_line(&t).contains("build stage 0/"),
+            "hello's stage must be reused: {t}"
         );
     }
-    assert_ne!(a["python:3.11.2"], b["python:3.11.2"]);
-    let (la, lb) = (
-        layer_digests(&a["python:3.11.2"]),
-        layer_digests(&b["python:3.11.2"]),
-    );
-    let common = lb.iter().filter(|d| la.contains(d)).count();
-    assert!(
-        common + 2 >= lb.len(),
-        "python rebuilt more than its files and configuration layers: {la:?} -> {lb:?}"
-    );
-    assert!(
-        !steps_line(&t).contains("build stage 0/"),
-        "hello's stage must be reused: {t}"
-    );
 }
 
 /// Every entry of `deb`'s data.tar: path, size, content.
@@ -516,51 +514,51 @@ fn identity(pid: u32) -> String {
     format!("{pid} {}", rest.split_whitespace().nth(19).unwrap())
 }
 
-/// A scratch directory left by a killed build (its owner gone, a mount
-/// still inside) is unmounted and removed by the next build beside it; one
-/// whose owner still runs is left alone.
-#[test]
-#[cfg_attr(not(has_root), ignore = "needs root (it mounts a tmpfs)")]
-fn plan_a_killed_builds_scratch_and_mounts_are_cleaned_up() {
-    assert!(nix_root(), "this test needs root (it mounts a tmpfs)");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let debs = vec![
-        pkg("liba1", "1.0", "a", b"a1\n"),
-        pkg("appbin", "1.0", "app", b"app\n"),
-    ];
-    synthetic_tree(dir, &[("liba1", "1.0")], &[("appbin", "1.0")], &debs);
-    let stale = dir.join(".imgforge-scratch-killed");
-    let rootfs = stale.join("c d/rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    let mut child = Command::new("true").spawn().unwrap();
-    let gone = identity(child.id());
-    child.wait().unwrap();
-    std::fs::write(stale.join("owner"), format!("{gone}\n")).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs"])
-        .arg(&rootfs)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount a tmpfs");
-    let live = dir.join(".imgforge-scratch-live");
-    std::fs::create_dir(&live).unwrap();
-    std::fs::write(live.join("owner"), identity(std::process::id())).unwrap();
-    let t = build_synthetic(dir, "out", &[]);
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    if mounted.contains(".imgforge-scratch-killed") {
-        let _ = Command::new("umount").arg("-l").arg(&rootfs).status();
-        panic!("the stale mount is still there: {t}");
+needs! { [has_root] "needs root (it mounts a tmpfs)";
+    /// A scratch directory left by a killed build (its owner gone, a mount
+    /// still inside) is unmounted and removed by the next build beside it; one
+    /// whose owner still runs is left alone.
+    fn plan_a_killed_builds_scratch_and_mounts_are_cleaned_up() {
+        assert!(nix_root(), "this test needs root (it mounts a tmpfs)");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let debs = vec![
+            pkg("liba1", "1.0", "a", b"a1\n"),
+            pkg("appbin", "1.0", "app", b"app\n"),
+        ];
+        synthetic_tree(dir, &[("liba1", "1.0")], &[("appbin", "1.0")], &debs);
+        let stale = dir.join(".imgforge-scratch-killed");
+        let rootfs = stale.join("c d/rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let mut child = Command::new("true").spawn().unwrap();
+        let gone = identity(child.id());
+        child.wait().unwrap();
+        std::fs::write(stale.join("owner"), format!("{gone}\n")).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(&rootfs)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs");
+        let live = dir.join(".imgforge-scratch-live");
+        std::fs::create_dir(&live).unwrap();
+        std::fs::write(live.join("owner"), identity(std::process::id())).unwrap();
+        let t = build_synthetic(dir, "out", &[]);
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        if mounted.contains(".imgforge-scratch-killed") {
+            let _ = Command::new("umount").arg("-l").arg(&rootfs).status();
+            panic!("the stale mount is still there: {t}");
+        }
+        assert!(
+            t.contains("Cleaned 1 scratch directory left by killed builds (1 mount(s) detached)"),
+            "{t}"
+        );
+        assert!(!stale.exists(), "{t}");
+        assert!(
+            live.join("owner").is_file(),
+            "a running owner's scratch stays"
+        );
     }
-    assert!(
-        t.contains("Cleaned 1 scratch directory left by killed builds (1 mount(s) detached)"),
-        "{t}"
-    );
-    assert!(!stale.exists(), "{t}");
-    assert!(
-        live.join("owner").is_file(),
-        "a running owner's scratch stays"
-    );
 }
 
 fn nix_root() -> bool {
@@ -568,36 +566,34 @@ fn nix_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A debconf answer changed in the base: every configuration runs again,
-/// taking each package's `dpkg -L` list from the store (remembered by the
-/// first build), and the result is the same bytes as a build of the changed
-/// tree with an empty store.
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, runc"
-)]
-fn plan_reconfigure_from_remembered_file_lists_matches_a_fresh_store() {
-    let mirror = crate::common::examples_mirror().expect("examples mirror");
-    let tmp = copy_examples();
-    let dir = tmp.path();
-    let build = |out: &str, cache: &str| build_examples(dir, &mirror, out, cache);
-    build("out1", "cache");
-    let lists = dir.join("cache/plan/dpkg-lists/v1");
-    let remembered = std::fs::read_dir(&lists).map(|d| d.count()).unwrap_or(0);
-    assert!(remembered > 50, "{remembered} lists in {}", lists.display());
-    let base = dir.join("base/base.toml");
-    let mut text = std::fs::read_to_string(&base).unwrap();
-    text.push_str(
-        "\n[debconf]\n\"tzdata/Areas\" = \"Europe\"\n\"tzdata/Zones/Europe\" = \"Paris\"\n",
-    );
-    std::fs::write(&base, text).unwrap();
-    let t = build("out2", "cache");
-    assert!(steps_line(&t).contains("configure 0/"), "{t}");
-    build("out3", "fresh-cache");
-    assert_eq!(files(&dir.join("out2")), files(&dir.join("out3")));
-    assert_ne!(
-        manifests(&dir.join("out1"))["base:bookworm-12.15"],
-        manifests(&dir.join("out2"))["base:bookworm-12.15"]
-    );
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
+    "needs ../shared/debian, ../shared/debian-essential, runc";
+    /// A debconf answer changed in the base: every configuration runs again,
+    /// taking each package's `dpkg -L` list from the store (remembered by the
+    /// first build), and the result is the same bytes as a build of the changed
+    /// tree with an empty store.
+    fn plan_reconfigure_from_remembered_file_lists_matches_a_fresh_store() {
+        let mirror = crate::common::examples_mirror().expect("examples mirror");
+        let tmp = copy_examples();
+        let dir = tmp.path();
+        let build = |out: &str, cache: &str| build_examples(dir, &mirror, out, cache);
+        build("out1", "cache");
+        let lists = dir.join("cache/plan/dpkg-lists/v1");
+        let remembered = std::fs::read_dir(&lists).map(|d| d.count()).unwrap_or(0);
+        assert!(remembered > 50, "{remembered} lists in {}", lists.display());
+        let base = dir.join("base/base.toml");
+        let mut text = std::fs::read_to_string(&base).unwrap();
+        text.push_str(
+            "\n[debconf]\n\"tzdata/Areas\" = \"Europe\"\n\"tzdata/Zones/Europe\" = \"Paris\"\n",
+        );
+        std::fs::write(&base, text).unwrap();
+        let t = build("out2", "cache");
+        assert!(steps_line(&t).contains("configure 0/"), "{t}");
+        build("out3", "fresh-cache");
+        assert_eq!(files(&dir.join("out2")), files(&dir.join("out3")));
+        assert_ne!(
+            manifests(&dir.join("out1"))["base:bookworm-12.15"],
+            manifests(&dir.join("out2"))["base:bookworm-12.15"]
+        );
+    }
 }

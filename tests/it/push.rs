@@ -203,54 +203,55 @@ fn fetch_manifest(host: &str, repo: &str, digest: &str) -> Vec<u8> {
     resp.body_mut().read_to_vec().unwrap()
 }
 
-#[test]
-#[cfg_attr(not(has_docker_registry), ignore = "needs `docker-registry` on PATH")]
-fn push_synthetic_layout_twice_mounts_then_skips() {
-    let Some(reg) = registry() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (layout, digests) = synthetic_layout(tmp.path());
-    let dest = reg.destination("syn");
-    let first = push(&layout, &dest, &[]).unwrap();
-    // a:1 uploads its config + the shared layer; b:1 mounts the shared
-    // layer from a and uploads its config + own layer.
-    let (up, bytes, mounted, skipped) = totals(&first);
-    assert_eq!((up, mounted, skipped), (4, 1, 0), "{first:#}");
-    assert!(bytes > 0);
-    let second = push(&layout, &dest, &[]).unwrap();
-    assert_eq!(totals(&second), (0, 0, 0, 5), "{second:#}");
-    for i in second["images"].as_array().unwrap() {
-        assert_eq!(i["manifest_sent"], false, "{i}");
-    }
-    // Digests preserved: the registry serves the layout's manifest bytes.
-    for (img, digest) in first["images"].as_array().unwrap().iter().zip(&digests) {
-        assert_eq!(img["digest"].as_str().unwrap(), digest);
-        let repo = img["repository"].as_str().unwrap();
-        assert_eq!(&sha(&fetch_manifest(&reg.host, repo, digest)), digest);
+needs! { [has_docker_registry] "needs `docker-registry` on PATH";
+    fn push_synthetic_layout_twice_mounts_then_skips() {
+        let Some(reg) = registry() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, digests) = synthetic_layout(tmp.path());
+        let dest = reg.destination("syn");
+        let first = push(&layout, &dest, &[]).unwrap();
+        // a:1 uploads its config + the shared layer; b:1 mounts the shared
+        // layer from a and uploads its config + own layer.
+        let (up, bytes, mounted, skipped) = totals(&first);
+        assert_eq!((up, mounted, skipped), (4, 1, 0), "{first:#}");
+        assert!(bytes > 0);
+        let second = push(&layout, &dest, &[]).unwrap();
+        assert_eq!(totals(&second), (0, 0, 0, 5), "{second:#}");
+        for i in second["images"].as_array().unwrap() {
+            assert_eq!(i["manifest_sent"], false, "{i}");
+        }
+        // Digests preserved: the registry serves the layout's manifest bytes.
+        for (img, digest) in first["images"].as_array().unwrap().iter().zip(&digests) {
+            assert_eq!(img["digest"].as_str().unwrap(), digest);
+            let repo = img["repository"].as_str().unwrap();
+            assert_eq!(&sha(&fetch_manifest(&reg.host, repo, digest)), digest);
+        }
     }
 }
 
-#[test]
-#[cfg_attr(not(has_docker_registry), ignore = "needs `docker-registry` on PATH")]
-fn push_corrupt_blob_names_the_blob() {
-    let Some(reg) = registry() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (layout, _) = synthetic_layout(tmp.path());
-    // Flip one byte of the shared layer: same size, wrong content.
-    let idx: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let m = idx["manifests"][0]["digest"].as_str().unwrap();
-    let mv: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&m[7..])).unwrap())
-            .unwrap();
-    let layer = mv["layers"][0]["digest"].as_str().unwrap().to_string();
-    let p = layout.join("blobs/sha256").join(&layer[7..]);
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[0] ^= 1;
-    std::fs::write(&p, bytes).unwrap();
-    let err = push(&layout, &reg.destination("bad"), &["--image", "a"]).unwrap_err();
-    assert!(err.contains(&format!("blob {layer}")), "{err}");
-    assert!(err.contains("upload answered HTTP 400"), "{err}");
-    assert!(err.contains("help: "), "{err}");
+needs! { [has_docker_registry] "needs `docker-registry` on PATH";
+    fn push_corrupt_blob_names_the_blob() {
+        let Some(reg) = registry() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, _) = synthetic_layout(tmp.path());
+        // Flip one byte of the shared layer: same size, wrong content.
+        let idx: Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let m = idx["manifests"][0]["digest"].as_str().unwrap();
+        let mv: Value = serde_json::from_slice(
+            &std::fs::read(layout.join("blobs/sha256").join(&m[7..])).unwrap(),
+        )
+        .unwrap();
+        let layer = mv["layers"][0]["digest"].as_str().unwrap().to_string();
+        let p = layout.join("blobs/sha256").join(&layer[7..]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&p, bytes).unwrap();
+        let err = push(&layout, &reg.destination("bad"), &["--image", "a"]).unwrap_err();
+        assert!(err.contains(&format!("blob {layer}")), "{err}");
+        assert!(err.contains("upload answered HTTP 400"), "{err}");
+        assert!(err.contains("help: "), "{err}");
+    }
 }
 
 #[test]
@@ -308,169 +309,162 @@ fn docker_ready() -> bool {
     ok
 }
 
-#[test]
-#[cfg_attr(
-    not(all(
-        has_docker,
-        has_docker_registry,
-        has_fixture_debian,
-        has_fixture_debian_essential
-    )),
-    ignore = "needs `docker` on PATH, `docker-registry` on PATH, ../shared/debian, ../shared/debian-essential"
-)]
-fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
-    let Some(fixture) = crate::common::examples_mirror() else {
-        return;
-    };
-    let Some(reg) = registry() else { return };
-    let tmp = copy_examples();
-    let out = tmp.path().join("out");
-    let o = run(imgforge()
-        .args(["build", "recipes", "--no-apt", "-q", "--mirror"])
-        .arg(&fixture)
-        .arg("--out")
-        .arg(&out)
-        .arg("--cache")
-        .arg(tmp.path().join("cache"))
-        .current_dir(tmp.path()));
-    assert!(o.status.success(), "{}", text(&o));
-    let dest = reg.destination("ex");
-    let t = std::time::Instant::now();
-    let first = push(&out, &dest, &[]).unwrap();
-    let t1 = t.elapsed();
-    let t = std::time::Instant::now();
-    let second = push(&out, &dest, &[]).unwrap();
-    let t2 = t.elapsed();
-    let (up, bytes, mounted, _) = totals(&first);
-    eprintln!(
-        "first push: {up} blobs, {bytes} bytes, {mounted} mounted, {:.2}s; second: {:?}, {:.2}s",
-        t1.as_secs_f64(),
-        totals(&second),
-        t2.as_secs_f64()
-    );
-    assert_eq!(first["images"].as_array().unwrap().len(), 4);
-    // Each image built on the base mounts the base's layers (every blob
-    // the base uploaded but its config).
-    let base_layers = first["images"][0]["blobs_uploaded"].as_u64().unwrap() - 1;
-    assert_eq!(first["images"][0]["tag"], "bookworm-12.15");
-    assert_eq!(mounted, 3 * base_layers, "{first:#}");
-    let (up2, bytes2, mounted2, _) = totals(&second);
-    assert_eq!((up2, bytes2, mounted2), (0, 0, 0), "{second:#}");
-    let image = |name: &str| {
-        first["images"]
+needs! { [has_docker, has_docker_registry, has_fixture_debian, has_fixture_debian_essential]
+    "needs `docker` on PATH, `docker-registry` on PATH, ../shared/debian, ../shared/debian-essential";
+    fn push_examples_twice_then_docker_pulls_by_digest_and_runs_hello() {
+        let Some(fixture) = crate::common::examples_mirror() else {
+            return;
+        };
+        let Some(reg) = registry() else { return };
+        let tmp = copy_examples();
+        let out = tmp.path().join("out");
+        let o = run(imgforge()
+            .args(["build", "recipes", "--no-apt", "-q", "--mirror"])
+            .arg(&fixture)
+            .arg("--out")
+            .arg(&out)
+            .arg("--cache")
+            .arg(tmp.path().join("cache"))
+            .current_dir(tmp.path()));
+        assert!(o.status.success(), "{}", text(&o));
+        let dest = reg.destination("ex");
+        let t = std::time::Instant::now();
+        let first = push(&out, &dest, &[]).unwrap();
+        let t1 = t.elapsed();
+        let t = std::time::Instant::now();
+        let second = push(&out, &dest, &[]).unwrap();
+        let t2 = t.elapsed();
+        let (up, bytes, mounted, _) = totals(&first);
+        eprintln!(
+            "first push: {up} blobs, {bytes} bytes, {mounted} mounted, {:.2}s; second: {:?}, {:.2}s",
+            t1.as_secs_f64(),
+            totals(&second),
+            t2.as_secs_f64()
+        );
+        assert_eq!(first["images"].as_array().unwrap().len(), 4);
+        // Each image built on the base mounts the base's layers (every blob
+        // the base uploaded but its config).
+        let base_layers = first["images"][0]["blobs_uploaded"].as_u64().unwrap() - 1;
+        assert_eq!(first["images"][0]["tag"], "bookworm-12.15");
+        assert_eq!(mounted, 3 * base_layers, "{first:#}");
+        let (up2, bytes2, mounted2, _) = totals(&second);
+        assert_eq!((up2, bytes2, mounted2), (0, 0, 0), "{second:#}");
+        let image = |name: &str| {
+            first["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["repository"].as_str().unwrap().ends_with(name))
+                .unwrap()
+                .clone()
+        };
+        let hello = image("/hello");
+        // Each image's SBOMs and provenance went up as referrers, listed by
+        // the fallback tag (Distribution 2.8 has no referrers API).
+        for i in first["images"].as_array().unwrap() {
+            assert_eq!(i["referrers_sent"], 3, "{i:#}");
+            let tag = i["digest"].as_str().unwrap().replace("sha256:", "sha256-");
+            assert_eq!(i["referrers_tag"], tag.as_str(), "{i:#}");
+        }
+        // The digest the registry serves is the one in the layout's index.
+        let index = std::fs::read_to_string(out.join("index.json")).unwrap();
+        assert!(index.contains(hello["digest"].as_str().unwrap()));
+        if !docker_ready() {
+            return;
+        }
+        let pinned = hello["pinned"].as_str().unwrap();
+        let o = run(Command::new("docker").args(["pull", "-q", pinned]));
+        assert!(o.status.success(), "{}", text(&o));
+        let o = run(Command::new("docker").args(["run", "--rm", pinned]));
+        let _ = Command::new("docker").args(["rmi", pinned]).output();
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "Hello from imgforge!"
+        );
+        // nginx keeps Debian's convention (command, no entrypoint): `nginx -t` runs.
+        let nginx = image("/nginx");
+        let pinned = nginx["pinned"].as_str().unwrap();
+        let o = run(Command::new("docker").args(["run", "--rm", pinned, "nginx", "-t"]));
+        let _ = Command::new("docker").args(["rmi", pinned]).output();
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("test is successful"), "{}", text(&o));
+    }
+}
+
+needs! { [has_docker_registry] "needs `docker-registry` on PATH";
+    /// The referrers `build` attaches (SPDX, CycloneDX, provenance) go up with
+    /// each image; Distribution 2.8 has no referrers API, so the tag-schema
+    /// fallback tag `sha256-<hex>` lists them, and the provenance is fetched
+    /// back by digest, byte for byte. A second push sends none again.
+    fn push_sends_referrers_listed_by_the_fallback_tag() {
+        let Some(reg) = registry() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        crate::attest::tree(dir);
+        crate::attest::build(dir, "out", None);
+        let out = dir.join("out");
+        let dest = reg.destination("ref");
+        let first = push(&out, &dest, &[]).unwrap();
+        let app = first["images"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|i| i["repository"].as_str().unwrap().ends_with(name))
+            .find(|i| i["repository"].as_str().unwrap().ends_with("/app"))
             .unwrap()
-            .clone()
-    };
-    let hello = image("/hello");
-    // Each image's SBOMs and provenance went up as referrers, listed by
-    // the fallback tag (Distribution 2.8 has no referrers API).
-    for i in first["images"].as_array().unwrap() {
-        assert_eq!(i["referrers_sent"], 3, "{i:#}");
-        let tag = i["digest"].as_str().unwrap().replace("sha256:", "sha256-");
-        assert_eq!(i["referrers_tag"], tag.as_str(), "{i:#}");
-    }
-    // The digest the registry serves is the one in the layout's index.
-    let index = std::fs::read_to_string(out.join("index.json")).unwrap();
-    assert!(index.contains(hello["digest"].as_str().unwrap()));
-    if !docker_ready() {
-        return;
-    }
-    let pinned = hello["pinned"].as_str().unwrap();
-    let o = run(Command::new("docker").args(["pull", "-q", pinned]));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = run(Command::new("docker").args(["run", "--rm", pinned]));
-    let _ = Command::new("docker").args(["rmi", pinned]).output();
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "Hello from imgforge!"
-    );
-    // nginx keeps Debian's convention (command, no entrypoint): `nginx -t` runs.
-    let nginx = image("/nginx");
-    let pinned = nginx["pinned"].as_str().unwrap();
-    let o = run(Command::new("docker").args(["run", "--rm", pinned, "nginx", "-t"]));
-    let _ = Command::new("docker").args(["rmi", pinned]).output();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("test is successful"), "{}", text(&o));
-}
-
-/// The referrers `build` attaches (SPDX, CycloneDX, provenance) go up with
-/// each image; Distribution 2.8 has no referrers API, so the tag-schema
-/// fallback tag `sha256-<hex>` lists them, and the provenance is fetched
-/// back by digest, byte for byte. A second push sends none again.
-#[test]
-#[cfg_attr(not(has_docker_registry), ignore = "needs `docker-registry` on PATH")]
-fn push_sends_referrers_listed_by_the_fallback_tag() {
-    let Some(reg) = registry() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    crate::attest::tree(dir);
-    crate::attest::build(dir, "out", None);
-    let out = dir.join("out");
-    let dest = reg.destination("ref");
-    let first = push(&out, &dest, &[]).unwrap();
-    let app = first["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["repository"].as_str().unwrap().ends_with("/app"))
-        .unwrap()
-        .clone();
-    assert_eq!(app["referrers_sent"], 3, "{first:#}");
-    let digest = app["digest"].as_str().unwrap();
-    let tag = digest.replace("sha256:", "sha256-");
-    assert_eq!(app["referrers_tag"], tag.as_str());
-    let repo = app["repository"].as_str().unwrap();
-    let mut resp = ureq::get(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host))
-        .header("Accept", "application/vnd.oci.image.index.v1+json")
-        .call()
-        .expect("GET the fallback tag");
-    let index: Value = serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap();
-    let mut types: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["artifactType"].as_str().unwrap())
-        .collect();
-    types.sort();
-    assert_eq!(
-        types,
-        [
-            "application/spdx+json",
-            "application/vnd.cyclonedx+json",
-            "application/vnd.in-toto+json"
-        ]
-    );
-    // Fetch the provenance: its manifest names the image as subject, its
-    // layer is the statement the build wrote.
-    let prov = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["artifactType"] == "application/vnd.in-toto+json")
+            .clone();
+        assert_eq!(app["referrers_sent"], 3, "{first:#}");
+        let digest = app["digest"].as_str().unwrap();
+        let tag = digest.replace("sha256:", "sha256-");
+        assert_eq!(app["referrers_tag"], tag.as_str());
+        let repo = app["repository"].as_str().unwrap();
+        let mut resp = ureq::get(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host))
+            .header("Accept", "application/vnd.oci.image.index.v1+json")
+            .call()
+            .expect("GET the fallback tag");
+        let index: Value = serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap();
+        let mut types: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["artifactType"].as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "application/spdx+json",
+                "application/vnd.cyclonedx+json",
+                "application/vnd.in-toto+json"
+            ]
+        );
+        // Fetch the provenance: its manifest names the image as subject, its
+        // layer is the statement the build wrote.
+        let prov = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["artifactType"] == "application/vnd.in-toto+json")
+            .unwrap();
+        let m: Value = serde_json::from_slice(&fetch_manifest(
+            &reg.host,
+            repo,
+            prov["digest"].as_str().unwrap(),
+        ))
         .unwrap();
-    let m: Value = serde_json::from_slice(&fetch_manifest(
-        &reg.host,
-        repo,
-        prov["digest"].as_str().unwrap(),
-    ))
-    .unwrap();
-    assert_eq!(m["subject"]["digest"], digest);
-    let layer = m["layers"][0]["digest"].as_str().unwrap();
-    let mut resp = ureq::get(format!("http://{}/v2/{repo}/blobs/{layer}", reg.host))
-        .call()
-        .expect("GET the provenance");
-    assert_eq!(
-        resp.body_mut().read_to_vec().unwrap(),
-        std::fs::read(out.join("attest/app.provenance.json")).unwrap()
-    );
-    let second = push(&out, &dest, &[]).unwrap();
-    for i in second["images"].as_array().unwrap() {
-        assert_eq!(i["referrers_sent"], 0, "{second:#}");
+        assert_eq!(m["subject"]["digest"], digest);
+        let layer = m["layers"][0]["digest"].as_str().unwrap();
+        let mut resp = ureq::get(format!("http://{}/v2/{repo}/blobs/{layer}", reg.host))
+            .call()
+            .expect("GET the provenance");
+        assert_eq!(
+            resp.body_mut().read_to_vec().unwrap(),
+            std::fs::read(out.join("attest/app.provenance.json")).unwrap()
+        );
+        let second = push(&out, &dest, &[]).unwrap();
+        for i in second["images"].as_array().unwrap() {
+            assert_eq!(i["referrers_sent"], 0, "{second:#}");
+        }
+        assert_eq!(totals(&second).0, 0, "{second:#}");
     }
-    assert_eq!(totals(&second).0, 0, "{second:#}");
 }

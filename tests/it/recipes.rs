@@ -89,107 +89,103 @@ fn broken_toml_and_unknown_fields_are_errors_with_location() {
     insta::assert_snapshot!("broken_toml", out);
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential"
-)]
-fn examples_check_and_lock_deterministically() {
-    let Some(mirror) = crate::common::examples_mirror() else {
-        return;
-    };
-    let tmp = copy_examples();
-    let m = mirror.to_str().unwrap();
-    let o = run(imgforge()
-        .current_dir(tmp.path())
-        .args(["check", "recipes", "--mirror", m, "--no-apt"]));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = run(imgforge()
-        .current_dir(tmp.path())
-        .args(["lock", "recipes", "--mirror", m, "--no-apt"]));
-    assert!(o.status.success(), "{}", text(&o));
-    let lock_path = tmp.path().join("recipes/imgforge.lock");
-    let first = std::fs::read(&lock_path).unwrap();
-    std::fs::remove_file(&lock_path).unwrap();
-    let o = run(imgforge()
-        .current_dir(tmp.path())
-        .args(["lock", "recipes", "--mirror", m, "--no-apt"]));
-    assert!(o.status.success(), "{}", text(&o));
-    let second = std::fs::read(&lock_path).unwrap();
-    assert_eq!(first, second, "lock files differ between runs");
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    fn examples_check_and_lock_deterministically() {
+        let Some(mirror) = crate::common::examples_mirror() else {
+            return;
+        };
+        let tmp = copy_examples();
+        let m = mirror.to_str().unwrap();
+        let o = run(imgforge()
+            .current_dir(tmp.path())
+            .args(["check", "recipes", "--mirror", m, "--no-apt"]));
+        assert!(o.status.success(), "{}", text(&o));
+        let o = run(imgforge()
+            .current_dir(tmp.path())
+            .args(["lock", "recipes", "--mirror", m, "--no-apt"]));
+        assert!(o.status.success(), "{}", text(&o));
+        let lock_path = tmp.path().join("recipes/imgforge.lock");
+        let first = std::fs::read(&lock_path).unwrap();
+        std::fs::remove_file(&lock_path).unwrap();
+        let o = run(imgforge()
+            .current_dir(tmp.path())
+            .args(["lock", "recipes", "--mirror", m, "--no-apt"]));
+        assert!(o.status.success(), "{}", text(&o));
+        let second = std::fs::read(&lock_path).unwrap();
+        assert_eq!(first, second, "lock files differ between runs");
 
-    let lock: toml::Value = toml::from_str(std::str::from_utf8(&first).unwrap()).unwrap();
-    let closure = |name: &str, stage: &str| -> Vec<String> {
-        lock["image"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"].as_str() == Some(name) && i["stage"].as_str() == Some(stage))
-            .unwrap_or_else(|| panic!("{name} {stage} in lock"))["package"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let base = closure("base", "runtime");
-    assert!(base.contains(&"libc6".to_string()) && base.contains(&"base-files".to_string()));
-    assert!(
-        base.contains(&"mawk".to_string()),
-        "pinned awk provider wins: {base:?}"
-    );
-    assert!(closure("hello", "build").contains(&"gcc-12".to_string()));
-    assert!(!closure("hello", "runtime").contains(&"gcc-12".to_string()));
-    // The committed lock matches the fixture resolution.
-    let committed = std::fs::read(root().join("recipes/imgforge.lock")).unwrap();
-    assert_eq!(
-        committed, first,
-        "recipes/imgforge.lock is out of date: run `imgforge lock recipes --mirror <../shared/debian + ../shared/debian-essential>` (see README)"
-    );
+        let lock: toml::Value = toml::from_str(std::str::from_utf8(&first).unwrap()).unwrap();
+        let closure = |name: &str, stage: &str| -> Vec<String> {
+            lock["image"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"].as_str() == Some(name) && i["stage"].as_str() == Some(stage))
+                .unwrap_or_else(|| panic!("{name} {stage} in lock"))["package"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let base = closure("base", "runtime");
+        assert!(base.contains(&"libc6".to_string()) && base.contains(&"base-files".to_string()));
+        assert!(
+            base.contains(&"mawk".to_string()),
+            "pinned awk provider wins: {base:?}"
+        );
+        assert!(closure("hello", "build").contains(&"gcc-12".to_string()));
+        assert!(!closure("hello", "runtime").contains(&"gcc-12".to_string()));
+        // The committed lock matches the fixture resolution.
+        let committed = std::fs::read(root().join("recipes/imgforge.lock")).unwrap();
+        assert_eq!(
+            committed, first,
+            "recipes/imgforge.lock is out of date: run `imgforge lock recipes --mirror <../shared/debian + ../shared/debian-essential>` (see README)"
+        );
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential"
-)]
-fn locked_fails_after_a_pin_changes_and_names_the_package() {
-    let Some(mirror) = crate::common::examples_mirror() else {
-        return;
-    };
-    let tmp = copy_examples();
-    let m = mirror.to_str().unwrap();
-    let o = run(imgforge()
-        .current_dir(tmp.path())
-        .args(["lock", "recipes", "--mirror", m, "--no-apt", "--locked"]));
-    assert!(
-        o.status.success(),
-        "the committed lock is current: {}",
-        text(&o)
-    );
-    // Pin python to a version the mirror does not have -> resolution error.
-    let p = tmp.path().join("recipes/python.toml");
-    let s = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(
-        &p,
-        s.replace(
-            "\"python3.11-minimal\" = \"3.11.2-6+deb12u9\"",
-            "\"python3.11-minimal\" = \"3.11.2-6+deb12u9\"\nlibexpat1 = \"2.5.0-1+deb12u5\"",
-        ),
-    )
-    .unwrap();
-    let o = run(imgforge()
-        .current_dir(tmp.path())
-        .args(["lock", "recipes", "--mirror", m, "--no-apt", "--locked"]));
-    assert!(!o.status.success());
-    let t = text(&o);
-    assert!(t.contains("out of date") && t.contains("libexpat1"), "{t}");
-    let o = run(imgforge().current_dir(tmp.path()).args([
-        "build", "recipes", "--mirror", m, "--no-apt", "--locked", "--out", "o",
-    ]));
-    assert!(!o.status.success());
-    assert!(text(&o).contains("libexpat1"), "{}", text(&o));
-    assert!(!tmp.path().join("o").exists());
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    fn locked_fails_after_a_pin_changes_and_names_the_package() {
+        let Some(mirror) = crate::common::examples_mirror() else {
+            return;
+        };
+        let tmp = copy_examples();
+        let m = mirror.to_str().unwrap();
+        let o = run(imgforge()
+            .current_dir(tmp.path())
+            .args(["lock", "recipes", "--mirror", m, "--no-apt", "--locked"]));
+        assert!(
+            o.status.success(),
+            "the committed lock is current: {}",
+            text(&o)
+        );
+        // Pin python to a version the mirror does not have -> resolution error.
+        let p = tmp.path().join("recipes/python.toml");
+        let s = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            s.replace(
+                "\"python3.11-minimal\" = \"3.11.2-6+deb12u9\"",
+                "\"python3.11-minimal\" = \"3.11.2-6+deb12u9\"\nlibexpat1 = \"2.5.0-1+deb12u5\"",
+            ),
+        )
+        .unwrap();
+        let o = run(imgforge()
+            .current_dir(tmp.path())
+            .args(["lock", "recipes", "--mirror", m, "--no-apt", "--locked"]));
+        assert!(!o.status.success());
+        let t = text(&o);
+        assert!(t.contains("out of date") && t.contains("libexpat1"), "{t}");
+        let o = run(imgforge().current_dir(tmp.path()).args([
+            "build", "recipes", "--mirror", m, "--no-apt", "--locked", "--out", "o",
+        ]));
+        assert!(!o.status.success());
+        assert!(text(&o).contains("libexpat1"), "{}", text(&o));
+        assert!(!tmp.path().join("o").exists());
+    }
 }
 
 #[test]
@@ -236,4 +232,24 @@ fn a_deb_that_does_not_match_its_index_checksum_is_refused() {
         "{t}"
     );
     assert!(!tmp.path().join("o").exists(), "nothing written");
+}
+
+/// usrmerge converts a split-/usr root; imgforge's roots are merged from
+/// the start, so a recipe naming it is refused with its file and line.
+#[test]
+fn a_recipe_naming_usrmerge_is_refused_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("base/base.toml"), BASE);
+    write(
+        &tmp.path().join("recipes/app.toml"),
+        "[image]\nname = \"app\"\ntag = \"1\"\n\n[packages]\nusrmerge = \"37~deb12u1\"\n",
+    );
+    let o = run(imgforge()
+        .current_dir(tmp.path())
+        .args(["check", "recipes", "--no-apt"]));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("app.toml:6"), "{t}");
+    assert!(t.contains("usrmerge converts a split-/usr system"), "{t}");
+    assert!(t.contains("usr-is-merged"), "{t}");
 }

@@ -1,6 +1,6 @@
 //! The resolver on synthetic indexes, and dpkg version ordering.
 
-use imgforge::resolve::index::{self, Index, Origin};
+use imgforge::pkgindex::{self as index, Index, Origin};
 use imgforge::resolve::solver::{self, Request, ResolveError};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +39,7 @@ fn solve(idx: &Index, p: &[(&str, &str)]) -> Result<Vec<String>, ResolveError> {
             label: "test.toml".into(),
             pins: &pins,
             installed: &[],
+            prefer: &[],
         },
     )?;
     Ok(r.iter()
@@ -159,6 +160,7 @@ fn provider_reason_names_the_rule() {
             label: "t".into(),
             pins: &p,
             installed: &[],
+            prefer: &[],
         },
     )
     .unwrap();
@@ -338,6 +340,7 @@ fn installed_packages_satisfy_and_are_not_repeated() {
             label: "x".into(),
             pins: &p,
             installed: &installed,
+            prefer: &[],
         },
     )
     .unwrap();
@@ -426,7 +429,7 @@ mod version_order {
 /// `make.sh` there).
 mod bookworm {
     use super::super::common;
-    use imgforge::resolve::index::{self, Index, Origin};
+    use imgforge::pkgindex::{self as index, Index, Origin};
     use imgforge::resolve::solver::{self, Request};
     use std::collections::{BTreeMap, BTreeSet};
     use std::io::Read;
@@ -476,6 +479,7 @@ mod bookworm {
             label: "test".into(),
             pins: &pins,
             installed: &[],
+            prefer: &[],
         };
         let r = solver::resolve(idx, &req).map_err(|e| e.to_string())?;
         Ok(r.iter()
@@ -510,10 +514,58 @@ mod bookworm {
             .collect()
     }
 
+    /// apt's closures were recorded on an empty root, where apt takes
+    /// usrmerge for `usrmerge | usr-is-merged`. On an installed Debian
+    /// system (what imgforge resolves for: the Essential set and
+    /// usr-is-merged are there) apt finds that alternative met by
+    /// usr-is-merged: the expected closure is apt's with usrmerge replaced
+    /// by usr-is-merged, less what only usrmerge needed (what the requested
+    /// packages no longer reach through the set's dependencies).
+    fn on_installed_system(
+        idx: &Index,
+        pkgs: &[String],
+        apt: BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let Some(um) = apt.iter().find(|l| l.starts_with("usrmerge ")).cloned() else {
+            return apt;
+        };
+        let mut set = apt;
+        set.remove(&um);
+        set.insert(format!(
+            "usr-is-merged {}",
+            idx.by_name["usr-is-merged"][0].version
+        ));
+        let recs: Vec<_> = set
+            .iter()
+            .map(|l| {
+                let (n, v) = l.split_once(' ').unwrap();
+                idx.get(n, &v.parse().unwrap()).unwrap()
+            })
+            .collect();
+        let mut reached: BTreeSet<String> = pkgs.iter().cloned().collect();
+        let mut todo: Vec<_> = recs.iter().filter(|r| pkgs.contains(&r.name)).collect();
+        while let Some(r) = todo.pop() {
+            for rel in r.pre_depends.iter().chain(r.depends.iter()).flatten() {
+                for x in &recs {
+                    let hit = (rel.name == x.name && solver::satisfies(&x.version, &rel.version))
+                        || x.provides.iter().flatten().any(|p| p.name == rel.name);
+                    if hit && reached.insert(x.name.clone()) {
+                        todo.push(x);
+                    }
+                }
+            }
+        }
+        recs.iter()
+            .filter(|r| reached.contains(&r.name))
+            .map(|r| format!("{} {}", r.name, r.version))
+            .collect()
+    }
+
     /// Compare one set; returns the printed row and whether it matched
     /// apt's answer (without apt's orphans).
     fn compare(idx: &Index, set: &str) -> (String, bool) {
         let (pkgs, apt) = expected(set);
+        let apt = on_installed_system(idx, &pkgs, apt);
         let orphans = orphans(idx, &pkgs, &apt);
         let want: BTreeSet<String> = apt.difference(&orphans).cloned().collect();
         let got = match ours(idx, &pkgs) {
@@ -546,81 +598,120 @@ mod bookworm {
         (row, only_ours.is_empty() && only_apt.is_empty())
     }
 
-    #[test]
-    #[cfg_attr(not(has_fixture_debian_index), ignore = "needs ../shared/debian-index")]
-    fn issue_cases_match_apt() {
-        let Some(idx) = load() else { return };
-        for set in ["php-redis", "mailx-postfix-pgsql", "base-files"] {
-            let (row, same) = compare(idx, set);
-            println!("{row}");
-            assert!(same, "{set} differs from apt: {row}");
+    needs! { [has_fixture_debian_index] "needs ../shared/debian-index";
+        fn issue_cases_match_apt() {
+            let Some(idx) = load() else { return };
+            for set in ["php-redis", "mailx-postfix-pgsql", "base-files"] {
+                let (row, same) = compare(idx, set);
+                println!("{row}");
+                assert!(same, "{set} differs from apt: {row}");
+            }
         }
     }
 
-    #[test]
-    #[cfg_attr(not(has_fixture_debian_index), ignore = "needs ../shared/debian-index")]
-    fn package_sets_match_apt() {
-        let Some(idx) = load() else { return };
-        let sets =
-            std::fs::read_to_string(common::root().join("tests/data/apt-closures/sets")).unwrap();
-        println!(
-            "| packages | imgforge | apt | apt's orphans | only imgforge | only apt |\n|---|---|---|---|---|---|"
-        );
-        let mut differ = vec![];
-        for line in sets
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        {
-            let set = line.split_whitespace().next().unwrap();
-            let (row, same) = compare(idx, set);
-            println!("{row}");
-            if !same {
-                differ.push(set.to_string());
+    needs! { [has_fixture_debian_index] "needs ../shared/debian-index";
+        fn package_sets_match_apt() {
+            let Some(idx) = load() else { return };
+            let sets = std::fs::read_to_string(common::root().join("tests/data/apt-closures/sets"))
+                .unwrap();
+            println!(
+                "| packages | imgforge | apt | apt's orphans | only imgforge | only apt |\n|---|---|---|---|---|---|"
+            );
+            let mut differ = vec![];
+            for line in sets
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            {
+                let set = line.split_whitespace().next().unwrap();
+                let (row, same) = compare(idx, set);
+                println!("{row}");
+                if !same {
+                    differ.push(set.to_string());
+                }
             }
+            assert!(differ.is_empty(), "differ from apt: {differ:?}");
         }
-        assert!(differ.is_empty(), "differ from apt: {differ:?}");
     }
 }
 
+needs! { [has_fixture_debian] "needs ../shared/debian";
+    fn lock_explain_prints_the_chain_from_the_recipe() {
+        let Some(mirror) = super::common::examples_mirror() else {
+            return;
+        };
+        let out = super::common::run(
+            super::common::imgforge()
+                .current_dir(super::common::root())
+                .args([
+                    "lock",
+                    "recipes",
+                    "--no-apt",
+                    "--locked",
+                    "-q",
+                    "--explain",
+                    "iproute2",
+                    "--mirror",
+                ])
+                .arg(&mirror),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", super::common::text(&out));
+        insta::assert_snapshot!("lock_explain_iproute2", stdout);
+        let out = super::common::run(
+            super::common::imgforge()
+                .current_dir(super::common::root())
+                .args([
+                    "lock",
+                    "recipes",
+                    "--no-apt",
+                    "--locked",
+                    "-q",
+                    "--explain",
+                    "nosuch",
+                    "--mirror",
+                ])
+                .arg(&mirror),
+        );
+        assert!(!out.status.success());
+        assert!(super::common::text(&out).contains("nosuch is in no image"));
+    }
+}
+
+/// `usrmerge | usr-is-merged` (init-system-helpers): usrmerge converts a
+/// split-/usr root and is never selected; with the toolset preferred (as
+/// apt on an installed Debian system finds the alternative met there),
+/// an alternative the toolset has is taken first and ships.
 #[test]
-#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
-fn lock_explain_prints_the_chain_from_the_recipe() {
-    let Some(mirror) = super::common::examples_mirror() else {
-        return;
-    };
-    let out = super::common::run(
-        super::common::imgforge()
-            .current_dir(super::common::root())
-            .args([
-                "lock",
-                "recipes",
-                "--no-apt",
-                "--locked",
-                "-q",
-                "--explain",
-                "iproute2",
-                "--mirror",
-            ])
-            .arg(&mirror),
+fn usrmerge_is_never_selected_and_the_toolset_is_preferred_among_alternatives() {
+    let idx = index(
+        "Package: init-system-helpers\nVersion: 1\nDepends: usrmerge | usr-is-merged\n\n\
+         Package: usrmerge\nVersion: 37\n\n\
+         Package: usr-is-merged\nVersion: 37\n\n\
+         Package: app\nVersion: 1\nDepends: mawk | gawk\n\n\
+         Package: mawk\nVersion: 1\n\n\
+         Package: gawk\nVersion: 1",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", super::common::text(&out));
-    insta::assert_snapshot!("lock_explain_iproute2", stdout);
-    let out = super::common::run(
-        super::common::imgforge()
-            .current_dir(super::common::root())
-            .args([
-                "lock",
-                "recipes",
-                "--no-apt",
-                "--locked",
-                "-q",
-                "--explain",
-                "nosuch",
-                "--mirror",
-            ])
-            .arg(&mirror),
+    assert_eq!(
+        solve(&idx, &[("init-system-helpers", "1")]).unwrap(),
+        vec!["init-system-helpers=1", "usr-is-merged=37"]
     );
-    assert!(!out.status.success());
-    assert!(super::common::text(&out).contains("nosuch is in no image"));
+    assert!(solve(&idx, &[("usrmerge", "37")]).is_err());
+    let prefer: Vec<_> = idx.by_name["gawk"].clone();
+    let pins = pins(&[("app", "1")]);
+    let r = solver::resolve(
+        &idx,
+        &Request {
+            label: "test.toml".into(),
+            pins: &pins,
+            installed: &[],
+            prefer: &prefer,
+        },
+    )
+    .unwrap();
+    let got: Vec<String> = r.iter().map(|c| c.record.id()).collect();
+    assert_eq!(got, vec!["app=1", "gawk=1"], "the toolset's gawk, not mawk");
+    assert_eq!(
+        solve(&idx, &[("app", "1")]).unwrap(),
+        vec!["app=1", "mawk=1"]
+    );
 }

@@ -135,322 +135,314 @@ fn sha_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_step_produces_artifacts_and_copies_map_them() {
-    let Some(s) = setup() else { return };
-    let mut spec =
-        s.spec(
-            "hello-app",
-            vec![
-            sh("echo hello > /out/hello && chmod 0750 /out/hello"),
-            // A shell-string step runs through /bin/sh (bin -> usr/bin).
-            Step::Shell(
-                "mkdir -p /out/lib/sub && echo a > /out/lib/a.so && echo b > /out/lib/sub/b.so \
-                 && ln -s hello /out/link && echo x > /out/not-declared"
-                    .into(),
-            ),
-            sh("env | sort > /out/env; hostname > /out/hostname; pwd > /out/pwd; id -u > /out/uid; \
-                cat /proc/net/dev > /out/netdev; umask > /out/umask"),
-        ],
-            &[
-                "/out/hello",
-                "/out/lib",
-                "/out/link",
-                "/out/env",
-                "/out/host*",
-                "/out/pwd",
-                "/out/uid",
-                "/out/netdev",
-                "/out/umask",
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_step_produces_artifacts_and_copies_map_them() {
+        let Some(s) = setup() else { return };
+        let mut spec =
+            s.spec(
+                "hello-app",
+                vec![
+                sh("echo hello > /out/hello && chmod 0750 /out/hello"),
+                // A shell-string step runs through /bin/sh (bin -> usr/bin).
+                Step::Shell(
+                    "mkdir -p /out/lib/sub && echo a > /out/lib/a.so && echo b > /out/lib/sub/b.so \
+                     && ln -s hello /out/link && echo x > /out/not-declared"
+                        .into(),
+                ),
+                sh("env | sort > /out/env; hostname > /out/hostname; pwd > /out/pwd; id -u > /out/uid; \
+                    cat /proc/net/dev > /out/netdev; umask > /out/umask"),
             ],
-        );
-    spec.env.insert("FOO".into(), "bar baz".into());
-    let out = sandbox::run_stage(&spec, &s.opts(false)).unwrap();
-    s.assert_clean();
-    assert!(!out.cached);
-    assert_eq!(out.cache_key.len(), 64);
-    let paths: Vec<&str> = out.artifacts.iter().map(|a| a.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "out/env",
-            "out/hello",
-            "out/hostname",
-            "out/lib",
-            "out/lib/a.so",
-            "out/lib/sub",
-            "out/lib/sub/b.so",
-            "out/link",
-            "out/netdev",
-            "out/pwd",
-            "out/uid",
-            "out/umask"
-        ]
-    );
-    let hello = artifact(&out, "out/hello");
-    assert_eq!(hello.kind, Kind::File);
-    assert_eq!(hello.mode, 0o750);
-    assert_eq!(hello.size, 6);
-    assert_eq!(hello.sha256.as_deref(), Some(sha_hex(b"hello\n").as_str()));
-    assert_eq!(
-        std::fs::read(hello.file.as_ref().unwrap()).unwrap(),
-        b"hello\n"
-    );
-    assert_eq!(
-        artifact(&out, "out/link").kind,
-        Kind::Symlink("hello".into())
-    );
-    assert_eq!(artifact(&out, "out/lib").kind, Kind::Dir);
-
-    // The sandbox: fixed hostname, env, cwd, root uid, umask, loopback only.
-    assert_eq!(content(&out, "out/hostname"), "imgforge-build\n");
-    assert_eq!(content(&out, "out/pwd"), "/src\n");
-    assert_eq!(content(&out, "out/uid"), "0\n");
-    assert_eq!(content(&out, "out/umask"), "0022\n");
-    let env = content(&out, "out/env");
-    for want in [
-        "FOO=bar baz",
-        "HOME=/root",
-        "LC_ALL=C.UTF-8",
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "SOURCE_DATE_EPOCH=1700000000",
-        "TZ=UTC",
-    ] {
-        assert!(
-            env.lines().any(|l| l == want),
-            "{want} missing from env:\n{env}"
-        );
-    }
-    // Only those, plus what the shell itself sets.
-    for line in env.lines() {
-        let k = line.split('=').next().unwrap();
-        assert!(
+                &[
+                    "/out/hello",
+                    "/out/lib",
+                    "/out/link",
+                    "/out/env",
+                    "/out/host*",
+                    "/out/pwd",
+                    "/out/uid",
+                    "/out/netdev",
+                    "/out/umask",
+                ],
+            );
+        spec.env.insert("FOO".into(), "bar baz".into());
+        let out = sandbox::run_stage(&spec, &s.opts(false)).unwrap();
+        s.assert_clean();
+        assert!(!out.cached);
+        assert_eq!(out.cache_key.len(), 64);
+        let paths: Vec<&str> = out.artifacts.iter().map(|a| a.path.as_str()).collect();
+        assert_eq!(
+            paths,
             [
-                "FOO",
-                "HOME",
-                "LC_ALL",
-                "PATH",
-                "SOURCE_DATE_EPOCH",
-                "TZ",
-                "PWD",
-                "SHLVL",
-                "_"
+                "out/env",
+                "out/hello",
+                "out/hostname",
+                "out/lib",
+                "out/lib/a.so",
+                "out/lib/sub",
+                "out/lib/sub/b.so",
+                "out/link",
+                "out/netdev",
+                "out/pwd",
+                "out/uid",
+                "out/umask"
             ]
-            .contains(&k),
-            "unexpected variable in the sandbox: {line}"
         );
-    }
-    let netdev = content(&out, "out/netdev");
-    let ifaces: Vec<&str> = netdev
-        .lines()
-        .skip(2)
-        .map(|l| l.split(':').next().unwrap().trim())
-        .collect();
-    assert_eq!(ifaces, ["lo"], "{netdev}");
+        let hello = artifact(&out, "out/hello");
+        assert_eq!(hello.kind, Kind::File);
+        assert_eq!(hello.mode, 0o750);
+        assert_eq!(hello.size, 6);
+        assert_eq!(hello.sha256.as_deref(), Some(sha_hex(b"hello\n").as_str()));
+        assert_eq!(
+            std::fs::read(hello.file.as_ref().unwrap()).unwrap(),
+            b"hello\n"
+        );
+        assert_eq!(
+            artifact(&out, "out/link").kind,
+            Kind::Symlink("hello".into())
+        );
+        assert_eq!(artifact(&out, "out/lib").kind, Kind::Dir);
 
-    // [[copy]] rules -> layer entries.
-    let copies = vec![
-        Copy {
-            from: "/out/hello".into(),
-            to: "/usr/local/bin/hello".into(),
-            mode: Some(0o755),
-            owner: Owner {
-                uid: 1000,
-                gid: 1001,
+        // The sandbox: fixed hostname, env, cwd, root uid, umask, loopback only.
+        assert_eq!(content(&out, "out/hostname"), "imgforge-build\n");
+        assert_eq!(content(&out, "out/pwd"), "/src\n");
+        assert_eq!(content(&out, "out/uid"), "0\n");
+        assert_eq!(content(&out, "out/umask"), "0022\n");
+        let env = content(&out, "out/env");
+        for want in [
+            "FOO=bar baz",
+            "HOME=/root",
+            "LC_ALL=C.UTF-8",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "SOURCE_DATE_EPOCH=1700000000",
+            "TZ=UTC",
+        ] {
+            assert!(
+                env.lines().any(|l| l == want),
+                "{want} missing from env:\n{env}"
+            );
+        }
+        // Only those, plus what the shell itself sets.
+        for line in env.lines() {
+            let k = line.split('=').next().unwrap();
+            assert!(
+                [
+                    "FOO",
+                    "HOME",
+                    "LC_ALL",
+                    "PATH",
+                    "SOURCE_DATE_EPOCH",
+                    "TZ",
+                    "PWD",
+                    "SHLVL",
+                    "_"
+                ]
+                .contains(&k),
+                "unexpected variable in the sandbox: {line}"
+            );
+        }
+        let netdev = content(&out, "out/netdev");
+        let ifaces: Vec<&str> = netdev
+            .lines()
+            .skip(2)
+            .map(|l| l.split(':').next().unwrap().trim())
+            .collect();
+        assert_eq!(ifaces, ["lo"], "{netdev}");
+
+        // [[copy]] rules -> layer entries.
+        let copies = vec![
+            Copy {
+                from: "/out/hello".into(),
+                to: "/usr/local/bin/hello".into(),
+                mode: Some(0o755),
+                owner: Owner {
+                    uid: 1000,
+                    gid: 1001,
+                },
             },
-        },
-        Copy {
-            from: "/out/lib".into(),
-            to: "/usr/lib/app/".into(),
-            mode: None,
-            owner: Owner::default(),
-        },
-        Copy {
-            from: "/out/link".into(),
-            to: "/usr/local/bin/".into(),
-            mode: None,
-            owner: Owner::default(),
-        },
-        Copy {
-            from: "/out/lib/*.so".into(),
-            to: "/opt/so/".into(),
-            mode: Some(0o600),
-            owner: Owner::default(),
-        },
-    ];
-    let entries = sandbox::artifact_entries(&out, &copies, SDE).unwrap();
-    let by: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    let keys: Vec<&str> = by.keys().copied().collect();
-    assert_eq!(
-        keys,
-        [
-            "opt/so/a.so",
-            "usr/lib/app",
-            "usr/lib/app/a.so",
-            "usr/lib/app/sub",
-            "usr/lib/app/sub/b.so",
-            "usr/local/bin/hello",
-            "usr/local/bin/link"
-        ]
-    );
-    let h = by["usr/local/bin/hello"];
-    assert_eq!(
-        (h.kind.clone(), h.mode, h.uid, h.gid, h.mtime, h.size),
-        (Kind::File, 0o755, 1000, 1001, SDE, 6)
-    );
-    assert!(matches!(&h.content, Content::Path(p) if p == hello.file.as_ref().unwrap()));
-    assert_eq!(h.sha256.map(hex::encode), hello.sha256.clone());
-    assert_eq!(
-        (by["usr/lib/app/a.so"].mode, by["usr/lib/app/a.so"].uid),
-        (0o644, 0)
-    );
-    assert_eq!(by["usr/lib/app/a.so"].uname, "root");
-    assert_eq!(by["usr/lib/app/sub"].kind, Kind::Dir);
-    assert_eq!(by["usr/local/bin/link"].kind, Kind::Symlink("hello".into()));
-    assert_eq!(by["opt/so/a.so"].mode, 0o600);
-    assert!(entries.iter().all(|e| e.mtime == SDE));
+            Copy {
+                from: "/out/lib".into(),
+                to: "/usr/lib/app/".into(),
+                mode: None,
+                owner: Owner::default(),
+            },
+            Copy {
+                from: "/out/link".into(),
+                to: "/usr/local/bin/".into(),
+                mode: None,
+                owner: Owner::default(),
+            },
+            Copy {
+                from: "/out/lib/*.so".into(),
+                to: "/opt/so/".into(),
+                mode: Some(0o600),
+                owner: Owner::default(),
+            },
+        ];
+        let entries = sandbox::artifact_entries(&out, &copies, SDE).unwrap();
+        let by: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let keys: Vec<&str> = by.keys().copied().collect();
+        assert_eq!(
+            keys,
+            [
+                "opt/so/a.so",
+                "usr/lib/app",
+                "usr/lib/app/a.so",
+                "usr/lib/app/sub",
+                "usr/lib/app/sub/b.so",
+                "usr/local/bin/hello",
+                "usr/local/bin/link"
+            ]
+        );
+        let h = by["usr/local/bin/hello"];
+        assert_eq!(
+            (h.kind.clone(), h.mode, h.uid, h.gid, h.mtime, h.size),
+            (Kind::File, 0o755, 1000, 1001, SDE, 6)
+        );
+        assert!(matches!(&h.content, Content::Path(p) if p == hello.file.as_ref().unwrap()));
+        assert_eq!(h.sha256.map(hex::encode), hello.sha256.clone());
+        assert_eq!(
+            (by["usr/lib/app/a.so"].mode, by["usr/lib/app/a.so"].uid),
+            (0o644, 0)
+        );
+        assert_eq!(by["usr/lib/app/a.so"].uname, "root");
+        assert_eq!(by["usr/lib/app/sub"].kind, Kind::Dir);
+        assert_eq!(by["usr/local/bin/link"].kind, Kind::Symlink("hello".into()));
+        assert_eq!(by["opt/so/a.so"].mode, 0o600);
+        assert!(entries.iter().all(|e| e.mtime == SDE));
 
-    // The entries make a valid layer.
-    let norm = layer::normalize(entries, &BTreeSet::new(), SDE).unwrap();
-    let blobs = s.tmp.path().join("out-blobs");
-    std::fs::create_dir_all(&blobs).unwrap();
-    layer::write_layer(
-        &norm,
-        &WriteOptions {
-            blobs_dir: blobs,
-            compression: Compression::Gzip(1),
-        },
-    )
-    .unwrap();
+        // The entries make a valid layer.
+        let norm = layer::normalize(entries, &BTreeSet::new(), SDE).unwrap();
+        let blobs = s.tmp.path().join("out-blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        layer::write_layer(
+            &norm,
+            &WriteOptions {
+                blobs_dir: blobs,
+                compression: Compression::Gzip(1),
+            },
+        )
+        .unwrap();
 
-    // A copy whose `from` matches nothing names it.
-    let err = sandbox::artifact_entries(
-        &out,
-        &[Copy {
-            from: "/out/nope".into(),
-            to: "/x".into(),
-            mode: None,
-            owner: Owner::default(),
-        }],
-        SDE,
-    )
-    .unwrap_err();
-    assert!(matches!(err, SandboxError::CopyNoMatch { .. }), "{err}");
-    assert!(err.to_string().contains("/out/nope"), "{err}");
+        // A copy whose `from` matches nothing names it.
+        let err = sandbox::artifact_entries(
+            &out,
+            &[Copy {
+                from: "/out/nope".into(),
+                to: "/x".into(),
+                mode: None,
+                owner: Owner::default(),
+            }],
+            SDE,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SandboxError::CopyNoMatch { .. }), "{err}");
+        assert!(err.to_string().contains("/out/nope"), "{err}");
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_index, has_runc)),
-    ignore = "needs ../shared/debian, ../shared/debian-index, `runc` on PATH"
-)]
-fn sandbox_failing_step_names_recipe_step_code_and_tail() {
-    let Some(s) = setup() else { return };
-    let spec = s.spec(
-        "failing-app",
-        vec![
-            sh("echo first step ok > /out/first"),
-            // runc relays stdout and stderr through separate pipes, so their
-            // relative order in the log is only approximate: pause before
-            // the stderr line.
-            sh("for i in $(seq 1 40); do echo output-line-$i; done; sleep 0.3; echo the-last-words >&2; exit 7"),
-            sh("echo never > /out/never"),
-        ],
-        &["/out/first"],
-    );
-    let err = sandbox::run_stage(&spec, &s.opts(true)).unwrap_err();
-    s.assert_clean();
-    let msg = err.to_string();
-    match &err {
-        SandboxError::StepFailed {
-            recipe,
-            step,
-            code,
-            tail,
-            log,
-            ..
-        } => {
-            assert_eq!(recipe, "failing-app");
-            assert_eq!(*step, 2);
-            assert_eq!(*code, 7);
-            assert!(
-                tail.contains("output-line-40") && tail.contains("the-last-words"),
-                "{tail}"
-            );
-            assert!(
-                !tail.contains("output-line-5\n"),
-                "only the last lines: {tail}"
-            );
-            let full = std::fs::read_to_string(log).expect("the full log is kept");
-            assert!(
-                full.contains("output-line-1\n") && full.contains("the-last-words"),
-                "{full}"
-            );
+needs! { [has_fixture_debian, has_fixture_debian_index, has_runc]
+    "needs ../shared/debian, ../shared/debian-index, `runc` on PATH";
+    fn sandbox_failing_step_names_recipe_step_code_and_tail() {
+        let Some(s) = setup() else { return };
+        let spec = s.spec(
+            "failing-app",
+            vec![
+                sh("echo first step ok > /out/first"),
+                // runc relays stdout and stderr through separate pipes, so their
+                // relative order in the log is only approximate: pause before
+                // the stderr line.
+                sh("for i in $(seq 1 40); do echo output-line-$i; done; sleep 0.3; echo the-last-words >&2; exit 7"),
+                sh("echo never > /out/never"),
+            ],
+            &["/out/first"],
+        );
+        let err = sandbox::run_stage(&spec, &s.opts(true)).unwrap_err();
+        s.assert_clean();
+        let msg = err.to_string();
+        match &err {
+            SandboxError::StepFailed {
+                recipe,
+                step,
+                code,
+                tail,
+                log,
+                ..
+            } => {
+                assert_eq!(recipe, "failing-app");
+                assert_eq!(*step, 2);
+                assert_eq!(*code, 7);
+                assert!(
+                    tail.contains("output-line-40") && tail.contains("the-last-words"),
+                    "{tail}"
+                );
+                assert!(
+                    !tail.contains("output-line-5\n"),
+                    "only the last lines: {tail}"
+                );
+                let full = std::fs::read_to_string(log).expect("the full log is kept");
+                assert!(
+                    full.contains("output-line-1\n") && full.contains("the-last-words"),
+                    "{full}"
+                );
+            }
+            other => panic!("expected StepFailed, got {other:?}"),
         }
-        other => panic!("expected StepFailed, got {other:?}"),
-    }
-    assert!(msg.contains("failing-app"), "{msg}");
-    assert!(msg.contains("build step 2"), "{msg}");
-    assert!(msg.contains("echo output-line-$i"), "step text: {msg}");
-    assert!(msg.contains("exit code 7"), "{msg}");
-    assert!(msg.contains("the-last-words"), "{msg}");
-    // Nothing was cached.
-    assert!(
-        std::fs::read_dir(s.tmp.path().join("cache"))
-            .map(|d| d.count() == 0)
-            .unwrap_or(true)
-    );
+        assert!(msg.contains("failing-app"), "{msg}");
+        assert!(msg.contains("build step 2"), "{msg}");
+        assert!(msg.contains("echo output-line-$i"), "step text: {msg}");
+        assert!(msg.contains("exit code 7"), "{msg}");
+        assert!(msg.contains("the-last-words"), "{msg}");
+        // Nothing was cached.
+        assert!(
+            std::fs::read_dir(s.tmp.path().join("cache"))
+                .map(|d| d.count() == 0)
+                .unwrap_or(true)
+        );
 
-    // A missing executable: the runtime's own error is reported the same way.
-    let spec = s.spec(
-        "failing-app",
-        vec![Step::Exec(vec!["/no/such/tool".into()])],
-        &["/out/x"],
-    );
-    let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
-    assert!(
-        matches!(err, SandboxError::StepFailed { step: 1, .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("/no/such/tool"), "{err}");
+        // A missing executable: the runtime's own error is reported the same way.
+        let spec = s.spec(
+            "failing-app",
+            vec![Step::Exec(vec!["/no/such/tool".into()])],
+            &["/out/x"],
+        );
+        let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+        assert!(
+            matches!(err, SandboxError::StepFailed { step: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/no/such/tool"), "{err}");
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_has_no_network_to_the_host() {
-    let Some(s) = setup() else { return };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let spec = s.spec(
-        "net-probe",
-        vec![sh(&format!(
-            "if echo ping | {BUSYBOX} nc -w 3 127.0.0.1 {port}; then echo CONNECTED; exit 0; \
-             else echo REFUSED; exit 3; fi"
-        ))],
-        &["/out/x"],
-    );
-    let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
-    match &err {
-        SandboxError::StepFailed { code, tail, .. } => {
-            assert_eq!(*code, 3, "{err}");
-            assert!(
-                tail.contains("REFUSED") && !tail.contains("CONNECTED"),
-                "{tail}"
-            );
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_has_no_network_to_the_host() {
+        let Some(s) = setup() else { return };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spec = s.spec(
+            "net-probe",
+            vec![sh(&format!(
+                "if echo ping | {BUSYBOX} nc -w 3 127.0.0.1 {port}; then echo CONNECTED; exit 0; \
+                 else echo REFUSED; exit 3; fi"
+            ))],
+            &["/out/x"],
+        );
+        let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+        match &err {
+            SandboxError::StepFailed { code, tail, .. } => {
+                assert_eq!(*code, 3, "{err}");
+                assert!(
+                    tail.contains("REFUSED") && !tail.contains("CONNECTED"),
+                    "{tail}"
+                );
+            }
+            other => panic!("expected StepFailed, got {other:?}"),
         }
-        other => panic!("expected StepFailed, got {other:?}"),
-    }
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("the host listener saw a connection from the sandbox: {other:?}"),
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the host listener saw a connection from the sandbox: {other:?}"),
+        }
     }
 }
 
@@ -462,64 +454,61 @@ fn unique(tag: &str) -> String {
     format!("imgforge-{tag}-{}-{n}", std::process::id())
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_hostile_context_cannot_escape() {
-    let Some(s) = setup() else { return };
-    let ctx = s.tmp.path().join("context");
-    std::fs::create_dir_all(ctx.join("dir")).unwrap();
-    std::fs::write(ctx.join("hello.txt"), "from the context\n").unwrap();
-    std::fs::write(ctx.join("dir/inner.txt"), "inner\n").unwrap();
-    std::os::unix::fs::symlink("/", ctx.join("escape")).unwrap();
-    let name = unique("escape");
-    assert!(!Path::new("/tmp").join(&name).exists());
-    let mut spec = s.spec(
-        "hostile-context",
-        vec![sh(&format!(
-            "echo pwned > /src/escape/tmp/{name}; echo pwned > /src/escape/{name}; \
-             cat /src/hello.txt /src/dir/inner.txt > /out/copied; \
-             test -L /src/escape && echo islink > /out/islink; \
-             if touch /src/new 2>/dev/null; then echo writable; else echo readonly; fi > /out/src-mode; \
-             ln -s / /out/evil"
-        ))],
-        &["/out/copied", "/out/islink", "/out/src-mode", "/out/evil"],
-    );
-    spec.context = Some(ctx.clone());
-    let out = sandbox::run_stage(&spec, &s.opts(false)).unwrap();
-    assert_eq!(content(&out, "out/copied"), "from the context\ninner\n");
-    assert_eq!(content(&out, "out/islink"), "islink\n");
-    assert_eq!(content(&out, "out/src-mode"), "readonly\n");
-    assert_eq!(artifact(&out, "out/evil").kind, Kind::Symlink("/".into()));
-    assert!(
-        !Path::new("/tmp").join(&name).exists(),
-        "wrote through the context symlink to the host's /tmp"
-    );
-    assert!(
-        !Path::new("/").join(&name).exists(),
-        "wrote through the context symlink to the host's /"
-    );
-    // The context itself is untouched.
-    assert!(!ctx.join("new").exists());
-    assert_eq!(
-        std::fs::read_link(ctx.join("escape")).unwrap(),
-        Path::new("/")
-    );
-
-    // Artifacts are not resolved through symlinks the build made or copied.
-    for bad in ["/out/evil/etc/hostname", "/src/escape/etc/passwd"] {
-        let mut spec = s.spec("hostile-context", vec![sh("ln -s / /out/evil")], &[bad]);
-        spec.context = Some(ctx.clone());
-        let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
-        assert!(
-            matches!(err, SandboxError::BadArtifact { .. }),
-            "{bad}: {err}"
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_hostile_context_cannot_escape() {
+        let Some(s) = setup() else { return };
+        let ctx = s.tmp.path().join("context");
+        std::fs::create_dir_all(ctx.join("dir")).unwrap();
+        std::fs::write(ctx.join("hello.txt"), "from the context\n").unwrap();
+        std::fs::write(ctx.join("dir/inner.txt"), "inner\n").unwrap();
+        std::os::unix::fs::symlink("/", ctx.join("escape")).unwrap();
+        let name = unique("escape");
+        assert!(!Path::new("/tmp").join(&name).exists());
+        let mut spec = s.spec(
+            "hostile-context",
+            vec![sh(&format!(
+                "echo pwned > /src/escape/tmp/{name}; echo pwned > /src/escape/{name}; \
+                 cat /src/hello.txt /src/dir/inner.txt > /out/copied; \
+                 test -L /src/escape && echo islink > /out/islink; \
+                 if touch /src/new 2>/dev/null; then echo writable; else echo readonly; fi > /out/src-mode; \
+                 ln -s / /out/evil"
+            ))],
+            &["/out/copied", "/out/islink", "/out/src-mode", "/out/evil"],
         );
-        assert!(err.to_string().contains("symlink"), "{err}");
+        spec.context = Some(ctx.clone());
+        let out = sandbox::run_stage(&spec, &s.opts(false)).unwrap();
+        assert_eq!(content(&out, "out/copied"), "from the context\ninner\n");
+        assert_eq!(content(&out, "out/islink"), "islink\n");
+        assert_eq!(content(&out, "out/src-mode"), "readonly\n");
+        assert_eq!(artifact(&out, "out/evil").kind, Kind::Symlink("/".into()));
+        assert!(
+            !Path::new("/tmp").join(&name).exists(),
+            "wrote through the context symlink to the host's /tmp"
+        );
+        assert!(
+            !Path::new("/").join(&name).exists(),
+            "wrote through the context symlink to the host's /"
+        );
+        // The context itself is untouched.
+        assert!(!ctx.join("new").exists());
+        assert_eq!(
+            std::fs::read_link(ctx.join("escape")).unwrap(),
+            Path::new("/")
+        );
+
+        // Artifacts are not resolved through symlinks the build made or copied.
+        for bad in ["/out/evil/etc/hostname", "/src/escape/etc/passwd"] {
+            let mut spec = s.spec("hostile-context", vec![sh("ln -s / /out/evil")], &[bad]);
+            spec.context = Some(ctx.clone());
+            let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+            assert!(
+                matches!(err, SandboxError::BadArtifact { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("symlink"), "{err}");
+        }
+        s.assert_clean();
     }
-    s.assert_clean();
 }
 
 /// Write a gzip layer blob from raw tar entries; returns its path.
@@ -658,78 +647,72 @@ fn sandbox_hostile_layers_are_refused() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_missing_artifact_is_named() {
-    let Some(s) = setup() else { return };
-    for missing in ["/out/absent", "/out/*.so", "/nodir/file"] {
-        let spec = s.spec(
-            "missing-art",
-            vec![sh("echo x > /out/present")],
-            &["/out/present", missing],
-        );
-        let err = sandbox::run_stage(&spec, &s.opts(true)).unwrap_err();
-        assert!(
-            matches!(&err, SandboxError::MissingArtifact { artifact, recipe } if artifact == missing && recipe == "missing-art"),
-            "{err}"
-        );
-        assert!(err.to_string().contains(missing), "{err}");
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_missing_artifact_is_named() {
+        let Some(s) = setup() else { return };
+        for missing in ["/out/absent", "/out/*.so", "/nodir/file"] {
+            let spec = s.spec(
+                "missing-art",
+                vec![sh("echo x > /out/present")],
+                &["/out/present", missing],
+            );
+            let err = sandbox::run_stage(&spec, &s.opts(true)).unwrap_err();
+            assert!(
+                matches!(&err, SandboxError::MissingArtifact { artifact, recipe } if artifact == missing && recipe == "missing-art"),
+                "{err}"
+            );
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+        s.assert_clean();
     }
-    s.assert_clean();
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_cache_reuses_a_complete_result() {
-    let Some(s) = setup() else { return };
-    let spec = s.spec(
-        "cached-app",
-        vec![sh(
-            "cat /proc/sys/kernel/random/uuid > /out/stamp; date +%s >> /out/stamp",
-        )],
-        &["/out/stamp"],
-    );
-    let first = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
-    assert!(!first.cached);
-    let second = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
-    assert!(second.cached, "the second run must reuse the cache");
-    assert_eq!(second.cache_key, first.cache_key);
-    assert_eq!(
-        second.artifacts, first.artifacts,
-        "identical artifacts (same random stamp)"
-    );
-    assert!(
-        second.artifacts[0]
-            .file
-            .as_ref()
-            .unwrap()
-            .starts_with(s.tmp.path().join("cache"))
-    );
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_cache_reuses_a_complete_result() {
+        let Some(s) = setup() else { return };
+        let spec = s.spec(
+            "cached-app",
+            vec![sh(
+                "cat /proc/sys/kernel/random/uuid > /out/stamp; date +%s >> /out/stamp",
+            )],
+            &["/out/stamp"],
+        );
+        let first = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
+        assert!(!first.cached);
+        let second = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
+        assert!(second.cached, "the second run must reuse the cache");
+        assert_eq!(second.cache_key, first.cache_key);
+        assert_eq!(
+            second.artifacts, first.artifacts,
+            "identical artifacts (same random stamp)"
+        );
+        assert!(
+            second.artifacts[0]
+                .file
+                .as_ref()
+                .unwrap()
+                .starts_with(s.tmp.path().join("cache"))
+        );
 
-    // A different input is a different key and runs again.
-    let mut changed = spec.clone();
-    changed.env.insert("X".into(), "1".into());
-    let third = sandbox::run_stage(&changed, &s.opts(true)).unwrap();
-    assert!(!third.cached);
-    assert_ne!(third.cache_key, first.cache_key);
-    assert_ne!(third.artifacts[0].sha256, first.artifacts[0].sha256);
+        // A different input is a different key and runs again.
+        let mut changed = spec.clone();
+        changed.env.insert("X".into(), "1".into());
+        let third = sandbox::run_stage(&changed, &s.opts(true)).unwrap();
+        assert!(!third.cached);
+        assert_ne!(third.cache_key, first.cache_key);
+        assert_ne!(third.artifacts[0].sha256, first.artifacts[0].sha256);
 
-    // A corrupted cache entry is not trusted: the stage runs again.
-    std::fs::write(first.artifacts[0].file.as_ref().unwrap(), "tampered").unwrap();
-    let fourth = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
-    assert!(!fourth.cached);
-    assert_eq!(fourth.cache_key, first.cache_key);
-    assert_ne!(fourth.artifacts[0].sha256, first.artifacts[0].sha256);
-    let fifth = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
-    assert!(fifth.cached);
-    assert_eq!(fifth.artifacts, fourth.artifacts);
-    s.assert_clean();
+        // A corrupted cache entry is not trusted: the stage runs again.
+        std::fs::write(first.artifacts[0].file.as_ref().unwrap(), "tampered").unwrap();
+        let fourth = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
+        assert!(!fourth.cached);
+        assert_eq!(fourth.cache_key, first.cache_key);
+        assert_ne!(fourth.artifacts[0].sha256, first.artifacts[0].sha256);
+        let fifth = sandbox::run_stage(&spec, &s.opts(true)).unwrap();
+        assert!(fifth.cached);
+        assert_eq!(fifth.artifacts, fourth.artifacts);
+        s.assert_clean();
+    }
 }
 
 #[test]
@@ -791,159 +774,147 @@ fn sandbox_cache_key_tracks_inputs_not_host_noise() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_step_over_its_time_limit_is_killed_and_named() {
-    let Some(s) = setup() else { return };
-    let mut spec = s.spec(
-        "slow-app",
-        vec![sh("echo started; sleep 60; echo never > /out/x")],
-        &["/out/x"],
-    );
-    spec.limits.timeout = std::time::Duration::from_secs(2);
-    let t = std::time::Instant::now();
-    let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
-    assert!(
-        t.elapsed().as_secs() < 30,
-        "not killed in time: {:?}",
-        t.elapsed()
-    );
-    s.assert_clean();
-    let msg = err.to_string();
-    assert!(
-        matches!(err, SandboxError::StepLimit { step: 1, .. }),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("slow-app") && msg.contains("time limit of 2s"),
-        "{msg}"
-    );
-    assert!(msg.contains("timeout"), "the hint names the field: {msg}");
-}
-
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_step_over_its_memory_limit_is_killed_and_named() {
-    let Some(s) = setup() else { return };
-    let mut spec = s.spec(
-        "hungry-app",
-        // dd allocates its block size: 512 MiB against a 64 MiB limit.
-        vec![sh(
-            "dd if=/dev/zero of=/dev/null bs=512M count=1 && touch /out/x",
-        )],
-        &["/out/x"],
-    );
-    spec.limits.memory_bytes = 64 << 20;
-    let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
-    s.assert_clean();
-    let msg = err.to_string();
-    assert!(
-        matches!(err, SandboxError::StepLimit { .. }) && msg.contains("memory limit of 64 MiB"),
-        "{msg}"
-    );
-}
-
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_seccomp_denies_namespaces_and_the_log_outlives_the_build() {
-    let Some(s) = setup() else { return };
-    let spec = s.spec(
-        "seccomp-app",
-        // unshare(CLONE_NEWUSER) needs no capability: only seccomp stops it.
-        vec![sh("unshare -U true && echo escaped; exit 3")],
-        &["/out/x"],
-    );
-    let mut opts = s.opts(false);
-    let logs = s.tmp.path().join("kept-logs");
-    opts.logs = Some(logs.clone());
-    let err = sandbox::run_stage(&spec, &opts).unwrap_err();
-    let SandboxError::StepFailed {
-        code, log, tail, ..
-    } = &err
-    else {
-        panic!("expected StepFailed, got {err}");
-    };
-    assert_eq!(*code, 3, "{err}");
-    assert!(!tail.contains("escaped"), "{tail}");
-    assert!(tail.contains("Operation not permitted"), "{tail}");
-    // The work dir (the build's scratch) goes away; the kept log stays.
-    std::fs::remove_dir_all(s.tmp.path().join("work")).unwrap();
-    assert!(log.starts_with(&logs), "{}", log.display());
-    let full = std::fs::read_to_string(log).expect("the log named by the error exists");
-    assert!(full.contains("Operation not permitted"), "{full}");
-}
-
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn sandbox_build_stage_runs_rootless_as_an_unprivileged_user() {
-    // `imgforge build` as an unprivileged user (nobody when the test runs as
-    // root): the sandbox must pick rootless mode by itself, and the step
-    // checks from inside that its root is the calling user, mapped through
-    // a user namespace (`0 <uid> 1`; a rootful container maps `0 0 4294967295`).
-    if !common::require_tool("runc") {
-        return;
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_step_over_its_time_limit_is_killed_and_named() {
+        let Some(s) = setup() else { return };
+        let mut spec = s.spec(
+            "slow-app",
+            vec![sh("echo started; sleep 60; echo never > /out/x")],
+            &["/out/x"],
+        );
+        spec.limits.timeout = std::time::Duration::from_secs(2);
+        let t = std::time::Instant::now();
+        let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "not killed in time: {:?}",
+            t.elapsed()
+        );
+        s.assert_clean();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, SandboxError::StepLimit { step: 1, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("slow-app") && msg.contains("time limit of 2s"),
+            "{msg}"
+        );
+        assert!(msg.contains("timeout"), "the hint names the field: {msg}");
     }
-    let Some(fixture) = common::fixture() else {
-        return;
-    };
-    let busybox = std::fs::read_dir(fixture.join("pool"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.starts_with("busybox-static_"))
-        .expect("busybox-static in the fixture pool");
-    let version = busybox.split('_').nth(1).unwrap().replace("%3a", ":");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let root = rustix::process::geteuid().is_root();
-    let (uid, gid) = if root {
-        (65534, 65534)
-    } else {
-        (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        )
-    };
-    let base = format!(
-        "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
-         [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n\
-         [packages]\nbusybox-static = \"{version}\"\n"
-    );
-    let check = format!(
-        "cat /proc/self/uid_map; busybox awk '$1 == 0 && $2 == {uid} && $3 == 1 {{ ok = 1 }} END {{ exit !ok }}' /proc/self/uid_map && busybox id -u > /out/uid"
-    );
-    let app = format!(
-        "[image]\nname = \"app\"\ntag = \"1\"\n\n[build]\npackages = {{ busybox-static = \"{version}\" }}\n\
-         steps = [[\"/bin/busybox\", \"sh\", \"-c\", {check:?}]]\nartifacts = [\"/out/uid\"]\n\n\
-         [[copy]]\nfrom = \"/out/uid\"\nto = \"/uid\"\n"
-    );
-    std::fs::create_dir_all(dir.join("base")).unwrap();
-    std::fs::create_dir_all(dir.join("recipes")).unwrap();
-    std::fs::write(dir.join("base/base.toml"), base).unwrap();
-    std::fs::write(dir.join("recipes/app.toml"), app).unwrap();
-    let mut cmd = common::imgforge();
-    cmd.current_dir(dir)
-        .args(["build", "recipes", "--mirror"])
-        .arg(&fixture)
-        .args(["--out", "out", "--cache", "cache", "--no-apt"]);
-    if root {
-        common::chown_tree(dir, uid, gid);
-        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
-        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+}
+
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_step_over_its_memory_limit_is_killed_and_named() {
+        let Some(s) = setup() else { return };
+        let mut spec = s.spec(
+            "hungry-app",
+            // dd allocates its block size: 512 MiB against a 64 MiB limit.
+            vec![sh(
+                "dd if=/dev/zero of=/dev/null bs=512M count=1 && touch /out/x",
+            )],
+            &["/out/x"],
+        );
+        spec.limits.memory_bytes = 64 << 20;
+        let err = sandbox::run_stage(&spec, &s.opts(false)).unwrap_err();
+        s.assert_clean();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, SandboxError::StepLimit { .. }) && msg.contains("memory limit of 64 MiB"),
+            "{msg}"
+        );
     }
-    let o = common::run(&mut cmd);
-    let t = common::text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(t.contains("Built app build stage"), "{t}");
+}
+
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_seccomp_denies_namespaces_and_the_log_outlives_the_build() {
+        let Some(s) = setup() else { return };
+        let spec = s.spec(
+            "seccomp-app",
+            // unshare(CLONE_NEWUSER) needs no capability: only seccomp stops it.
+            vec![sh("unshare -U true && echo escaped; exit 3")],
+            &["/out/x"],
+        );
+        let mut opts = s.opts(false);
+        let logs = s.tmp.path().join("kept-logs");
+        opts.logs = Some(logs.clone());
+        let err = sandbox::run_stage(&spec, &opts).unwrap_err();
+        let SandboxError::StepFailed {
+            code, log, tail, ..
+        } = &err
+        else {
+            panic!("expected StepFailed, got {err}");
+        };
+        assert_eq!(*code, 3, "{err}");
+        assert!(!tail.contains("escaped"), "{tail}");
+        assert!(tail.contains("Operation not permitted"), "{tail}");
+        // The work dir (the build's scratch) goes away; the kept log stays.
+        std::fs::remove_dir_all(s.tmp.path().join("work")).unwrap();
+        assert!(log.starts_with(&logs), "{}", log.display());
+        let full = std::fs::read_to_string(log).expect("the log named by the error exists");
+        assert!(full.contains("Operation not permitted"), "{full}");
+    }
+}
+
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn sandbox_build_stage_runs_rootless_as_an_unprivileged_user() {
+        // `imgforge build` as an unprivileged user (nobody when the test runs as
+        // root): the sandbox must pick rootless mode by itself, and the step
+        // checks from inside that its root is the calling user, mapped through
+        // a user namespace (`0 <uid> 1`; a rootful container maps `0 0 4294967295`).
+        if !common::require_tool("runc") {
+            return;
+        }
+        let Some(fixture) = common::fixture() else {
+            return;
+        };
+        let busybox = std::fs::read_dir(fixture.join("pool"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with("busybox-static_"))
+            .expect("busybox-static in the fixture pool");
+        let version = busybox.split('_').nth(1).unwrap().replace("%3a", ":");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let root = rustix::process::geteuid().is_root();
+        let (uid, gid) = if root {
+            (65534, 65534)
+        } else {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            )
+        };
+        let base = format!(
+            "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
+             [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n\
+             [packages]\nbusybox-static = \"{version}\"\n"
+        );
+        let check = format!(
+            "cat /proc/self/uid_map; busybox awk '$1 == 0 && $2 == {uid} && $3 == 1 {{ ok = 1 }} END {{ exit !ok }}' /proc/self/uid_map && busybox id -u > /out/uid"
+        );
+        let app = format!(
+            "[image]\nname = \"app\"\ntag = \"1\"\n\n[build]\npackages = {{ busybox-static = \"{version}\" }}\n\
+             steps = [[\"/bin/busybox\", \"sh\", \"-c\", {check:?}]]\nartifacts = [\"/out/uid\"]\n\n\
+             [[copy]]\nfrom = \"/out/uid\"\nto = \"/uid\"\n"
+        );
+        std::fs::create_dir_all(dir.join("base")).unwrap();
+        std::fs::create_dir_all(dir.join("recipes")).unwrap();
+        std::fs::write(dir.join("base/base.toml"), base).unwrap();
+        std::fs::write(dir.join("recipes/app.toml"), app).unwrap();
+        let mut cmd = common::imgforge();
+        cmd.current_dir(dir)
+            .args(["build", "recipes", "--mirror"])
+            .arg(&fixture)
+            .args(["--out", "out", "--cache", "cache", "--no-apt"]);
+        if root {
+            common::chown_tree(dir, uid, gid);
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        }
+        let o = common::run(&mut cmd);
+        let t = common::text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("Built app build stage"), "{t}");
+    }
 }

@@ -104,48 +104,43 @@ fn json_of(o: &Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", common::text(o)))
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_fixture_debian_essential, has_runc)),
-    ignore = "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH"
-)]
-fn examples_rebuild_bit_for_bit() {
-    let Some(fixture) = common::examples_mirror() else {
-        return;
-    };
-    if !common::require_tool("runc") {
-        return;
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH";
+    fn examples_rebuild_bit_for_bit() {
+        let Some(fixture) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        let tree = common::copy_examples();
+        let o = verify(tree.path(), &fixture, &[]);
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(0), "{t}");
+        assert!(t.contains("identical: compared 4 image(s)"), "{t}");
+        assert!(t.contains("entries inside layers"), "{t}");
+        assert!(t.contains("umask 077") && t.contains("jobs 1"), "{t}");
     }
-    let tree = common::copy_examples();
-    let o = verify(tree.path(), &fixture, &[]);
-    let t = common::text(&o);
-    assert_eq!(o.status.code(), Some(0), "{t}");
-    assert!(t.contains("identical: compared 4 image(s)"), "{t}");
-    assert!(t.contains("entries inside layers"), "{t}");
-    assert!(t.contains("umask 077") && t.contains("jobs 1"), "{t}");
 }
 
-#[test]
-#[cfg_attr(
-    not(all(has_fixture_debian, has_runc)),
-    ignore = "needs ../shared/debian, `runc` on PATH"
-)]
-fn a_stage_that_records_the_time_is_caught() {
-    let Some(fixture) = common::fixture() else {
-        return;
-    };
-    if !common::require_tool("runc") {
-        return;
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    fn a_stage_that_records_the_time_is_caught() {
+        let Some(fixture) = common::fixture() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        let tree = tiny_tree(&[("stamp.toml", STAMP)]);
+        let o = verify(tree.path(), &fixture, &[]);
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(3), "{t}");
+        assert!(t.contains("image stamp:1.0, layer 1"), "{t}");
+        assert!(t.contains("usr/share/stamp/stamp"), "{t}");
+        assert!(t.contains("content differs"), "{t}");
+        // The lock was written once, before both builds.
+        assert!(tree.path().join("recipes/imgforge.lock").is_file());
     }
-    let tree = tiny_tree(&[("stamp.toml", STAMP)]);
-    let o = verify(tree.path(), &fixture, &[]);
-    let t = common::text(&o);
-    assert_eq!(o.status.code(), Some(3), "{t}");
-    assert!(t.contains("image stamp:1.0, layer 1"), "{t}");
-    assert!(t.contains("usr/share/stamp/stamp"), "{t}");
-    assert!(t.contains("content differs"), "{t}");
-    // The lock was written once, before both builds.
-    assert!(tree.path().join("recipes/imgforge.lock").is_file());
 }
 
 /// Flip the 0o001 bit of `path`'s mode in a raw tar (header edited in
@@ -214,96 +209,96 @@ fn tamper(out: &Path, saved: &Path, image: &str, index: usize, path: &str) -> (u
     modes
 }
 
-/// One build, then three `--against` checks: the same tree passes; a
-/// tampered recorded layer is diffed down to the path and both modes; a
-/// changed pin names the image and layer and suggests the lock changed.
-#[test]
-#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
-fn against_a_record() {
-    let Some(fixture) = common::fixture() else {
-        return;
-    };
-    let tree = tiny_tree(&[("app.toml", APP)]);
-    let t = tree.path();
-    let out = t.join("out");
-    build(t, &fixture, &out);
-    let record = out.join("imgforge-record.json");
+needs! { [has_fixture_debian] "needs ../shared/debian";
+    /// One build, then three `--against` checks: the same tree passes; a
+    /// tampered recorded layer is diffed down to the path and both modes; a
+    /// changed pin names the image and layer and suggests the lock changed.
+    fn against_a_record() {
+        let Some(fixture) = common::fixture() else {
+            return;
+        };
+        let tree = tiny_tree(&[("app.toml", APP)]);
+        let t = tree.path();
+        let out = t.join("out");
+        build(t, &fixture, &out);
+        let record = out.join("imgforge-record.json");
 
-    // 1. Same tree: identical.
-    let o = verify_against(t, &fixture, &record, &["--format", "json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
-    let j = json_of(&o);
-    assert_eq!(j["identical"], true);
-    assert_eq!(j["compared"]["images"], 2);
-    assert!(j["compared"]["layer_entries"].as_u64().unwrap() > 10, "{j}");
+        // 1. Same tree: identical.
+        let o = verify_against(t, &fixture, &record, &["--format", "json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+        let j = json_of(&o);
+        assert_eq!(j["identical"], true);
+        assert_eq!(j["compared"]["images"], 2);
+        assert!(j["compared"]["layer_entries"].as_u64().unwrap() > 10, "{j}");
 
-    // 2. One mode bit flipped in a recorded layer.
-    let saved = t.join("saved");
-    let (a, b) = tamper(&out, &saved, "app:1.0", 1, "etc/netconfig");
-    assert_eq!((a, b), (0o644, 0o645));
-    let o = verify_against(t, &fixture, &saved.join("imgforge-record.json"), &[]);
-    let text = common::text(&o);
-    assert_eq!(o.status.code(), Some(3), "{text}");
-    assert!(text.contains("image app:1.0, layer 1"), "{text}");
-    assert!(text.contains("etc/netconfig"), "{text}");
-    assert!(text.contains("mode differs: a 0645, b 0644"), "{text}");
-    let o = verify_against(
-        t,
-        &fixture,
-        &saved.join("imgforge-record.json"),
-        &["--format", "json"],
-    );
-    let d = &json_of(&o)["difference"];
-    assert_eq!(d["object"], "layer");
-    assert_eq!(d["field"], "mode");
-    assert_eq!(d["layer_index"], 1);
-    assert_eq!(d["path"], "etc/netconfig");
-    assert_eq!(
-        (d["a"].as_str(), d["b"].as_str()),
-        (Some("0645"), Some("0644"))
-    );
+        // 2. One mode bit flipped in a recorded layer.
+        let saved = t.join("saved");
+        let (a, b) = tamper(&out, &saved, "app:1.0", 1, "etc/netconfig");
+        assert_eq!((a, b), (0o644, 0o645));
+        let o = verify_against(t, &fixture, &saved.join("imgforge-record.json"), &[]);
+        let text = common::text(&o);
+        assert_eq!(o.status.code(), Some(3), "{text}");
+        assert!(text.contains("image app:1.0, layer 1"), "{text}");
+        assert!(text.contains("etc/netconfig"), "{text}");
+        assert!(text.contains("mode differs: a 0645, b 0644"), "{text}");
+        let o = verify_against(
+            t,
+            &fixture,
+            &saved.join("imgforge-record.json"),
+            &["--format", "json"],
+        );
+        let d = &json_of(&o)["difference"];
+        assert_eq!(d["object"], "layer");
+        assert_eq!(d["field"], "mode");
+        assert_eq!(d["layer_index"], 1);
+        assert_eq!(d["path"], "etc/netconfig");
+        assert_eq!(
+            (d["a"].as_str(), d["b"].as_str()),
+            (Some("0645"), Some("0644"))
+        );
 
-    // 3. A new pin, re-locked; the record alone (no blobs beside it).
-    let lone = t.join("lone");
-    std::fs::create_dir_all(&lone).unwrap();
-    std::fs::copy(&record, lone.join("imgforge-record.json")).unwrap();
-    std::fs::write(
-        t.join("recipes/app.toml"),
-        APP.replace(
-            "[packages]\n",
-            "[packages]\ngcc-12-base = \"12.2.0-14+deb12u1\"\n",
-        ),
-    )
-    .unwrap();
-    let mut c = common::imgforge();
-    c.args(["-q", "lock"]);
-    with_mirror(&mut c, t, &fixture);
-    let o = common::run(&mut c);
-    assert!(o.status.success(), "{}", common::text(&o));
-    let o = verify_against(
-        t,
-        &fixture,
-        &lone.join("imgforge-record.json"),
-        &["--locked"],
-    );
-    let text = common::text(&o);
-    assert_eq!(o.status.code(), Some(3), "{text}");
-    assert!(text.contains("image app:1.0, layer 1"), "{text}");
-    assert!(text.contains("imgforge.lock or a recipe changed"), "{text}");
-    assert!(text.contains("gcc-12-base"), "{text}");
+        // 3. A new pin, re-locked; the record alone (no blobs beside it).
+        let lone = t.join("lone");
+        std::fs::create_dir_all(&lone).unwrap();
+        std::fs::copy(&record, lone.join("imgforge-record.json")).unwrap();
+        std::fs::write(
+            t.join("recipes/app.toml"),
+            APP.replace(
+                "[packages]\n",
+                "[packages]\ngcc-12-base = \"12.2.0-14+deb12u1\"\n",
+            ),
+        )
+        .unwrap();
+        let mut c = common::imgforge();
+        c.args(["-q", "lock"]);
+        with_mirror(&mut c, t, &fixture);
+        let o = common::run(&mut c);
+        assert!(o.status.success(), "{}", common::text(&o));
+        let o = verify_against(
+            t,
+            &fixture,
+            &lone.join("imgforge-record.json"),
+            &["--locked"],
+        );
+        let text = common::text(&o);
+        assert_eq!(o.status.code(), Some(3), "{text}");
+        assert!(text.contains("image app:1.0, layer 1"), "{text}");
+        assert!(text.contains("imgforge.lock or a recipe changed"), "{text}");
+        assert!(text.contains("gcc-12-base"), "{text}");
+    }
 }
 
-#[test]
-#[cfg_attr(not(has_fixture_debian), ignore = "needs ../shared/debian")]
-fn a_bad_record_is_an_error_not_a_difference() {
-    let Some(fixture) = common::fixture() else {
-        return;
-    };
-    let tree = tiny_tree(&[("app.toml", APP)]);
-    let bogus: PathBuf = tree.path().join("bogus.json");
-    std::fs::write(&bogus, "{}").unwrap();
-    let o = verify_against(tree.path(), &fixture, &bogus, &[]);
-    let t = common::text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("not an imgforge record"), "{t}");
+needs! { [has_fixture_debian] "needs ../shared/debian";
+    fn a_bad_record_is_an_error_not_a_difference() {
+        let Some(fixture) = common::fixture() else {
+            return;
+        };
+        let tree = tiny_tree(&[("app.toml", APP)]);
+        let bogus: PathBuf = tree.path().join("bogus.json");
+        std::fs::write(&bogus, "{}").unwrap();
+        let o = verify_against(tree.path(), &fixture, &bogus, &[]);
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("not an imgforge record"), "{t}");
+    }
 }
