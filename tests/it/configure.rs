@@ -1112,3 +1112,52 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
         }
     }
 }
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    /// Scripts see a Debian system as dpkg leaves it: `dpkg-query -S /lib64`
+    /// names libc6 (file lists name paths as packages ship them, for the
+    /// base's packages too), the toolset's own scripts have run (PAM's
+    /// common files exist), and `dpkg-trigger` activates a trigger its
+    /// interested package then processes. A random machine id ships as
+    /// "uninitialized".
+    fn scripts_see_dpkg_s_database_triggers_and_a_configured_toolset() {
+        use crate::debgen::{Deb, T};
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        if !common::require_tool("runc") {
+            return;
+        }
+        assert!(is_root(), "this test needs root (overlay roots)");
+        let d = "/usr/share/dbprobe";
+        let probe = Deb::new("dbprobe", "1.0")
+            .entry(T::Dir("./usr/share/dbprobe/", 0o755))
+            .script("triggers", "interest dbprobe-trig\n")
+            .script(
+                "postinst",
+                &format!(
+                    "#!/bin/sh\nset -e\n\
+                     if [ \"$1\" = triggered ]; then echo \"$2\" > {d}/triggered; exit 0; fi\n\
+                     dpkg-query -S /lib64 > {d}/owner\n\
+                     [ -e /etc/pam.d/common-auth ] && echo yes > {d}/pam\n\
+                     head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /etc/machine-id\n\
+                     dpkg-trigger dbprobe-trig\n"
+                ),
+            );
+        let (tmp, o) = build_base_and_one(&mirror, probe, "dbprobe");
+        let t = common::text(&o);
+        assert!(o.status.success(), "{t}");
+        let layers = image_layers(&tmp.path().join("out"));
+        let mut files = BTreeMap::new();
+        for l in &layers["dbprobe"] {
+            files.extend(layer_files(l));
+        }
+        let text = |p: &str| String::from_utf8_lossy(&files[p].1).into_owned();
+        assert!(text("usr/share/dbprobe/owner").starts_with("libc6"), "{}", text("usr/share/dbprobe/owner"));
+        assert_eq!(text("usr/share/dbprobe/pam"), "yes\n");
+        assert_eq!(text("usr/share/dbprobe/triggered"), "dbprobe-trig\n");
+        assert_eq!(text("etc/machine-id"), "uninitialized\n");
+        assert!(!files.contains_key("etc/pam.d/common-auth"), "the toolset's files never ship");
+    }
+}
