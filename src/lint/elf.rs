@@ -305,7 +305,8 @@ fn dynamic(
         let text = cstr(&table, val as usize);
         let split = || text.split(':').map(str::to_string).collect::<Vec<_>>();
         match tag {
-            DT_NEEDED => info.needed.push(text.clone()),
+            DT_NEEDED if !text.is_empty() => info.needed.push(text.clone()),
+            DT_NEEDED => {}
             DT_RUNPATH => info.runpath.extend(split()),
             _ => info.rpath.extend(split()),
         }

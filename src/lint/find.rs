@@ -280,7 +280,9 @@ pub fn findings(env: &Env) -> Vec<Unresolved> {
             continue;
         }
         for need in env.needs(path, content, &[]) {
-            if need.found.is_err() {
+            // A library's own interpreter matters only when it is run.
+            let runs = exec || need.kind != NeedKind::ElfInterpreter;
+            if need.found.is_err() && runs {
                 out.push(env.unresolved(path, Some(node), need));
             }
         }

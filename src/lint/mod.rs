@@ -30,7 +30,6 @@ pub mod tree;
 pub use scan::{LayerFacts, scan_layer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// How many unresolved dependencies a warning shows.
 pub const SHOWN: usize = 5;
@@ -150,13 +149,17 @@ pub struct Report {
     pub start: Option<String>,
     /// Sorted by package, file, kind and what is missing.
     pub unresolved: Vec<Unresolved>,
+    /// Layers with more entries than the lint keeps (see
+    /// [`scan::MAX_READ`]): what they hold past that was not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 impl Report {
     /// The warning for `image`: a count and the first few, or `None`.
     pub fn warning(&self, image: &str) -> Option<String> {
         let n = self.unresolved.len();
-        if n == 0 {
+        if n == 0 && self.incomplete.is_empty() {
             return None;
         }
         let mut lines = vec![format!(
@@ -173,6 +176,13 @@ impl Report {
             lines.push(format!(
                 "    ... and {} more (all of them in --metadata-file and --format json)",
                 n - SHOWN
+            ));
+        }
+        if !self.incomplete.is_empty() {
+            lines.push(format!(
+                "    not checked past {} entries: {}",
+                scan::MAX_READ,
+                self.incomplete.join(", ")
             ));
         }
         Some(lines.join("\n"))
@@ -223,18 +233,16 @@ impl Start {
     }
 }
 
-/// A locked package and the paths it installs (as its layer names them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownPackage {
-    pub name: String,
-    pub paths: Vec<String>,
-}
+/// Which locked packages ship which of the given paths (relative, as
+/// package layers name them: merged-/usr): path -> package names. Asked
+/// only when something is unresolved.
+pub type Known<'a> = &'a (dyn Fn(&BTreeSet<String>) -> Result<Providers, BoxError> + Sync);
 
-/// The locked packages' path lists, asked for only when something is
-/// unresolved.
-pub type Known<'a> = &'a (
-        dyn Fn() -> Result<Arc<Vec<KnownPackage>>, Box<dyn std::error::Error + Send + Sync>> + Sync
-    );
+/// Path -> the locked packages that ship it.
+pub type Providers = BTreeMap<String, BTreeSet<String>>;
+
+/// The error of a [`Known`] lookup.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What [`check`] needs.
 pub struct LintOptions<'a> {
@@ -260,8 +268,13 @@ pub fn check(opts: &LintOptions) -> Result<Report, LintError> {
         Some(p) => find::start(&env, p, workdir),
         None => (None, Vec::new()),
     };
-    if !unresolved.is_empty() || !problems.is_empty() {
-        let known = (opts.known)().map_err(|source| LintError::Known {
+    let wanted: BTreeSet<String> = unresolved
+        .iter()
+        .chain(&problems)
+        .flat_map(|u| u.candidates.iter().cloned())
+        .collect();
+    if !wanted.is_empty() {
+        let known = (opts.known)(&wanted).map_err(|source| LintError::Known {
             image: opts.image.to_string(),
             source,
         })?;
@@ -280,30 +293,30 @@ pub fn check(opts: &LintOptions) -> Result<Report, LintError> {
     }
     unresolved.sort();
     unresolved.dedup();
-    Ok(Report { start, unresolved })
+    let incomplete = opts
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.facts.truncated)
+        .map(|(i, l)| format!("layer {i} ({})", l.label))
+        .collect();
+    Ok(Report {
+        start,
+        unresolved,
+        incomplete,
+    })
 }
 
 /// Name the known packages that ship where each missing file would be.
-fn providers(list: &mut [Unresolved], known: &[KnownPackage]) {
-    let wanted: BTreeSet<&str> = list
-        .iter()
-        .flat_map(|u| u.candidates.iter().map(String::as_str))
-        .collect();
-    let mut by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for k in known {
-        for p in k.paths.iter().filter(|p| wanted.contains(p.as_str())) {
-            by_path.entry(p).or_default().insert(&k.name);
-        }
-    }
+fn providers(list: &mut [Unresolved], known: &Providers) {
     for u in list.iter_mut() {
-        let names: BTreeSet<&str> = u
+        let names: BTreeSet<&String> = u
             .candidates
             .iter()
-            .filter_map(|c| by_path.get(c.as_str()))
+            .filter_map(|c| known.get(c))
             .flatten()
-            .copied()
             .collect();
-        u.providers = names.into_iter().map(str::to_string).collect();
+        u.providers = names.into_iter().cloned().collect();
     }
 }
 

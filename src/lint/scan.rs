@@ -10,7 +10,14 @@
 //! target (earlier in the same layer) was found to be.
 //!
 //! With the layer's path index (`layer::index`: package layers have one),
-//! each path is attributed to the package that ships it.
+//! each path is attributed to the package that ships it; the index is read
+//! alongside the tar, a line at a time.
+//!
+//! Memory does not grow with a layer's entries: past [`MAX_PLAIN`]
+//! directories and unread files are left out (harmless but for the rare
+//! plain entry that replaces a lower layer's symlink or program), and past
+//! [`MAX_READ`] the rest (the facts are then marked `truncated`, and the
+//! report says so).
 
 use super::LintError;
 use super::elf::{self, Content};
@@ -21,6 +28,14 @@ use std::path::Path;
 
 /// Largest loader configuration file read.
 const MAX_TEXT: u64 = 64 << 10;
+/// Plain entries (directories, files not read) kept per layer. Past it
+/// they are left out: lookups never end at one, and directories are
+/// implied by what lies below them, so they matter only when they replace
+/// a symlink or a program of a lower layer.
+pub const MAX_PLAIN: usize = 20_000;
+/// Other entries (symlinks, files read, whiteouts) kept per layer; past
+/// it the layer's facts are incomplete (`truncated`).
+pub const MAX_READ: usize = 100_000;
 
 /// What one layer holds, as the lint sees it (stored in the step store,
 /// keyed by the layer's digest).
@@ -28,6 +43,9 @@ const MAX_TEXT: u64 = 64 << 10;
 pub struct LayerFacts {
     /// In the layer's order.
     pub entries: Vec<Fact>,
+    /// More than [`MAX_READ`] entries to keep: the rest were left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// One path of a layer.
@@ -39,6 +57,17 @@ pub struct Fact {
     /// The package that ships it (from the layer's path index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
+}
+
+impl Fact {
+    /// A directory or a file not read.
+    pub fn is_plain(&self) -> bool {
+        match &self.kind {
+            FactKind::Dir => true,
+            FactKind::File { content, .. } => *content == Content::Unread,
+            _ => false,
+        }
+    }
 }
 
 /// The type of a path, or a whiteout of the layers below.
@@ -90,32 +119,45 @@ fn is_ld_conf(path: &str) -> bool {
 }
 
 /// Scan the layer blob `blob` (gzip, zstd or plain tar), attributing paths
-/// with its path index `index` when it has one.
+/// with its path index `index` when it has one. Memory is bounded by
+/// [`MAX_PLAIN`] and [`MAX_READ`], whatever the number of entries.
 pub fn scan_layer(blob: &Path, index: Option<&Path>) -> Result<LayerFacts, LintError> {
     let err = |source| LintError::Read {
         layer: blob.display().to_string(),
         source,
     };
-    let owners = match index {
-        Some(i) => owners(i).map_err(|source| LintError::Read {
-            layer: i.display().to_string(),
-            source,
-        })?,
-        None => BTreeMap::new(),
+    let index_err = |source| LintError::Read {
+        layer: index.map(|i| i.display().to_string()).unwrap_or_default(),
+        source,
     };
+    let mut owners = Owners::open(index).map_err(index_err)?;
     let mut ar = tar::Archive::new(crate::layer::open_blob(blob).map_err(err)?);
     let mut facts = LayerFacts::default();
-    // Files of this layer by path, for its hard links.
+    let (mut plain, mut read) = (0usize, 0usize);
+    // Files read in this layer by path, for its hard links.
     let mut files: BTreeMap<String, usize> = BTreeMap::new();
     for entry in ar.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
         let Some(mut fact) = fact(&mut entry, &facts, &files).map_err(err)? else {
             continue;
         };
-        if matches!(fact.kind, FactKind::File { .. }) {
+        let package = owners.of(&fact.path).map_err(index_err)?;
+        let (count, cap) = match fact.is_plain() {
+            true => (&mut plain, MAX_PLAIN),
+            false => (&mut read, MAX_READ),
+        };
+        *count += 1;
+        if *count > cap {
+            // Plain entries past their cap only shadow what is below.
+            facts.truncated |= cap == MAX_READ;
+            continue;
+        }
+        if let FactKind::File { content, .. } = &fact.kind
+            && *content != Content::Unread
+        {
             files.insert(fact.path.clone(), facts.entries.len());
         }
-        fact.package = owners.get(&fact.path).cloned();
+        fact.package = package;
         facts.entries.push(fact);
     }
     Ok(facts)
@@ -199,18 +241,47 @@ fn clean(raw: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// Path -> package of a layer's path index (`[path, kind, mode, uid, gid,
-/// what, origin]` per line; directories are left out).
-fn owners(index: &Path) -> io::Result<BTreeMap<String, String>> {
-    let r = io::BufReader::new(std::fs::File::open(index)?);
-    let mut out = BTreeMap::new();
-    for line in r.lines() {
-        let line = line?;
-        let rec: (String, String, u32, u64, u64, String, String) =
-            serde_json::from_str(&line).map_err(io::Error::other)?;
-        if rec.1 != "dir" && !rec.6.is_empty() {
-            out.insert(rec.0, rec.6);
+/// The packages of a layer's paths, from its path index (`[path, kind,
+/// mode, uid, gid, what, origin]` per line, in the layer's order), read
+/// forward as the layer's entries come: one line in memory.
+struct Owners {
+    lines: Option<io::Lines<io::BufReader<std::fs::File>>>,
+    /// The next line's path and origin, read but not yet matched.
+    head: Option<(String, String)>,
+}
+
+impl Owners {
+    fn open(index: Option<&Path>) -> io::Result<Owners> {
+        let lines = match index {
+            Some(i) => Some(io::BufReader::new(std::fs::File::open(i)?).lines()),
+            None => None,
+        };
+        Ok(Owners { lines, head: None })
+    }
+
+    /// The package that ships `path` (the layer's next entry), if any.
+    fn of(&mut self, path: &str) -> io::Result<Option<String>> {
+        use std::cmp::Ordering;
+        loop {
+            if self.head.is_none() {
+                let Some(line) = self.lines.as_mut().and_then(Iterator::next) else {
+                    return Ok(None);
+                };
+                let rec: (String, String, u32, u64, u64, String, String) =
+                    serde_json::from_str(&line?).map_err(io::Error::other)?;
+                let origin = if rec.1 == "dir" { String::new() } else { rec.6 };
+                self.head = Some((rec.0, origin));
+            }
+            let (p, origin) = self.head.as_ref().expect("just read");
+            match crate::layer::spool::cmp_paths(p.as_bytes(), path.as_bytes()) {
+                Ordering::Less => self.head = None,
+                Ordering::Greater => return Ok(None),
+                Ordering::Equal => {
+                    let o = (!origin.is_empty()).then(|| origin.clone());
+                    self.head = None;
+                    return Ok(o);
+                }
+            }
         }
     }
-    Ok(out)
 }

@@ -44,6 +44,7 @@ const LD: &str = "/lib64/ld-linux-x86-64.so.2";
 /// A merged-/usr root with a loader and libc, as the base has.
 fn root() -> LayerFacts {
     LayerFacts {
+        truncated: false,
         entries: vec![
             link("bin", "usr/bin"),
             link("lib", "usr/lib"),
@@ -68,21 +69,21 @@ fn root() -> LayerFacts {
     }
 }
 
-fn known() -> Result<Arc<Vec<KnownPackage>>, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(Arc::new(vec![
-        KnownPackage {
-            name: "dash".into(),
-            paths: vec!["usr/bin/dash".into(), "usr/bin/sh".into()],
-        },
-        KnownPackage {
-            name: "zlib1g".into(),
-            paths: vec!["usr/lib/x86_64-linux-gnu/libz.so.1".into()],
-        },
-        KnownPackage {
-            name: "python3-minimal".into(),
-            paths: vec!["usr/bin/python3".into()],
-        },
-    ]))
+fn known(wanted: &BTreeSet<String>) -> Result<Providers, BoxError> {
+    let lists = [
+        ("dash", &["usr/bin/dash", "usr/bin/sh"][..]),
+        ("zlib1g", &["usr/lib/x86_64-linux-gnu/libz.so.1"]),
+        ("python3-minimal", &["usr/bin/python3"]),
+    ];
+    let mut out = Providers::new();
+    for (name, paths) in lists {
+        for p in paths.iter().filter(|p| wanted.contains(**p)) {
+            out.entry(p.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn run(layers: &[&LayerFacts], start: Start) -> Result<Report, LintError> {
@@ -117,6 +118,7 @@ fn entry(p: &str) -> Start {
 #[test]
 fn a_script_without_its_shell_is_listed_with_the_package_that_ships_one() {
     let pkg = LayerFacts {
+        truncated: false,
         entries: vec![
             file("usr/sbin/foo", script("/bin/sh", None), "bar"),
             file("usr/bin/ok", elf(Some(LD), &["libc.so.6"], &[], &[]), "bar"),
@@ -145,6 +147,7 @@ fn a_script_without_its_shell_is_listed_with_the_package_that_ships_one() {
 #[test]
 fn symlinked_shell_and_interpreter_chains_resolve() {
     let pkg = LayerFacts {
+        truncated: false,
         entries: vec![
             file(
                 "usr/bin/dash",
@@ -165,6 +168,7 @@ fn symlinked_shell_and_interpreter_chains_resolve() {
 #[test]
 fn origin_runpath_and_rpath_are_searched() {
     let pkg = LayerFacts {
+        truncated: false,
         entries: vec![
             file(
                 "opt/app/bin/app",
@@ -221,6 +225,7 @@ fn origin_runpath_and_rpath_are_searched() {
 fn ld_so_conf_d_directories_are_searched() {
     let text = |p: &str, t: &str| file(p, Content::Text(t.into()), "conf");
     let lib = LayerFacts {
+        truncated: false,
         entries: vec![
             file("opt/lib/libx.so.1", elf(None, &[], &[], &[]), "x"),
             file("usr/bin/usex", elf(Some(LD), &["libx.so.1"], &[], &[]), "x"),
@@ -232,6 +237,7 @@ fn ld_so_conf_d_directories_are_searched() {
         [("/usr/bin/usex".into(), "libx.so.1".into(), vec![])]
     );
     let conf = LayerFacts {
+        truncated: false,
         entries: vec![text("etc/ld.so.conf.d/x.conf", "# x\n/opt/lib\n")],
     };
     let r = run(&[&root(), &lib, &conf], Start::default()).unwrap();
@@ -241,6 +247,7 @@ fn ld_so_conf_d_directories_are_searched() {
 #[test]
 fn env_shebangs_need_their_program_on_the_configs_path() {
     let pkg = LayerFacts {
+        truncated: false,
         entries: vec![
             file(
                 "usr/bin/env",
@@ -284,6 +291,7 @@ fn env_shebangs_need_their_program_on_the_configs_path() {
 #[test]
 fn an_entrypoint_that_cannot_start_is_an_error_naming_what_is_missing() {
     let pkg = LayerFacts {
+        truncated: false,
         entries: vec![
             file(
                 "usr/bin/app",
@@ -320,6 +328,7 @@ fn an_entrypoint_that_cannot_start_is_an_error_naming_what_is_missing() {
     assert!(err("/usr/bin/noexec").contains("is not executable"));
     // Transitively: a library the program loads lacks its own dependency.
     let deep = LayerFacts {
+        truncated: false,
         entries: vec![
             file(
                 "usr/bin/deep",
@@ -343,8 +352,31 @@ fn an_entrypoint_that_cannot_start_is_an_error_naming_what_is_missing() {
 }
 
 #[test]
+fn a_librarys_interpreter_counts_only_when_it_is_executable() {
+    let lib = |path: &str, exec: bool| {
+        let content = elf(Some("/lib/ld-musl-x86_64.so.1"), &["libc.so.6"], &[], &[]);
+        fact(path, FactKind::File { exec, content }, Some("l"))
+    };
+    let pkg = LayerFacts {
+        truncated: false,
+        entries: vec![
+            lib("usr/lib/libl.so.1", false),
+            lib("usr/lib/libx.so.1", true),
+        ],
+    };
+    let r = run(&[&root(), &pkg], Start::default()).unwrap();
+    let want = (
+        "/usr/lib/libx.so.1".into(),
+        "/lib/ld-musl-x86_64.so.1".into(),
+        vec![],
+    );
+    assert_eq!(needs(&r), [want]);
+}
+
+#[test]
 fn whiteouts_of_upper_layers_remove_what_a_file_needs() {
     let pkg = LayerFacts {
+        truncated: false,
         entries: vec![file(
             "usr/bin/app",
             elf(Some(LD), &["libc.so.6"], &[], &[]),
@@ -352,6 +384,7 @@ fn whiteouts_of_upper_layers_remove_what_a_file_needs() {
         )],
     };
     let top = LayerFacts {
+        truncated: false,
         entries: vec![fact(
             "usr/lib/x86_64-linux-gnu/libc.so.6",
             FactKind::Whiteout,
@@ -439,4 +472,38 @@ fn a_layer_tar_is_scanned_in_one_pass() {
     assert_eq!(content(7), Content::Text("/opt\n".into()));
     assert_eq!(kinds[8], ("usr/share/doc", &FactKind::Whiteout));
     assert_eq!(kinds[9], ("opt", &FactKind::Opaque));
+}
+
+#[test]
+fn plain_entries_past_the_cap_are_left_out_and_owners_follow_the_index() {
+    let d = tempfile::tempdir().unwrap();
+    let n = scan::MAX_PLAIN + 5;
+    let names: Vec<String> = (0..n).map(|i| format!("usr/share/m/{i:06}")).collect();
+    let mut entries: Vec<(&str, char, u32, &[u8])> = names
+        .iter()
+        .map(|p| (p.as_str(), 'f', 0o644, &b""[..]))
+        .collect();
+    entries.push(("usr/share/z/run", 'f', 0o755, b"#!/bin/sh\n"));
+    let p = layer_tar(d.path(), &entries);
+    // The path index lists the same entries, in the same order.
+    let mut index = String::new();
+    for (path, ..) in &entries {
+        let origin = if path.ends_with("run") {
+            "runner"
+        } else {
+            "many"
+        };
+        index.push_str(&serde_json::to_string(&(path, "file", 0o644, 0, 0, "", origin)).unwrap());
+        index.push('\n');
+    }
+    std::fs::write(d.path().join("index"), index).unwrap();
+    let f = scan_layer(&p, Some(&d.path().join("index"))).unwrap();
+    assert_eq!(f.entries.len(), scan::MAX_PLAIN + 1);
+    assert!(!f.truncated, "plain entries only shadow");
+    let last = f.entries.last().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.package.as_deref()),
+        ("usr/share/z/run", Some("runner"))
+    );
+    assert_eq!(f.entries[0].package.as_deref(), Some("many"));
 }

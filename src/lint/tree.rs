@@ -285,6 +285,7 @@ mod tests {
     #[test]
     fn symlink_chains_absolute_relative_and_merged_usr_resolve() {
         let l = LayerFacts {
+            truncated: false,
             entries: vec![
                 link("bin", "usr/bin"),
                 link("lib64", "usr/lib64"),
@@ -325,9 +326,11 @@ mod tests {
     #[test]
     fn upper_layers_whiteout_and_replace() {
         let low = LayerFacts {
+            truncated: false,
             entries: vec![file("a/x"), file("a/y"), file("b/z"), file("c/w")],
         };
         let up = LayerFacts {
+            truncated: false,
             entries: vec![
                 fact("a/x", FactKind::Whiteout),
                 fact("b", FactKind::Opaque),
@@ -354,6 +357,7 @@ mod tests {
             )
         };
         let l = LayerFacts {
+            truncated: false,
             entries: vec![
                 text(
                     "etc/ld.so.conf",

@@ -13,14 +13,15 @@
 
 use super::exec::{BaseBuilt, Ctx, ImageBuilt};
 use crate::image::{History, WrittenImage};
-use crate::lint::{self, KnownPackage, LayerFacts, Report, Start};
+use crate::lint::{self, LayerFacts, Providers, Report, Start};
 use crate::recipe::Config;
 use crate::resolve::LockedPackage;
 use anyhow::Result;
 use rayon::prelude::*;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::sync::Mutex;
 
 /// Bumped when the facts or reports for the same inputs change.
 const LINT_FORMAT: u32 = 1;
@@ -96,8 +97,8 @@ impl Ctx<'_> {
             .par_iter()
             .map(|d| Ok((*d, self.layer_facts(d, indexes.get(d).copied())?)))
             .collect::<Result<_>>()?;
-        let memo = Mutex::new(None);
-        let known = || self.known(&memo);
+        let one_at_a_time = Mutex::new(());
+        let known = |wanted: &BTreeSet<String>| self.providers(&one_at_a_time, wanted);
         let reports: Vec<Report> = jobs
             .par_iter()
             .zip(cached)
@@ -224,37 +225,36 @@ impl Ctx<'_> {
         Ok(f)
     }
 
-    /// Every locked package's path list, once per build (`memo`). Read
-    /// one package after another while `memo` is locked: nothing here
-    /// may wait for rayon work, which could be another image's lint
-    /// asking for the same lock.
-    fn known(
+    /// The locked packages that ship any of `wanted`, from their path
+    /// lists, one package at a time. One image asks at a time (`lock`),
+    /// so a list is read from its package once; nothing here waits for
+    /// rayon work, which could be another image asking for the same lock.
+    fn providers(
         &self,
-        memo: &Mutex<Option<Arc<Vec<KnownPackage>>>>,
-    ) -> Result<Arc<Vec<KnownPackage>>, Box<dyn std::error::Error + Send + Sync>> {
-        let mut m = memo.lock().expect("known packages");
-        if let Some(k) = &*m {
-            return Ok(k.clone());
-        }
+        lock: &Mutex<()>,
+        wanted: &BTreeSet<String>,
+    ) -> Result<Providers, lint::BoxError> {
+        let _one = lock.lock().expect("providers");
         let mut pkgs: Vec<&LockedPackage> =
             self.lock.images.iter().flat_map(|l| &l.packages).collect();
         pkgs.sort_by(|a, b| (&a.name, &a.sha256).cmp(&(&b.name, &b.sha256)));
         pkgs.dedup_by(|a, b| a.sha256 == b.sha256);
-        let mut known = Vec::new();
+        let mut out = Providers::new();
         for p in pkgs {
-            known.push(KnownPackage {
-                name: p.name.clone(),
-                paths: self.package_list(p)?,
-            });
+            self.package_paths(p, &mut |path| {
+                if wanted.contains(path) {
+                    out.entry(path.to_string())
+                        .or_default()
+                        .insert(p.name.clone());
+                }
+            })?;
         }
-        let k = Arc::new(known);
-        *m = Some(k.clone());
-        Ok(k)
+        Ok(out)
     }
 
-    /// The paths `p` installs, from the store's `dpkg -L` lists or read
-    /// from the package now (and remembered there).
-    fn package_list(&self, p: &LockedPackage) -> Result<Vec<String>> {
+    /// Each path `p` installs, from the store's `dpkg -L` list, read a
+    /// path at a time, or from the package now (the list is remembered).
+    fn package_paths(&self, p: &LockedPackage, each: &mut dyn FnMut(&str)) -> Result<()> {
         let opts = self.package_options();
         let rel = std::path::Path::new(LIST_DIR).join(format!(
             "{}-{}",
@@ -263,12 +263,14 @@ impl Ctx<'_> {
         ));
         self.store.mark(&rel);
         let memo = self.store.root().join(rel);
-        if let Ok(bytes) = std::fs::read(&memo) {
-            return Ok(bytes
-                .split(|b| *b == 0)
-                .filter(|l| !l.is_empty())
-                .map(|l| String::from_utf8_lossy(l).into_owned())
-                .collect());
+        if let Ok(f) = std::fs::File::open(&memo) {
+            for path in std::io::BufReader::new(f).split(0) {
+                let path = path?;
+                if !path.is_empty() {
+                    each(&String::from_utf8_lossy(&path));
+                }
+            }
+            return Ok(());
         }
         let f = self.inputs.get(p)?;
         let paths = crate::layer::package::package_paths(
@@ -287,6 +289,7 @@ impl Ctx<'_> {
             std::fs::create_dir_all(dir)?;
         }
         crate::fsutil::write_atomic(&memo, &bytes)?;
-        Ok(paths)
+        paths.iter().for_each(|l| each(l));
+        Ok(())
     }
 }
