@@ -25,6 +25,11 @@ distro = "debian-12"
 
 [packages]
 netbase = "6.4"
+
+# ../shared/debian alone lacks Debian's Essential set: no toolset, so
+# nothing is configured (netbase has nothing to configure).
+[configure]
+essential = false
 "#;
 
 const APP: &str = r#"[image]
