@@ -43,7 +43,18 @@ pub fn source_options(opts: &CommonOptions, refresh: bool) -> crate::resolve::So
 }
 
 /// Render an error chain with its `help:` lines for the terminal.
+/// A build whose images failed ([`crate::plan::BuildFailed`]) gives each
+/// failure so, in image-name order, then its summary.
 pub fn render_error(e: &anyhow::Error) -> String {
+    if let Some(failed) = e.downcast_ref::<crate::plan::BuildFailed>() {
+        let mut all: Vec<String> = failed
+            .failures
+            .iter()
+            .map(|f| render_error(&f.error))
+            .collect();
+        all.push(format!("error: {failed}"));
+        return all.join("\n\n");
+    }
     let mut s = format!("error: {e}");
     for cause in e.chain().skip(1) {
         let c = cause.to_string();

@@ -247,17 +247,14 @@ impl<'a> Ctx<'a> {
         // The images' package layers need only the base's symlinks: write
         // them while the base's maintainer scripts run.
         let cold = self.count.totals().1 > 0;
-        let (top, early) = rayon::join(
+        let (top, ()) = rayon::join(
             || self.base_top(&layers, &symlinks, toolset.as_ref()),
             || {
-                let written = self.early_layers(&symlinks, budget_layers);
-                if cold && written.is_ok() {
+                if self.early_layers(&symlinks, budget_layers) && cold {
                     scope.spawn(|_| self.early_findings());
                 }
-                written
             },
         );
-        early?;
         for (blob, h) in top? {
             layers.push(blob);
             history.push(h);
@@ -368,8 +365,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Every image's package layers and build-stage root, in parallel; they
-    /// are remembered (`done`) for when the image asks for them.
-    fn early_layers(&self, symlinks: &Arc<BTreeSet<String>>, budget_layers: usize) -> Result<()> {
+    /// are remembered (`done`) for when the image asks for them. A step
+    /// that fails here fails its image, not the base: every step is tried,
+    /// and the image's own chain runs a failed one again and reports it.
+    /// Whether every step was written.
+    fn early_layers(&self, symlinks: &Arc<BTreeSet<String>>, budget_layers: usize) -> bool {
         let mut steps: Vec<LayerStep> = Vec::new();
         for img in &self.tree.images {
             steps.extend(
@@ -379,7 +379,10 @@ impl<'a> Ctx<'a> {
             );
             steps.extend(self.stage_root_step(img, symlinks));
         }
-        steps.par_iter().try_for_each(|s| self.layer(s).map(|_| ()))
+        steps
+            .par_iter()
+            .map(|s| self.layer(s).is_ok())
+            .reduce(|| true, |a, b| a && b)
     }
 
     /// The base's layer steps under the layer policy.
@@ -447,14 +450,20 @@ impl<'a> Ctx<'a> {
     }
 
     /// An image's own layers: packages, files, configuration, artifacts.
-    pub fn image(&self, img: &Recipe, base: &BaseBuilt) -> Result<ImageBuilt> {
+    /// The runtime layers and the build stage each run to their end (what
+    /// they made is stored) even when the other fails; every failure is
+    /// returned, the runtime's first.
+    pub fn image(&self, img: &Recipe, base: &BaseBuilt) -> Result<ImageBuilt, Vec<anyhow::Error>> {
         let (runtime, artifacts) = rayon::join(
             || self.image_runtime(img, base),
             || self.build_stage(img, base),
         );
-        let (mut layers, mut history, packages) = runtime?;
+        let ((mut layers, mut history, packages), artifacts) = match (runtime, artifacts) {
+            (Ok(r), Ok(a)) => (r, a),
+            (r, a) => return Err(r.err().into_iter().chain(a.err()).collect()),
+        };
         let mut files = Vec::new();
-        if let Some((rec, f, h)) = artifacts? {
+        if let Some((rec, f, h)) = artifacts {
             layers.push(rec.blob());
             history.push(h);
             files = f;

@@ -26,6 +26,7 @@
 
 pub mod configure;
 pub mod exec;
+pub mod failed;
 pub mod files;
 pub mod group;
 pub mod inputs;
@@ -47,6 +48,7 @@ use crate::resolve::{self, Lock, SourceOptions};
 use crate::ui::Status;
 use anyhow::{Context, Result, bail};
 use exec::{BaseBuilt, Ctx, ImageBuilt};
+pub use failed::{BuildFailed, ImageFailure};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -190,12 +192,17 @@ fn scratch_dir(parent: &Path) -> Result<tempfile::TempDir> {
     Ok(work)
 }
 
-/// The base, then every image in parallel. The scope ends when the license
-/// detection the base may start in it has finished too.
+/// An image's own layers, or every failure of its chain.
+type ImageResult = std::result::Result<ImageBuilt, Vec<anyhow::Error>>;
+
+/// The base, then every image in parallel, each to its end whatever the
+/// others do (see [`failed`]); the images' results in recipe order. The
+/// scope ends when the license detection the base may start in it has
+/// finished too.
 fn base_and_images(
     ctx: &Ctx,
     vendor: Option<&image::vendor::Imported>,
-) -> Result<(BaseBuilt, Vec<ImageBuilt>)> {
+) -> Result<(BaseBuilt, Vec<ImageResult>)> {
     rayon::scope(|s| {
         let base = ctx.base(vendor, s)?;
         let built = ctx
@@ -203,7 +210,7 @@ fn base_and_images(
             .images
             .par_iter()
             .map(|img| ctx.image(img, &base))
-            .collect::<Result<_>>()?;
+            .collect();
         Ok((base, built))
     })
 }
@@ -291,6 +298,8 @@ fn run(
     let vendor = vendor_base(&ctx)?;
     let t = Instant::now();
     let (base, built) = base_and_images(&ctx, vendor.as_ref())?;
+    let names: Vec<&str> = tree.images.iter().map(|i| i.name.as_str()).collect();
+    let built = failed::check(&names, built, &opts.out)?;
     let t_layers = t.elapsed();
     // Every root is configured: remove the layer trees (thousands of files)
     // while the outputs are written, not after.

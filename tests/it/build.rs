@@ -802,3 +802,76 @@ fn build_failure_leaves_previous_output_untouched() {
         .collect();
     assert!(left.is_empty(), "staging left behind: {left:?}");
 }
+
+/// A tiny tree for `--mirror ../shared/debian` alone: a netbase base with
+/// no toolset, and the given image recipes.
+fn netbase_tree(recipes: &[(&str, &str)]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let base = "[image]\nname = \"base\"\ntag = \"tiny\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
+                [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n\
+                [packages]\nnetbase = \"6.4\"\n\n[configure]\nessential = false\n";
+    std::fs::create_dir_all(t.path().join("base")).unwrap();
+    std::fs::create_dir_all(t.path().join("recipes")).unwrap();
+    std::fs::write(t.path().join("base/base.toml"), base).unwrap();
+    for (name, text) in recipes {
+        std::fs::write(t.path().join("recipes").join(name), text).unwrap();
+    }
+    t
+}
+
+/// An image with a build stage whose one step runs `script` under busybox.
+fn staged(name: &str, script: &str) -> String {
+    format!(
+        "[image]\nname = \"{name}\"\ntag = \"1\"\n\n[build]\n\
+         packages = {{ busybox-static = \"1:1.35.0-4+deb12u1+b1\" }}\n\
+         steps = [[\"/usr/bin/busybox\", \"sh\", \"-c\", {script:?}]]\nartifacts = [\"/out/a\"]\n\n\
+         [[copy]]\nfrom = \"/out/a\"\nto = \"/a\"\nmode = \"0644\"\n\n[config]\nworkdir = \"/\"\n"
+    )
+}
+
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    /// One failing image does not hide the others: every image is built,
+    /// every failure reported at the end (exit 1), the output not written;
+    /// the next build reuses what the good images made.
+    fn a_failing_image_does_not_stop_the_others() {
+        let Some(fixture) = crate::common::fixture() else {
+            return;
+        };
+        if !require_tool("runc") {
+            return;
+        }
+        let tree = netbase_tree(&[
+            ("bad.toml", &staged("bad", "echo broken-step >&2; exit 9")),
+            ("worse.toml", &staged("worse", "exit 4")),
+            ("good.toml", &staged("good", "echo fine > /out/a")),
+        ]);
+        let build = || {
+            run(imgforge()
+                .current_dir(tree.path())
+                .args(["build", "recipes", "--no-apt", "--out", "out", "--cache", "cache", "--mirror"])
+                .arg(&fixture))
+        };
+        let o = build();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("2 of 3 image(s) failed: bad, worse; built: good"), "{t}");
+        assert!(t.contains("broken-step") && t.contains("exit code 9"), "{t}");
+        assert!(t.contains("exit code 4"), "{t}");
+        assert!(t.find("exit code 9") < t.find("exit code 4"), "by image name: {t}");
+        assert!(!tree.path().join("out").exists(), "{t}");
+        // Fixed: good's stage is reused, the two fixed ones run.
+        for n in ["bad", "worse"] {
+            std::fs::write(
+                tree.path().join(format!("recipes/{n}.toml")),
+                staged(n, "echo ok > /out/a"),
+            )
+            .unwrap();
+        }
+        let o = build();
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("Built bad build stage") && t.contains("Built worse build stage"), "{t}");
+        assert!(!t.contains("Built good build stage"), "good's stage is reused: {t}");
+        assert!(tree.path().join("out/index.json").is_file());
+    }
+}
