@@ -101,6 +101,7 @@ struct RawImage {
     from_layout: Option<Spanned<String>>,
     source_date_epoch: Option<Spanned<i64>>,
     configure: Option<bool>,
+    essential: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +358,11 @@ pub struct Recipe {
     pub source_date_epoch: Option<i64>,
     /// The configure step's settings (see [`crate::configure`]).
     pub configure: ConfigureSettings,
+    /// `[image] essential = true`: the image ships Debian's Essential set
+    /// and usr-is-merged (what its packages may use without declaring it:
+    /// `/bin/sh`, coreutils, sed...), as `debian:bookworm-slim` does. In
+    /// the base, every image has them; in an image, that image only.
+    pub essential: bool,
 }
 
 /// How a recipe's packages are configured.
@@ -732,6 +738,7 @@ fn parse_text(
     }
 
     let packages = check_packages(&mut cx, &raw.packages, "packages");
+    let essential = raw.image.essential.unwrap_or(false);
     let mut configure = ConfigureSettings {
         enabled: raw.image.configure.unwrap_or(true),
         toolset: BTreeMap::new(),
@@ -925,6 +932,7 @@ fn parse_text(
             copies,
             source_date_epoch: raw.image.source_date_epoch.map(|s| s.into_inner()),
             configure,
+            essential,
         },
         source,
     ))

@@ -18,7 +18,7 @@ pub mod walk;
 pub mod why;
 
 use crate::pkgindex::{self as index, Index, Origin, Record};
-use crate::recipe::Tree;
+use crate::recipe::{Recipe, Tree};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -391,6 +391,57 @@ fn toolset_pins_key(tree: &Tree) -> BTreeMap<String, String> {
     pins
 }
 
+/// Packages requested as part of the Essential set (not pinned by the
+/// recipe) say so in the lock.
+fn mark_essential(packages: &mut [LockedPackage], pins: &BTreeMap<String, String>) {
+    for p in packages {
+        if p.reason == "pinned" && !pins.contains_key(&p.name) {
+            p.reason = "Essential (or usr-is-merged)".into();
+        }
+    }
+}
+
+/// Every `Essential: yes` name of the sources, and usr-is-merged, each with
+/// its newest version (apt's candidate).
+fn essential_set(index: &Index) -> BTreeMap<String, String> {
+    index
+        .hints
+        .iter()
+        .filter(|(_, h)| h.essential)
+        .map(|(n, _)| n.as_str())
+        .chain([USR_IS_MERGED])
+        .filter_map(|n| {
+            Some((
+                n.to_string(),
+                index.by_name.get(n)?.first()?.version.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// A recipe's requested packages: its pins, and with `essential = true`
+/// the Essential set less what `installed` has (pins win).
+fn request(recipe: &Recipe, index: &Index, installed: &[Record]) -> BTreeMap<String, String> {
+    let mut pins = recipe.packages.clone();
+    if recipe.essential {
+        for (n, v) in essential_set(index) {
+            if !installed.iter().any(|r| r.name == n) {
+                pins.entry(n).or_insert(v);
+            }
+        }
+    }
+    pins
+}
+
+/// What the lock records as a recipe's pins.
+fn pins_key(recipe: &Recipe) -> BTreeMap<String, String> {
+    let mut pins = recipe.packages.clone();
+    if recipe.essential {
+        pins.insert("(essential)".into(), "yes".into());
+    }
+    pins
+}
+
 /// The toolset's requested packages: the recipe's pins, then (by default)
 /// every `Essential: yes` package of the sources and usr-is-merged, each
 /// at its newest version (apt's candidate), less what the base installs
@@ -400,17 +451,9 @@ pub fn toolset_request(tree: &Tree, index: &Index, base: &[Record]) -> BTreeMap<
     if !tree.base.configure.essential {
         return pins;
     }
-    let essential = index
-        .hints
-        .iter()
-        .filter(|(_, h)| h.essential)
-        .map(|(n, _)| n.as_str())
-        .chain([USR_IS_MERGED]);
-    for name in essential {
-        let installed = base.iter().any(|r| r.name == name);
-        let newest = index.by_name.get(name).and_then(|v| v.first());
-        if let (false, Some(r)) = (installed || pins.contains_key(name), newest) {
-            pins.insert(name.to_string(), r.version.to_string());
+    for (name, version) in essential_set(index) {
+        if !base.iter().any(|r| r.name == name) {
+            pins.entry(name).or_insert(version);
         }
     }
     pins
@@ -432,11 +475,7 @@ fn resolve_toolset(
         },
     )?;
     let mut packages = locked(&ts);
-    for p in &mut packages {
-        if p.reason == "pinned" && !tree.base.configure.toolset.contains_key(&p.name) {
-            p.reason = "Essential (or usr-is-merged), for maintainer scripts".into();
-        }
-    }
+    mark_essential(&mut packages, &tree.base.configure.toolset);
     Ok(LockedImage {
         name: tree.base.name.clone(),
         stage: "toolset".into(),
@@ -473,21 +512,24 @@ fn toolset_records(
 pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     drift::report(&drift::pins(tree, index), "pinned", &tree.dir)?;
     let mut images = Vec::new();
+    let base_pins = request(&tree.base, index, &[]);
     let base = solve(
         index,
         &solver::Request {
             label: format!("{} ({})", tree.base.name, tree.base.file.display()),
-            pins: &tree.base.packages,
+            pins: &base_pins,
             installed: &[],
             prefer: &[],
         },
     )?;
     let base_records: Vec<Record> = base.iter().map(|c| c.record.clone()).collect();
+    let mut base_locked = locked(&base);
+    mark_essential(&mut base_locked, &tree.base.packages);
     images.push(LockedImage {
         name: tree.base.name.clone(),
         stage: "runtime".into(),
-        pins: pins_digest(&tree.base.packages),
-        packages: locked(&base),
+        pins: pins_digest(&pins_key(&tree.base)),
+        packages: base_locked,
     });
     // The configure step's toolset: on top of the base, never shipped.
     let toolset_pins = toolset_request(tree, index, &base_records);
@@ -496,20 +538,23 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     }
     let prefer = toolset_records(index, images.last(), &base_records, tree);
     for img in &tree.images {
+        let pins = request(img, index, &base_records);
         let rt = solve(
             index,
             &solver::Request {
                 label: format!("{} ({})", img.name, img.file.display()),
-                pins: &img.packages,
+                pins: &pins,
                 installed: &base_records,
                 prefer: &prefer,
             },
         )?;
+        let mut packages = locked(&rt);
+        mark_essential(&mut packages, &img.packages);
         images.push(LockedImage {
             name: img.name.clone(),
             stage: "runtime".into(),
-            pins: pins_digest(&img.packages),
-            packages: locked(&rt),
+            pins: pins_digest(&pins_key(img)),
+            packages,
         });
         if let Some(b) = &img.build {
             let bs = solve(
@@ -574,7 +619,7 @@ pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
             }
             Some(_) => {}
         };
-    check(&tree.base.name, "runtime", &tree.base.packages);
+    check(&tree.base.name, "runtime", &pins_key(&tree.base));
     // With the Essential set only, sources that have none (a test's
     // synthetic mirror) leave no toolset in the lock.
     let essential_only = tree.base.configure.toolset.is_empty();
@@ -583,7 +628,7 @@ pub fn stale_entries(tree: &Tree, lock: &Lock) -> Vec<String> {
     }
     let dropped_toolset = !toolset_wanted(tree) && lock.get(&tree.base.name, "toolset").is_some();
     for img in &tree.images {
-        check(&img.name, "runtime", &img.packages);
+        check(&img.name, "runtime", &pins_key(img));
         if let Some(b) = &img.build {
             check(&img.name, "build", &b.packages);
         }

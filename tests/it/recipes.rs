@@ -253,3 +253,76 @@ fn a_recipe_naming_usrmerge_is_refused_with_file_and_line() {
     assert!(t.contains("usrmerge converts a split-/usr system"), "{t}");
     assert!(t.contains("usr-is-merged"), "{t}");
 }
+
+/// The locked packages of `name`'s `stage`: name -> reason.
+fn locked(
+    lock: &toml::Value,
+    name: &str,
+    stage: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let img = lock["image"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"].as_str() == Some(name) && i["stage"].as_str() == Some(stage))
+        .unwrap_or_else(|| panic!("{name} ({stage}) not in the lock"));
+    img.get("package")
+        .and_then(|p| p.as_array())
+        .map(|ps| ps.iter())
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap().to_string();
+            (s("name"), s("reason"))
+        })
+        .collect()
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    /// `essential = true` in one image ships the sources' Essential set in
+    /// that image only (what the base has is not repeated), marked in the
+    /// lock; turning it off makes `lock --locked` name the image.
+    fn essential_in_one_image_ships_the_essential_set_there_only() {
+        let Some(mirror) = examples_mirror() else {
+            return;
+        };
+        let tree = copy_examples();
+        let slim = "[image]\nname = \"slim\"\ntag = \"1\"\nessential = true\n\n[packages]\nlibtirpc-common = \"1.3.3+ds-1\"\n";
+        write(&tree.path().join("recipes/slim.toml"), slim);
+        let lock_cmd = |extra: &[&str]| {
+            run(imgforge()
+                .current_dir(tree.path())
+                .args(["lock", "recipes", "--no-apt", "--mirror"])
+                .arg(&mirror)
+                .args(extra))
+        };
+        let o = lock_cmd(&[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let lock: toml::Value =
+            toml::from_str(&std::fs::read_to_string(tree.path().join("recipes/imgforge.lock")).unwrap())
+                .unwrap();
+        let slim = locked(&lock, "slim", "runtime");
+        let base = locked(&lock, "base", "runtime");
+        for p in ["dash", "bash", "coreutils", "sed", "grep", "usr-is-merged"] {
+            assert_eq!(slim.get(p).map(String::as_str), Some("Essential (or usr-is-merged)"), "{p}: {slim:?}");
+        }
+        assert_eq!(slim.get("libtirpc-common").map(String::as_str), Some("pinned"));
+        for p in base.keys() {
+            assert!(!slim.contains_key(p), "{p} is in the base and in slim");
+        }
+        assert!(!slim.contains_key("usrmerge"), "{slim:?}");
+        // The other images stay as they were: no shell in hello.
+        assert!(!locked(&lock, "hello", "runtime").contains_key("dash"));
+        let o = lock_cmd(&["--locked"]);
+        assert!(o.status.success(), "{}", text(&o));
+        write(&tree.path().join("recipes/slim.toml"), &slim_text_without_essential());
+        let o = lock_cmd(&["--locked"]);
+        assert!(!o.status.success());
+        assert!(text(&o).contains("slim (runtime)"), "{}", text(&o));
+    }
+}
+
+fn slim_text_without_essential() -> String {
+    "[image]\nname = \"slim\"\ntag = \"1\"\n\n[packages]\nlibtirpc-common = \"1.3.3+ds-1\"\n".into()
+}
