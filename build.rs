@@ -25,10 +25,12 @@ const FIXTURES: &[(&str, &str)] = &[
     ("debian-index", "SHA256SUMS"),
     ("licenses", "fixture-answers.tsv"),
     ("bench", "apt-peer"),
+    ("real-world", "sets.tsv"),
 ];
 
 /// External programs some tests run.
 const TOOLS: &[&str] = &[
+    "busybox",
     "chromium",
     "curl",
     "docker",
@@ -79,6 +81,13 @@ fn main() {
     if strict || runs_as_root() {
         println!("cargo::rustc-cfg=has_root");
     }
+    // `has_archive`: the host's apt configuration names an archive that
+    // answers (a TCP connection within 3 s); tests that pin to its current
+    // versions need it.
+    println!("cargo::rustc-check-cfg=cfg(has_archive)");
+    if strict || archive_answers() {
+        println!("cargo::rustc-cfg=has_archive");
+    }
     for (cfg, module) in [
         ("has_python_cyclonedx", "cyclonedx"),
         ("has_python_in_toto", "in_toto, securesystemslib"),
@@ -127,4 +136,37 @@ fn python_has(module: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Whether the first `http` archive of the host's apt sources accepts a
+/// TCP connection within 3 s.
+fn archive_answers() -> bool {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = rd.filter_map(|e| Some(e.ok()?.path())).collect();
+        more.sort();
+        files.extend(more);
+    }
+    let text: String = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let Some(host) = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|rest| rest.split('/').next())
+    else {
+        return false;
+    };
+    let addr = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    use std::net::ToSocketAddrs;
+    let Some(sock) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(3)).is_ok()
 }

@@ -393,10 +393,10 @@ fn toolset_pins_key(tree: &Tree) -> BTreeMap<String, String> {
 
 /// Packages requested as part of the Essential set (not pinned by the
 /// recipe) say so in the lock.
-fn mark_essential(packages: &mut [LockedPackage], pins: &BTreeMap<String, String>) {
+fn mark_essential(packages: &mut [LockedPackage], pins: &BTreeMap<String, String>, why: &str) {
     for p in packages {
         if p.reason == "pinned" && !pins.contains_key(&p.name) {
-            p.reason = "Essential (or usr-is-merged)".into();
+            p.reason = format!("Essential (or usr-is-merged){why}");
         }
     }
 }
@@ -475,7 +475,11 @@ fn resolve_toolset(
         },
     )?;
     let mut packages = locked(&ts);
-    mark_essential(&mut packages, &tree.base.configure.toolset);
+    mark_essential(
+        &mut packages,
+        &tree.base.configure.toolset,
+        ", for maintainer scripts",
+    );
     Ok(LockedImage {
         name: tree.base.name.clone(),
         stage: "toolset".into(),
@@ -524,7 +528,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
     )?;
     let base_records: Vec<Record> = base.iter().map(|c| c.record.clone()).collect();
     let mut base_locked = locked(&base);
-    mark_essential(&mut base_locked, &tree.base.packages);
+    mark_essential(&mut base_locked, &tree.base.packages, "");
     images.push(LockedImage {
         name: tree.base.name.clone(),
         stage: "runtime".into(),
@@ -549,7 +553,7 @@ pub fn resolve_tree(tree: &Tree, index: &Index) -> Result<Lock, ResolveError> {
             },
         )?;
         let mut packages = locked(&rt);
-        mark_essential(&mut packages, &img.packages);
+        mark_essential(&mut packages, &img.packages, "");
         images.push(LockedImage {
             name: img.name.clone(),
             stage: "runtime".into(),

@@ -59,6 +59,9 @@ macro_rules! requirement {
     (has_fixture_debian_index) => ("../shared/debian-index");
     (has_fixture_licenses) => ("../shared/licenses");
     (has_fixture_bench) => ("../shared/bench");
+    (has_fixture_real_world) => ("../shared/real-world");
+    (has_archive) => ("archive");
+    (has_busybox) => ("busybox");
     (has_chromium) => ("chromium");
     (has_curl) => ("curl");
     (has_docker) => ("docker");

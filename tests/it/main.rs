@@ -21,6 +21,7 @@ mod lint;
 mod outputs;
 mod plan;
 mod push;
+mod realworld;
 mod recipes;
 mod resolver;
 mod sandbox;
