@@ -86,6 +86,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
     },
+    /// Check offline that an output's blobs and files hash to their names and every reference is present, and that the step store's blobs do (exit 3 on a problem).
+    Fsck {
+        /// An output directory of `imgforge build`.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// A cache directory: its step store's blobs.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+    },
     /// Provenance attestations.
     #[command(subcommand)]
     Attest(AttestCommand),

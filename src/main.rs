@@ -1,5 +1,5 @@
 //! The `imgforge` binary: parse arguments, call the library, map errors to
-//! exit codes (0 ok, 1 failure, 2 usage, 3 verify found a difference).
+//! exit codes (0 ok, 1 failure, 2 usage, 3 verify found a difference, fsck a bad object).
 
 mod cli;
 
@@ -86,6 +86,22 @@ fn main() -> ExitCode {
             quiet,
         })
         .map(|_| ExitCode::SUCCESS),
+        cli::Command::Fsck { out, cache } => {
+            imgforge::ops::fsck::fsck(&imgforge::ops::fsck::FsckOptions {
+                out: out.clone(),
+                cache: cache.clone(),
+                quiet,
+            })
+            .map(|r| {
+                if r.is_clean() {
+                    println!("{}", r.render());
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("{}", r.render());
+                    ExitCode::from(3)
+                }
+            })
+        }
         cli::Command::Attest(cli::AttestCommand::Verify { key, path }) => {
             imgforge::attest::verify::verify(path, key)
                 .map(|all| {

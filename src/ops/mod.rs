@@ -5,6 +5,7 @@
 //! [`crate::resolve`] and [`crate::archive`].
 
 pub mod check;
+pub mod fsck;
 pub mod gc;
 pub mod lock;
 pub mod push;

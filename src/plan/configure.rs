@@ -118,9 +118,10 @@ impl Ctx<'_> {
             .store
             .get::<ConfigureRecord>("configure", &key)
             .filter(|r| {
-                r.layer
-                    .as_ref()
-                    .is_none_or(|l| self.store.has_blob(&l.digest))
+                r.layer.as_ref().is_none_or(|l| match scratch {
+                    true => self.store.has_blob(&l.digest),
+                    false => self.reusable(&l.digest, &format!("configure {label}")),
+                })
             });
         let rec = match cached {
             Some(r) => {

@@ -131,9 +131,15 @@ impl Ctx<'_> {
         if let Some(r) = self.done.lock().expect("done").get(&key) {
             return Ok(r.clone());
         }
+        // A shipped layer is hashed before it is reused (a scratch root
+        // never reaches an output: its stamp is enough).
+        let blob_ok = |d: &str| match step.scratch {
+            true => self.store.has_blob(d),
+            false => self.reusable(d, &format!("layer {}", step.label)),
+        };
         let rec = match self.store.get::<LayerRecord>("layer", &key) {
             Some(r)
-                if self.store.has_blob(&r.digest)
+                if blob_ok(&r.digest)
                     && r.paths.as_ref().is_none_or(|p| self.store.has_blob(p)) =>
             {
                 self.count.reused("layer");
@@ -235,6 +241,51 @@ impl Ctx<'_> {
         })?;
         self.store.put("paths", &key, &true)?;
         Ok(())
+    }
+
+    /// Whether stored blob `digest` can be shipped again: there, unchanged,
+    /// and hashing to its name. A blob that does not is evicted with a
+    /// warning naming it and `label` (the step that made it), and its step
+    /// runs again.
+    pub(super) fn reusable(&self, digest: &str, label: &str) -> bool {
+        match self.store.check_blob(digest) {
+            Ok(super::store::BlobCheck::Good) => true,
+            Ok(super::store::BlobCheck::Missing) => false,
+            Ok(super::store::BlobCheck::Evicted { why }) => {
+                self.st.say(
+                    "Warning",
+                    format!(
+                        "step store: blob {digest} ({label}) is corrupt: {why}; removed from the store, its step runs again"
+                    ),
+                );
+                false
+            }
+            Err(e) => {
+                self.st.say(
+                    "Warning",
+                    format!("blob {digest} ({label}): {e}; its step runs again"),
+                );
+                false
+            }
+        }
+    }
+
+    /// Link stored blob `digest` to `dest` (an output), hashing it first
+    /// unless this build already did: a blob that does not match its name
+    /// is evicted and fails the build rather than ship.
+    pub(super) fn ship_blob(&self, digest: &str, dest: &std::path::Path) -> Result<()> {
+        use super::store::BlobCheck;
+        match self.store.check_blob(digest)? {
+            BlobCheck::Good => {}
+            BlobCheck::Missing => anyhow::bail!(
+                "step store: blob {digest} is missing or changed since it was stored\nhelp: build again: the step that makes it runs again"
+            ),
+            BlobCheck::Evicted { why } => anyhow::bail!(
+                "step store: blob {digest} is corrupt: {why}; it was removed from the store and not shipped\nhelp: build again: the next build makes it afresh"
+            ),
+        }
+        super::store::link_or_copy(&self.store.blob(digest), dest)
+            .with_context(|| format!("cannot link blob {digest} to {}", dest.display()))
     }
 
     pub(super) fn package_options(&self) -> layer::package::PackageOptions {

@@ -513,8 +513,8 @@ fn write_images(
     }
     for l in specs.iter().flat_map(|s| s.layers.iter()) {
         let hex = l.digest.trim_start_matches("sha256:");
-        store::link_or_copy(&ctx.store.blob(&l.digest), &blobs.join(hex))
-            .with_context(|| format!("cannot link layer {} into {}", l.digest, blobs.display()))?;
+        ctx.ship_blob(&l.digest, &blobs.join(hex))
+            .with_context(|| format!("cannot put layer {} into {}", l.digest, blobs.display()))?;
     }
     let base_written = image::write_image(&specs[0], &blobs)?;
     let mut images = vec![base_written.clone()];

@@ -228,11 +228,15 @@ impl Ctx<'_> {
                 "sde": self.sde,
             }),
         );
+        let label = format!(
+            "archive {}",
+            dest.file_name().unwrap_or_default().to_string_lossy()
+        );
         if let Some(r) = self.store.get::<ArchiveRecord>("archive", &key)
-            && self.store.has_blob(&r.digest)
+            && self.reusable(&r.digest, &label)
         {
             self.count.reused("archive");
-            link_or_copy(&self.store.blob(&r.digest), dest)?;
+            self.ship_blob(&r.digest, dest)?;
             return Ok(r.digest);
         }
         let staged = self.store.stage_dir()?;

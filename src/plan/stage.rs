@@ -97,8 +97,12 @@ impl<'a> Ctx<'a> {
         let rec = match self
             .store
             .get::<ArtifactRecord>("artifacts", &key)
-            .filter(|r| self.store.has_blob(&r.layer.digest))
-        {
+            .filter(|r| {
+                self.reusable(
+                    &r.layer.digest,
+                    &format!("{} build-stage artifacts", img.name),
+                )
+            }) {
             Some(r) => {
                 self.count.reused("build stage");
                 self.st

@@ -23,6 +23,13 @@
 //! is stored (`stamps/<hex>`): a blob changed in place through a link in some
 //! output (root ignores the read-only bit) no longer matches its stamp, and
 //! the steps that made it run again.
+//!
+//! A blob changed without its size or time (a failing disk) is caught by
+//! its bytes: a blob a build reuses for an output is hashed (streamed,
+//! once per build) before it is linked out ([`StepStore::check_blob`]); one
+//! that does not hash to its name is evicted (blob and stamp removed), so
+//! the step that made it runs again. Blobs a build writes are hashed as
+//! they are written.
 
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeSet;
@@ -49,6 +56,20 @@ pub struct StepStore {
     used: Arc<Mutex<BTreeSet<PathBuf>>>,
     /// The shared lock builds hold (`None` for a store that is not locked).
     _lock: Option<Arc<std::fs::File>>,
+    /// Blobs (hex) this build hashed or wrote: known to match their names.
+    verified: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// What checking a stored blob's bytes against its name found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobCheck {
+    /// There, unchanged since it was stored, and its bytes hash to its name.
+    Good,
+    /// Missing, or changed since it was stored (its stamp differs).
+    Missing,
+    /// Its bytes do not hash to its name (or cannot be read): `why` says
+    /// what was found. It has been removed from the store.
+    Evicted { why: String },
 }
 
 /// What the last build of one recipe tree used (`roots/<hex>.json`).
@@ -83,6 +104,7 @@ impl StepStore {
             root: root.to_path_buf(),
             used: Arc::default(),
             _lock: None,
+            verified: Arc::default(),
         };
         for d in [
             s.blobs_dir(),
@@ -240,6 +262,58 @@ impl StepStore {
         std::fs::write(tmp.path(), stamp).map_err(|e| self.err("cannot write", tmp.path(), e))?;
         tmp.persist(&sp)
             .map_err(|e| self.err("cannot write", &sp, e.error))?;
+        // Hashed as it was written: its name is its digest.
+        self.verified
+            .lock()
+            .expect("verified")
+            .insert(digest.trim_start_matches("sha256:").to_string());
+        Ok(())
+    }
+
+    /// Check blob `digest` before a build ships it: there, unchanged since
+    /// it was stored ([`StepStore::has_blob`]) and its bytes (streamed)
+    /// hash to its name. Each blob is hashed once per build. A blob that
+    /// does not match is evicted: its file and stamp are removed, so the
+    /// step that made it runs again.
+    pub fn check_blob(&self, digest: &str) -> Result<BlobCheck, StoreError> {
+        let hex = digest.trim_start_matches("sha256:");
+        if !self.has_blob(digest) {
+            return Ok(BlobCheck::Missing);
+        }
+        if self.verified.lock().expect("verified").contains(hex) {
+            return Ok(BlobCheck::Good);
+        }
+        let path = self.blob(digest);
+        let why = match crate::digest::sha256_file(&path) {
+            Ok((found, _)) if found == hex => {
+                self.verified
+                    .lock()
+                    .expect("verified")
+                    .insert(hex.to_string());
+                return Ok(BlobCheck::Good);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BlobCheck::Missing),
+            Ok((found, _)) => format!("its bytes hash to sha256:{found}"),
+            Err(e) => format!("it cannot be read: {e}"),
+        };
+        self.evict_blob(digest)?;
+        Ok(BlobCheck::Evicted { why })
+    }
+
+    /// Remove blob `digest` and its stamp from the store.
+    pub fn evict_blob(&self, digest: &str) -> Result<(), StoreError> {
+        self.verified
+            .lock()
+            .expect("verified")
+            .remove(digest.trim_start_matches("sha256:"));
+        for p in [self.blob(digest), self.stamp_path(digest)] {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(self.err("cannot remove", &p, e));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod attest;
 mod build;
 mod configure;
 mod hostile;
+mod integrity;
 mod licenses;
 mod lint;
 mod outputs;
