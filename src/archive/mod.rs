@@ -147,10 +147,15 @@ pub fn load(
             for comp in &src.components {
                 let path =
                     release::packages_file(&client, comp, &rel, opts, &mut report.downloaded)?;
-                let text = store::read_index(&path)?;
-                note_suites(&text, &format!("{} {suite}", src.uri), &mut report.suite_of);
-                report.records +=
-                    index::add_packages_text(idx, &text, &path, Origin::Url(src.uri.clone()))?;
+                let label = format!("{} {suite}", src.uri);
+                let suite_of = &mut report.suite_of;
+                report.records += index::add_packages_reader(
+                    idx,
+                    store::open_index(&path)?,
+                    &path,
+                    Origin::Url(src.uri.clone()),
+                    |stanza| note_suites(stanza, &label, suite_of),
+                )?;
             }
             release::commit(&rel)?;
             report.suites.push(format!("{} {suite}", src.uri));

@@ -71,21 +71,19 @@ impl Store {
     }
 }
 
-/// Read an index file, decompressing xz or gzip by their magic bytes.
-pub fn read_index(path: &Path) -> Result<String, ArchiveError> {
-    let io = ArchiveError::io(path);
+/// A stored index, decompressed as it is read (xz, gzip or plain, by its
+/// magic bytes).
+pub fn open_index(path: &Path) -> Result<std::io::BufReader<Box<dyn Read>>, ArchiveError> {
     let mut f = std::fs::File::open(path).map_err(ArchiveError::io(path))?;
     let mut magic = [0u8; 6];
     let n = f.read(&mut magic).map_err(ArchiveError::io(path))?;
     let f = std::fs::File::open(path).map_err(ArchiveError::io(path))?;
-    let mut r: Box<dyn Read> = if n >= 6 && magic == [0xfd, b'7', b'z', b'X', b'Z', 0] {
+    let r: Box<dyn Read> = if n >= 6 && magic == [0xfd, b'7', b'z', b'X', b'Z', 0] {
         Box::new(liblzma::read::XzDecoder::new(f))
     } else if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         Box::new(flate2::read::MultiGzDecoder::new(f))
     } else {
         Box::new(f)
     };
-    let mut s = String::new();
-    r.read_to_string(&mut s).map_err(io)?;
-    Ok(s)
+    Ok(std::io::BufReader::with_capacity(1 << 16, r))
 }
