@@ -107,7 +107,7 @@ fn built() -> Option<&'static Built> {
 }
 
 /// Image name -> its layer blobs, bottom first.
-fn image_layers(out: &Path) -> BTreeMap<String, Vec<PathBuf>> {
+pub(crate) fn image_layers(out: &Path) -> BTreeMap<String, Vec<PathBuf>> {
     let read = |p: PathBuf| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
     };
@@ -137,11 +137,17 @@ fn image_layers(out: &Path) -> BTreeMap<String, Vec<PathBuf>> {
 /// A local apt repository of both pools, as the Essential README shows.
 fn repo(dir: &Path) -> PathBuf {
     let (deb, ess) = (common::fixture().unwrap(), common::essential().unwrap());
+    repo_of(dir, &[&deb, &ess])
+}
+
+/// A local apt repository (suite bookworm, main) of the `.deb`s in the
+/// `pool/` of each of `mirrors`.
+pub(crate) fn repo_of(dir: &Path, mirrors: &[&Path]) -> PathBuf {
     let pool = dir.join("repo/pool/main");
     let dists = dir.join("repo/dists/bookworm/main/binary-amd64");
     std::fs::create_dir_all(&pool).unwrap();
     std::fs::create_dir_all(&dists).unwrap();
-    for src in [deb, ess] {
+    for src in mirrors {
         for e in std::fs::read_dir(src.join("pool")).unwrap() {
             let p = e.unwrap().path();
             std::fs::copy(&p, pool.join(p.file_name().unwrap())).unwrap();
@@ -176,7 +182,7 @@ fn repo(dir: &Path) -> PathBuf {
     r
 }
 
-fn mmdebstrap(repo: &Path, include: &[String], target: &Path) {
+pub(crate) fn mmdebstrap(repo: &Path, include: &[String], target: &Path) {
     let mut c = Command::new("mmdebstrap");
     c.env("SOURCE_DATE_EPOCH", SDE).args([
         "--quiet",
@@ -205,7 +211,7 @@ fn mmdebstrap(repo: &Path, include: &[String], target: &Path) {
 
 /// What is compared at one path.
 #[derive(Debug, PartialEq, Eq)]
-struct Obj {
+pub(crate) struct Obj {
     kind: &'static str,
     mode: u32,
     uid: u32,
@@ -252,7 +258,7 @@ fn resolve_parent(root: &Path, rel: &str) -> Option<PathBuf> {
     Some(root.join(cur.join("/")).join(last))
 }
 
-fn obj(root: &Path, rel: &str) -> Option<Obj> {
+pub(crate) fn obj(root: &Path, rel: &str) -> Option<Obj> {
     let p = resolve_parent(root, rel)?;
     let m = std::fs::symlink_metadata(&p).ok()?;
     let ft = m.file_type();
@@ -287,7 +293,7 @@ fn obj(root: &Path, rel: &str) -> Option<Obj> {
     })
 }
 
-fn walk(root: &Path) -> BTreeSet<String> {
+pub(crate) fn walk(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut it = walkdir::WalkDir::new(root).min_depth(1).into_iter();
     while let Some(e) = it.next() {
@@ -316,7 +322,7 @@ fn out_of_scope(rel: &str) -> bool {
 }
 
 /// Paths dpkg says `pkgs` own in `root`.
-fn owned(root: &Path, pkgs: &BTreeSet<String>) -> BTreeSet<String> {
+pub(crate) fn owned(root: &Path, pkgs: &BTreeSet<String>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for e in std::fs::read_dir(root.join("var/lib/dpkg/info")).unwrap() {
         let p = e.unwrap().path();
@@ -336,6 +342,101 @@ fn owned(root: &Path, pkgs: &BTreeSet<String>) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// One image compared with real dpkg's install of the same packages.
+pub(crate) struct Parity {
+    pub ok: usize,
+    pub excepted: usize,
+    pub total: usize,
+    pub scripts: usize,
+    pub failures: Vec<String>,
+}
+
+impl Parity {
+    pub fn percent(&self) -> f64 {
+        100.0 * (self.ok + self.excepted) as f64 / self.total.max(1) as f64
+    }
+
+    pub fn line(&self, image: &str) -> String {
+        format!(
+            "parity {image}: {} of {} paths identical, {} documented exception(s) ({} created or changed by scripts), {:.2}%",
+            self.ok,
+            self.total,
+            self.excepted,
+            self.scripts,
+            self.percent()
+        )
+    }
+}
+
+/// Compare `ours` (an unpacked image) with `full` (dpkg's install of
+/// `names` on the Essential root `ess`, whose paths are `ess_paths`): every
+/// path the packages own and every path their scripts made or changed.
+/// A documented difference from dpkg's install: paths matching `pattern`
+/// (exact, `prefix*`, `*suffix`, or `->TARGET` for dpkg's symlinks to
+/// TARGET) are compared for type only, or may be absent from the image
+/// when `absent`.
+pub(crate) struct Exception {
+    pub pattern: &'static str,
+    pub absent: bool,
+}
+
+impl Exception {
+    fn matches(&self, path: &str, dpkg: &Obj) -> bool {
+        if let Some(target) = self.pattern.strip_prefix("->") {
+            return dpkg.kind == "symlink" && dpkg.content == target;
+        }
+        match (
+            self.pattern.strip_suffix('*'),
+            self.pattern.strip_prefix('*'),
+        ) {
+            (Some(prefix), _) => path.starts_with(prefix),
+            (_, Some(suffix)) => path.ends_with(suffix),
+            _ => path == self.pattern,
+        }
+    }
+}
+
+pub(crate) fn parity(
+    full: &Path,
+    ess: &Path,
+    ess_paths: &BTreeSet<String>,
+    ours: &Path,
+    names: &BTreeSet<String>,
+    image: &str,
+    extra: &[Exception],
+) -> Parity {
+    let mut want = owned(full, names);
+    let mut p = Parity {
+        ok: 0,
+        excepted: 0,
+        total: 0,
+        scripts: 0,
+        failures: Vec::new(),
+    };
+    for path in walk(full) {
+        if obj(full, &path) != obj(ess, &path) || !ess_paths.contains(&path) {
+            p.scripts += usize::from(want.insert(path));
+        }
+    }
+    for path in &want {
+        let (a, o) = (obj(full, path), obj(ours, path));
+        let Some(a) = a else { continue }; // dpkg lists a path it then replaced
+        p.total += 1;
+        let listed = EXCEPTIONS.iter().any(|e| e.0 == path);
+        let documented = extra.iter().find(|e| e.matches(path, &a));
+        match (listed || documented.is_some(), o) {
+            (false, Some(o)) if o == a => p.ok += 1,
+            (true, Some(o)) if documented.is_some() && o == a => p.ok += 1,
+            (true, Some(o)) if o.kind == a.kind => p.excepted += 1,
+            (true, None) if documented.is_some_and(|e| e.absent) => p.excepted += 1,
+            (_, o) => p
+                .failures
+                .push(format!("{image}: /{path}: dpkg {a:?}, imgforge {o:?}")),
+        }
+    }
+    p
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
@@ -372,30 +473,9 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_tar]
             let full = tmp.path().join(format!("dpkg-{image}"));
             mmdebstrap(&repo, &include, &full);
             let names: BTreeSet<String> = pkgs.keys().cloned().collect();
-            let mut want = owned(&full, &names);
-            let mut scripts = 0;
-            for p in walk(&full) {
-                if obj(&full, &p) != obj(&ess, &p) || !ess_paths.contains(&p) {
-                    scripts += usize::from(want.insert(p));
-                }
-            }
-            let ours = &b.roots[image];
-            let (mut ok, mut excepted, mut total) = (0, 0, 0);
-            for p in &want {
-                let (a, o) = (obj(&full, p), obj(ours, p));
-                let Some(a) = a else { continue }; // dpkg lists a path it then replaced
-                total += 1;
-                match (EXCEPTIONS.iter().find(|e| e.0 == p), o) {
-                    (Some(_), Some(o)) if o.kind == a.kind => excepted += 1,
-                    (None, Some(o)) if o == a => ok += 1,
-                    (_, o) => failures.push(format!("{image}: /{p}: dpkg {a:?}, imgforge {o:?}")),
-                }
-            }
-            eprintln!(
-                "parity {image}: {ok} of {total} paths identical, {excepted} documented exception(s) ({} created or changed by scripts), {:.1}%",
-                scripts,
-                100.0 * (ok + excepted) as f64 / total.max(1) as f64
-            );
+            let p = parity(&full, &ess, &ess_paths, &b.roots[image], &names, image, &[]);
+            eprintln!("{}", p.line(image));
+            failures.extend(p.failures);
         }
         assert!(
             failures.is_empty(),
