@@ -426,6 +426,10 @@ fn vendor_base(ctx: &Ctx) -> Result<Option<image::vendor::Imported>> {
             ctx.st
                 .say("Importing", format!("{} from {}", digest, l.display()));
             let v = image::vendor::import(l, digest, &ctx.store.blobs_dir())?;
+            // Hashed as they were copied in: stored like any step's blob.
+            for layer in &v.layers {
+                ctx.store.seal_blob(&layer.digest)?;
+            }
             Ok(Some(v))
         }
         recipe::From::Pinned { reference, .. } => bail!(
