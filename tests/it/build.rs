@@ -848,7 +848,7 @@ needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH"
         let build = || {
             run(imgforge()
                 .current_dir(tree.path())
-                .args(["build", "recipes", "--no-apt", "--out", "out", "--cache", "cache", "--mirror"])
+.args(["build", "recipes", "--no-apt", "--out", "out", "--cache", "cache", "--mirror"])
                 .arg(&fixture))
         };
         let o = build();
@@ -863,7 +863,8 @@ needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH"
         for n in ["bad", "worse"] {
             std::fs::write(
                 tree.path().join(format!("recipes/{n}.toml")),
-                staged(n, "echo ok > /out/a"),
+                // Distinct: two identical stages built at once share a key.
+                staged(n, &format!("echo {n} > /out/a")),
             )
             .unwrap();
         }
