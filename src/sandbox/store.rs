@@ -314,9 +314,19 @@ pub fn save(
     .map_err(|e| io_err("writing the artifact manifest", tmp.path(), e))?;
     let dest = store.join(key);
     let staged: PathBuf = tmp.keep();
+    if let Some(first) = load(&dest, key) {
+        // The same stage finished first elsewhere (an identical stage of
+        // another image, or another build on this cache): its result may be
+        // being read right now, so it stays and this one is dropped.
+        let _ = std::fs::remove_dir_all(&staged);
+        return Ok(first);
+    }
     if dest.exists() {
-        // A stale or concurrent result: replace it.
-        let _ = std::fs::remove_dir_all(&dest);
+        // A stale or damaged result nobody can reuse: moved aside, then removed.
+        let aside = store.join(format!(".stale-{key}-{}", std::process::id()));
+        if std::fs::rename(&dest, &aside).is_ok() {
+            let _ = std::fs::remove_dir_all(&aside);
+        }
     }
     if let Err(e) = std::fs::rename(&staged, &dest) {
         let _ = std::fs::remove_dir_all(&staged);
@@ -333,4 +343,71 @@ pub fn save(
         path: dest.clone(),
         source: io::Error::other("inconsistent manifest"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with(dir: &Path, content: &[u8]) -> Root {
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        std::fs::write(dir.join("out/app"), content).unwrap();
+        Root::open(dir).unwrap()
+    }
+
+    #[test]
+    fn a_second_identical_result_leaves_the_first_in_place() {
+        let t = tempfile::tempdir().unwrap();
+        let store = t.path().join("stages");
+        let pats = vec!["/out/app".to_string()];
+        let a = save(
+            "r",
+            &root_with(&t.path().join("a"), b"one"),
+            &pats,
+            &store,
+            "k",
+        )
+        .unwrap();
+        let file = a[0].file.clone().expect("a file artifact has its content");
+        // An identical stage finishing while the first result is being read:
+        // the file the reader holds by path must stay where it is.
+        let held = std::fs::File::open(&file).unwrap();
+        let b = save(
+            "r",
+            &root_with(&t.path().join("b"), b"one"),
+            &pats,
+            &store,
+            "k",
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert!(
+            file.exists(),
+            "the first result was replaced under its reader"
+        );
+        drop(held);
+        assert_eq!(
+            std::fs::read_dir(&store).unwrap().count(),
+            1,
+            "nothing left aside"
+        );
+    }
+
+    #[test]
+    fn a_damaged_result_is_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let store = t.path().join("stages");
+        let pats = vec!["/out/app".to_string()];
+        std::fs::create_dir_all(store.join("k")).unwrap();
+        std::fs::write(store.join("k").join(MANIFEST), b"{not json").unwrap();
+        let a = save(
+            "r",
+            &root_with(&t.path().join("a"), b"two"),
+            &pats,
+            &store,
+            "k",
+        )
+        .unwrap();
+        assert_eq!(load(&store.join("k"), "k"), Some(a));
+    }
 }

@@ -876,3 +876,34 @@ needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH"
         assert!(tree.path().join("out/index.json").is_file());
     }
 }
+
+needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+    /// Three images with the same build stage, built at once: the stages
+    /// share one key, and a stage that finishes second must not replace the
+    /// first one's stored result while its artifact layer is being written.
+    fn identical_build_stages_built_at_once_all_ship() {
+        let Some(fixture) = crate::common::fixture() else {
+            return;
+        };
+        if !require_tool("runc") {
+            return;
+        }
+        let same = "head -c 4000000 /dev/zero > /out/a";
+        let tree = netbase_tree(&[
+            ("one.toml", &staged("one", same)),
+            ("two.toml", &staged("two", same)),
+            ("three.toml", &staged("three", same)),
+        ]);
+        let o = run(imgforge()
+            .current_dir(tree.path())
+            .args(["build", "recipes", "--no-apt", "--out", "out", "--cache", "cache"])
+            .args(["--jobs", "3", "--mirror"])
+            .arg(&fixture));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        let idx = std::fs::read_to_string(tree.path().join("out/index.json")).unwrap();
+        for n in ["one", "two", "three"] {
+            assert!(idx.contains(&format!("\"{n}:1\"")), "{n} missing: {idx}");
+        }
+    }
+}
