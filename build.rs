@@ -12,8 +12,12 @@
 //! Under `IMGFORGE_REQUIRE_TOOLS=1` (CI's strict mode) every cfg is set, so
 //! every test runs and a missing fixture or tool is a failure.
 //!
-//! Nothing here reaches the library or the binary: the cfgs are only read
-//! by `tests/`.
+//! The cfgs are only read by `tests/`. One value reaches the library:
+//! `IMGFORGE_SOURCE_DIGEST`, the sha256 of the sources that decide what a
+//! build writes (the manifests, the lock file and every file under `src/`
+//! of each crate), which salts the step keys: the same sources give the
+//! same keys on every machine, whenever and wherever the binary was made,
+//! and any edit to them gives new ones.
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +58,10 @@ fn main() {
     println!("cargo::rerun-if-env-changed=PATH");
     let strict = std::env::var("IMGFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    println!(
+        "cargo::rustc-env=IMGFORGE_SOURCE_DIGEST={}",
+        source_digest(&root)
+    );
     let shared = root.join("..").join("shared");
     for (name, proof) in FIXTURES {
         let cfg = format!("has_fixture_{}", name.replace('-', "_"));
@@ -169,4 +177,57 @@ fn archive_answers() -> bool {
         return false;
     };
     std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(3)).is_ok()
+}
+
+/// The sha256 over the sources that decide outputs: for each file, in byte
+/// order of its path relative to `root`, the path, a NUL, its length as 8
+/// little-endian bytes and its content. Watched, so an edit re-runs this.
+fn source_digest(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files = Vec::new();
+    for top in ["Cargo.toml", "Cargo.lock", "src", "crates"] {
+        println!("cargo::rerun-if-changed={top}");
+        collect(root, Path::new(top), &mut files);
+    }
+    files.sort();
+    let mut h = Sha256::new();
+    for rel in files {
+        let bytes = std::fs::read(root.join(&rel)).expect("a source file is readable");
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file under `rel` (itself when a file) that can change a build's
+/// output: manifests, the lock, `.rs` sources; not tests, benches or targets.
+fn collect(root: &Path, rel: &Path, out: &mut Vec<String>) {
+    let path = root.join(rel);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return;
+    };
+    if meta.is_file() {
+        out.push(rel.to_str().expect("source paths are UTF-8").to_string());
+        return;
+    }
+    if !meta.is_dir() {
+        return;
+    }
+    let entries = std::fs::read_dir(&path).expect("a source directory is readable");
+    for e in entries {
+        let name = e.expect("a source directory is readable").file_name();
+        let name = name.to_str().expect("source paths are UTF-8");
+        let child = rel.join(name);
+        let keep = match rel.components().count() {
+            // crates/<name>: only its manifest and src/.
+            1 if rel == Path::new("crates") => true,
+            2 if rel.starts_with("crates") => name == "Cargo.toml" || name == "src",
+            _ => true,
+        };
+        if keep && !name.starts_with('.') {
+            collect(root, &child, out);
+        }
+    }
 }

@@ -1,11 +1,15 @@
 //! Step keys: the sha256 of a step's inputs as canonical JSON, salted with
-//! the plan format and the identity of the running imgforge binary.
+//! the plan format, imgforge's version and the digest of the sources it was
+//! built from.
 //!
 //! A key never reaches an output: it only names a result in the
-//! [`StepStore`](super::store::StepStore). Salting with the binary (its
-//! version, size and modification time) means a rebuilt imgforge never
-//! reuses results an older build of it made, even when a developer forgot
-//! to bump [`FORMAT`]; the outputs themselves never depend on the salt.
+//! [`StepStore`](super::store::StepStore). The source digest (computed by
+//! `build.rs` over the manifests, the lock file and `src/` of each crate)
+//! means an imgforge built from other sources never reuses results an
+//! older one made, even when a developer forgot to bump [`FORMAT`], while
+//! two builds of the same sources (another runner, a reinstall, a rebuilt
+//! binary) share every result: nothing of where or when the binary was
+//! made enters a key. The outputs themselves never depend on the salt.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -14,23 +18,14 @@ use std::sync::OnceLock;
 /// Bumped whenever a step's output for the same inputs would change.
 pub const FORMAT: u32 = 1;
 
-fn salt() -> &'static str {
+/// What every key is salted with.
+pub fn salt() -> &'static str {
     static SALT: OnceLock<String> = OnceLock::new();
     SALT.get_or_init(|| {
-        let exe = std::env::current_exe()
-            .and_then(std::fs::metadata)
-            .map(|m| {
-                let mtime = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                format!("{}:{mtime}", m.len())
-            })
-            .unwrap_or_default();
         format!(
-            "imgforge {} plan {FORMAT} exe {exe}",
-            env!("CARGO_PKG_VERSION")
+            "imgforge {} plan {FORMAT} source {}",
+            env!("CARGO_PKG_VERSION"),
+            env!("IMGFORGE_SOURCE_DIGEST")
         )
     })
 }
@@ -54,5 +49,17 @@ mod tests {
         assert_ne!(a, key("layer", &json!({"a": 1, "b": [2, 1]})));
         assert_ne!(a, key("configure", &json!({"a": 1, "b": [1, 2]})));
         assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn the_salt_names_the_sources_not_the_binary_file() {
+        let s = salt();
+        let digest = s.rsplit(' ').next().unwrap();
+        assert!(s.starts_with(&format!(
+            "imgforge {} plan {FORMAT} source ",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert_eq!(digest.len(), 64);
+        assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! Every step's key ([`key`]) is the sha256 of its inputs (package sha256s
 //! from the lock, the digests of the layers below, recipe file hashes,
-//! settings) salted with the plan format and the imgforge binary. Results
+//! settings) salted with the plan format and imgforge's sources. Results
 //! live in the [`store`] under `<cache>/plan`. `build` runs only the steps
 //! whose key is missing, in parallel on the rayon pool ([`exec`]), fetches
 //! and reads a `.deb` only when a step that needs it runs ([`inputs`]), and

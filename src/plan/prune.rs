@@ -3,7 +3,7 @@
 //!
 //! Every finished build records the store entries it read or wrote as its
 //! tree's root (`roots/<hex>.json`, see [`super::store`]). Keys are salted
-//! with the imgforge binary, so each new imgforge, each changed package and
+//! with imgforge's sources, so each new imgforge, each changed package and
 //! each edited recipe leaves entries no build will ask for again; without
 //! pruning the store only grows. An entry is kept when a given tree's root
 //! lists it or a directory above it. The store's lock is taken exclusively
@@ -23,6 +23,7 @@ const LAYOUT: &[(&str, usize)] = &[
     ("trees", 1),
     ("findings", 1),
     ("dpkg-lists", 2),
+    ("stages", 1),
     ("roots", 1),
     ("tmp", 1),
 ];
@@ -118,21 +119,30 @@ mod tests {
             std::fs::write(root.join("blobs/sha256/bb"), b"stale blob").unwrap();
             std::fs::create_dir_all(root.join("findings/old")).unwrap();
             std::fs::write(root.join("findings/old/x.json"), b"{}").unwrap();
-            // A store that only noted "used" and blob aa.
+            for stage in ["kept", "old"] {
+                std::fs::create_dir_all(root.join("stages").join(stage).join("files")).unwrap();
+                std::fs::write(
+                    root.join("stages").join(stage).join("artifacts.json"),
+                    b"{}",
+                )
+                .unwrap();
+            }
+            // A store that only noted "used", blob aa and one build stage.
             let fresh = StepStore::open_unlocked(&root).unwrap();
             assert!(fresh.get::<u32>("layer", "used").is_some());
             let _ = fresh.blob("sha256:aa");
+            fresh.mark(Path::new("stages").join("kept"));
             fresh.write_root(&tree).unwrap();
         }
         let other = d.path().join("never-built");
         let dry = prune(&root, &[tree.clone(), other.clone()], true).unwrap();
-        assert_eq!(dry.removed, 3, "{dry:?}");
+        assert_eq!(dry.removed, 4, "{dry:?}");
         assert_eq!(dry.unbuilt, vec![other]);
         assert!(root.join("steps/layer/stale.json").exists(), "dry run");
         let done = prune(&root, std::slice::from_ref(&tree), false).unwrap();
         assert_eq!(
             (done.removed, done.removed_bytes),
-            (3, 1 + 10 + 2),
+            (4, 1 + 10 + 2 + 2),
             "{done:?}"
         );
         assert!(root.join("steps/layer/used.json").exists());
@@ -140,6 +150,11 @@ mod tests {
         assert!(!root.join("steps/layer/stale.json").exists());
         assert!(!root.join("blobs/sha256/bb").exists());
         assert!(!root.join("findings/old").exists());
+        assert!(root.join("stages/kept/artifacts.json").exists());
+        assert!(
+            !root.join("stages/old").exists(),
+            "a stage no build used is collected"
+        );
         // Nothing given: everything goes, the roots too.
         let all = prune(&root, &[], false).unwrap();
         assert!(all.removed >= 3, "{all:?}");

@@ -84,10 +84,14 @@ impl<'a> Ctx<'a> {
             source_date_epoch: self.sde,
             limits: b.limits,
         };
+        let stage = sandbox::cache_key(&spec)?;
+        // The stage's own result (kept beside the steps, collected by gc
+        // with them) stays while this tree uses it.
+        self.store.mark(std::path::Path::new("stages").join(&stage));
         let key = super::key::key(
             "artifacts",
             &json!({
-                "stage": sandbox::cache_key(&spec)?,
+                "stage": stage,
                 "copies": format!("{:?}", img.copies),
                 "lower": base.symlinks.iter().collect::<Vec<_>>(),
                 "sde": self.sde,
@@ -147,7 +151,10 @@ impl<'a> Ctx<'a> {
         );
         let cache = self.opts.common.cache_dir();
         let sopts = sandbox::SandboxOptions {
-            cache_dir: self.opts.use_cache.then(|| cache.join("stages")),
+            cache_dir: self
+                .opts
+                .use_cache
+                .then(|| self.store.root().join("stages")),
             work_dir: self.work.clone(),
             runtime: None,
             logs: Some(cache.join("logs")),

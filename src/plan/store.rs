@@ -6,6 +6,7 @@
 //! <cache>/plan/trees/<key>/...          a step that produced several files (SBOMs)
 //! <cache>/plan/tmp/                     staging for the above, same file system
 //! <cache>/plan/roots/<hex>.json          what the last build of one recipe tree used
+//! <cache>/plan/stages/<key>/            a build stage's artifacts (the sandbox's store)
 //! ```
 //!
 //! The store notes every entry a build reads or writes (records, blobs and

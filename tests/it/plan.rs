@@ -6,7 +6,7 @@ use crate::common::{copy_examples, imgforge, run, text};
 use crate::debgen::{Deb, T};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every file under `dir` (relative path -> bytes).
@@ -224,6 +224,43 @@ fn plan_noop_rebuild_of_synthetic_tree_reads_no_package() {
         files(&dir.join("out3")),
         "two clean stores, different bytes"
     );
+}
+
+/// Step keys name the sources imgforge was built from, never the binary
+/// file: a copy of the same binary elsewhere, made later (as another CI
+/// runner's or a reinstalled one), reuses every step.
+#[test]
+fn plan_a_copy_of_the_binary_made_later_reuses_every_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let debs = vec![
+        pkg("liba1", "1.0", "a", b"a1\n"),
+        pkg("appbin", "1.0", "app", b"app\n"),
+    ];
+    synthetic_tree(dir, &[("liba1", "1.0")], &[("appbin", "1.0")], &debs);
+    let first = build_synthetic(dir, "out", &[]);
+    assert!(!steps_line(&first).contains(" ran 0 "), "{first}");
+    let copy = dir.join("elsewhere/imgforge");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_imgforge"), &copy).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .append(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let o = run(std::process::Command::new(&copy)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args([
+            "build", "recipes", "--mirror", "mirror", "--no-apt", "--cache", "cache",
+        ])
+        .args(["--out", "out2"]));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(steps_line(&t).contains(" ran 0 "), "{t}");
+    assert_eq!(files(&dir.join("out")), files(&dir.join("out2")));
 }
 
 #[test]
@@ -558,6 +595,105 @@ needs! { [has_root] "needs root (it mounts a tmpfs)";
             live.join("owner").is_file(),
             "a running owner's scratch stays"
         );
+    }
+}
+
+/// A tmpfs of `size` mounted at `at`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// `n` bytes no compressor shrinks (xorshift), leaked for a `Deb` entry.
+fn noise(n: usize, seed: u64) -> &'static [u8] {
+    let mut x = seed | 1;
+    let v: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    Box::leak(v.into_boxed_slice())
+}
+
+needs! { [has_root] "needs root (it mounts a tmpfs)";
+    /// A full disk under the cache, then under the output: each build ends in
+    /// an error naming a path there and saying the device is full, the
+    /// previous output stays as it was, and once space is freed the next
+    /// build (same cache) succeeds with the reference bytes: nothing half
+    /// written was taken for a result.
+    fn plan_a_full_disk_is_an_error_and_poisons_nothing() {
+        assert!(nix_root(), "this test needs root (it mounts a tmpfs)");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let debs = vec![
+            pkg("liba1", "1.0", "a", noise(3 << 20, 7)),
+            pkg("appbin", "1.0", "app", noise(1 << 20, 9)),
+        ];
+        synthetic_tree(dir, &[("liba1", "1.0")], &[("appbin", "1.0")], &debs);
+        let build = |out: &str, cache: &str| {
+            run(imgforge()
+                .current_dir(dir)
+                .env_remove("SOURCE_DATE_EPOCH")
+                .args(["build", "recipes", "--mirror", "mirror", "--no-apt"])
+                .args(["--cache", cache, "--out", out]))
+        };
+        let o = build("ref", "ref-cache");
+        assert!(o.status.success(), "{}", text(&o));
+        let reference = files(&dir.join("ref"));
+        // The output is there from an earlier build; the cache fills up.
+        std::fs::rename(dir.join("ref"), dir.join("out")).unwrap();
+        let cache = Tmpfs::mount(&dir.join("cache"), "2m");
+        let o = build("out", "cache");
+        let t = text(&o);
+        assert!(!o.status.success(), "a build into a full cache succeeded:\n{t}");
+        assert!(t.contains("No space left on device"), "{t}");
+        assert!(t.contains(&dir.join("cache").display().to_string()), "the full path is named:\n{t}");
+        assert_eq!(files(&dir.join("out")), reference, "the old output changed");
+        cache.resize("200m");
+        let o = build("out", "cache");
+        assert!(o.status.success(), "after freeing space:\n{}", text(&o));
+        assert_eq!(files(&dir.join("out")), reference);
+        // The output's file system fills up: nothing is left half written.
+        let small = Tmpfs::mount(&dir.join("small"), "1m");
+        let o = build("small/out", "cache");
+        let t = text(&o);
+        assert!(!o.status.success(), "a build into a full output succeeded:\n{t}");
+        assert!(t.contains("No space left on device"), "{t}");
+        assert!(!dir.join("small/out").exists(), "a half-written output is in place:\n{t}");
+        small.resize("100m");
+        let o = build("small/out", "cache");
+        assert!(o.status.success(), "after freeing space:\n{}", text(&o));
+        assert_eq!(files(&dir.join("small/out")), reference);
+        drop(small);
+        drop(cache);
     }
 }
 
