@@ -64,7 +64,7 @@ pub enum LayerError {
         what: String,
     },
     #[error(
-        "writing layer {path}: {source}\nhelp: check free space and permissions of the output directory"
+        "writing layer {path}: {source}\nhelp: check free space and permissions of the file system that holds it"
     )]
     Io {
         path: PathBuf,

@@ -255,6 +255,8 @@ struct Reader<'a> {
     opts: &'a PackageOptions,
     writer: BufWriter<std::fs::File>,
     spool_read: Arc<std::fs::File>,
+    /// Where the spool lives (named when writing to it fails).
+    spool_dir: &'a Path,
     offset: u64,
     /// Merged-/usr directories seen (dropped, but still unique).
     roots: BTreeSet<String>,
@@ -280,6 +282,7 @@ fn read_package(
         opts,
         writer: BufWriter::with_capacity(1 << 20, spool),
         spool_read,
+        spool_dir,
         offset: 0,
         roots: BTreeSet::new(),
     };
@@ -459,7 +462,17 @@ impl Reader<'_> {
     ) -> Result<(), LayerError> {
         let size = entry.size();
         let mut hasher = HashingCopy::new(&mut self.writer);
-        let n = io::copy(entry, &mut hasher).map_err(|e| ctx.error(e))?;
+        let n = match io::copy(entry, &mut hasher) {
+            Ok(n) => n,
+            // Writing the spool failed (a full disk): not the package's fault.
+            Err(source) if hasher.write_failed => {
+                return Err(LayerError::Io {
+                    path: self.spool_dir.to_path_buf(),
+                    source,
+                });
+            }
+            Err(e) => return Err(ctx.error(e).into()),
+        };
         if n != size {
             return Err(self.hostile(raw, "truncated file content".into()));
         }
@@ -515,6 +528,8 @@ impl Reader<'_> {
 struct HashingCopy<'a, W: Write> {
     inner: &'a mut W,
     hasher: Sha256,
+    /// A write failed: an error of the copy is the writer's, not the reader's.
+    write_failed: bool,
 }
 
 impl<'a, W: Write> HashingCopy<'a, W> {
@@ -522,6 +537,7 @@ impl<'a, W: Write> HashingCopy<'a, W> {
         HashingCopy {
             inner,
             hasher: Sha256::new(),
+            write_failed: false,
         }
     }
     fn finish(self) -> [u8; 32] {
@@ -531,11 +547,14 @@ impl<'a, W: Write> HashingCopy<'a, W> {
 
 impl<W: Write> Write for HashingCopy<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = self
+            .inner
+            .write(buf)
+            .inspect_err(|_| self.write_failed = true)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().inspect_err(|_| self.write_failed = true)
     }
 }

@@ -57,7 +57,7 @@ pub enum PushError {
         reason: String,
     },
     #[error(
-        "manifest {repo}:{tag}: {reason}\nhelp: the registry must accept OCI image manifests (Distribution 2.7 or later, or any OCI-conformant registry)"
+        "manifest {repo}:{tag}: {reason}\nhelp: the tag is written only after all of its blobs arrived; if the registry was unreachable, rerun `imgforge push` (what arrived is skipped); if it refused the manifest, it must accept OCI image manifests (Distribution 2.7 or later, or any OCI-conformant registry)"
     )]
     Manifest {
         repo: String,
@@ -405,11 +405,25 @@ pub(crate) fn push_blob(
     let r = client
         .send(Method::PUT, &url, &headers, &body, &rw)
         .map_err(|f| fail(f.0))?;
+    if r.status == 404 && arrived(client, repo, b, &rw) {
+        // The session is gone because an earlier try of this PUT completed
+        // it and its answer was lost (the client retried): the blob is there.
+        remember(known, b, repo);
+        return Ok(Outcome::Uploaded(b.size));
+    }
     if r.status != 201 {
         return Err(fail(status_reason("upload", &r)));
     }
     remember(known, b, repo);
     Ok(Outcome::Uploaded(b.size))
+}
+
+/// Does `repo` now hold blob `b`? (A failed check is a no.)
+fn arrived(client: &Client, repo: &str, b: &BlobRef, rw: &[String]) -> bool {
+    let url = client.url(&format!("/v2/{repo}/blobs/{}", b.digest));
+    client
+        .send(Method::HEAD, &url, &[], &Body::Empty, rw)
+        .is_ok_and(|r| r.status == 200)
 }
 
 fn remember(known: &Mutex<BTreeMap<String, String>>, b: &BlobRef, repo: &str) {

@@ -468,3 +468,161 @@ needs! { [has_docker_registry] "needs `docker-registry` on PATH";
         assert_eq!(totals(&second).0, 0, "{second:#}");
     }
 }
+
+/// What the fault proxy does to request number `n` (from 0).
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Forward it and its answer.
+    Pass,
+    /// Answer 503 without forwarding (a registry overloaded).
+    Unavailable,
+    /// Forward it, then close the connection without the answer (a
+    /// registry that acted and died before replying).
+    Drop,
+}
+
+/// A loopback proxy before `upstream` that sees one request per connection
+/// (it asks both sides to close after each exchange) and applies `plan` to
+/// the n-th request. Returns its address; it serves until the test ends.
+fn fault_proxy(upstream: String, plan: fn(usize) -> Fault) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let upstream = upstream.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut r = BufReader::new(client.try_clone()?);
+                let mut head = String::new();
+                let mut len = 0usize;
+                let mut chunked = false;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                        chunked = true;
+                    }
+                    if lower.starts_with("connection:") {
+                        continue;
+                    }
+                    if line == "\r\n" {
+                        head.push_str("Connection: close\r\n\r\n");
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body)?;
+                // A chunked body (ureq sends an empty one so): passed on as is.
+                while chunked {
+                    let mut size = String::new();
+                    r.read_line(&mut size)?;
+                    body.extend_from_slice(size.as_bytes());
+                    let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                    let mut chunk = vec![0; n + 2];
+                    r.read_exact(&mut chunk)?;
+                    body.extend_from_slice(&chunk);
+                    chunked = n > 0;
+                }
+                let fault = plan(n);
+                if fault == Fault::Unavailable {
+                    client.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )?;
+                    return Ok(());
+                }
+                let mut up = std::net::TcpStream::connect(&upstream)?;
+                up.write_all(head.as_bytes())?;
+                up.write_all(&body)?;
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer)?;
+                if fault == Fault::Drop {
+                    return client.shutdown(std::net::Shutdown::Both);
+                }
+                // The upstream answered with `Connection: close` (asked for).
+                client.write_all(&answer)
+            });
+        }
+    });
+    addr
+}
+
+/// Every tag of `repo` the registry lists names a manifest it serves,
+/// and every blob that manifest names is there.
+fn tags_complete(host: &str, repo: &str) {
+    let tags: Value = match ureq::get(format!("http://{host}/v2/{repo}/tags/list")).call() {
+        Ok(mut r) => serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap(),
+        Err(_) => return, // the repository was never created: nothing tagged
+    };
+    for tag in tags["tags"].as_array().into_iter().flatten() {
+        let tag = tag.as_str().unwrap();
+        let m: Value = serde_json::from_slice(&fetch_manifest(host, repo, tag)).unwrap();
+        let blobs = m["layers"].as_array().unwrap().iter().chain([&m["config"]]);
+        for b in blobs {
+            let d = b["digest"].as_str().unwrap();
+            let st = ureq::head(format!("http://{host}/v2/{repo}/blobs/{d}")).call();
+            assert!(
+                st.is_ok(),
+                "tag {repo}:{tag} names blob {d}, which the registry lacks"
+            );
+        }
+    }
+}
+
+needs! { [has_docker_registry] "needs `docker-registry` on PATH";
+    /// A registry that answers 503 now and then, or acts and dies before it
+    /// answers: the push either completes on retry or fails, never leaving a
+    /// tag that names a missing blob; a second push straight to the registry
+    /// completes and sends again only what had not arrived.
+    fn push_through_a_faulty_registry_completes_or_fails_cleanly() {
+        let Some(reg) = registry() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, digests) = synthetic_layout(tmp.path());
+        let plans: [fn(usize) -> Fault; 3] = [
+            |n| if n % 3 == 1 { Fault::Unavailable } else { Fault::Pass },
+            |n| if n % 4 == 2 { Fault::Drop } else { Fault::Pass },
+            |n| if n >= 6 { Fault::Drop } else { Fault::Pass },
+        ];
+        for (i, plan) in plans.into_iter().enumerate() {
+            let proxy = fault_proxy(reg.host.clone(), plan);
+            let dest = reg.destination(&format!("fault{i}"));
+            let via = dest.replacen(&reg.host, &proxy, 1);
+            let first = push(&layout, &via, &["--retries", "3"]);
+            let ns = dest.trim_start_matches(&format!("{}/", reg.host)).to_string();
+            for img in ["a", "b"] {
+                tags_complete(&reg.host, &format!("{ns}/{img}"));
+            }
+            match i {
+                // Every 503 is retried, and an upload whose answer was lost
+                // is found to have arrived: the push completes.
+                0 | 1 => assert!(first.is_ok(), "plan {i}: {first:?}"),
+                // The registry gone for good mid-push: an error.
+                2 => assert!(first.is_err(), "plan 2: {first:?}"),
+                _ => {}
+            }
+            eprintln!("plan {i}: {:?}", first.as_ref().map(|_| "completed"));
+            let second = push(&layout, &dest, &[]).unwrap_or_else(|e| panic!("plan {i}: {e}"));
+            let (up, _, mounted, skipped) = totals(&second);
+            match &first {
+                Ok(v) => {
+                    assert_eq!(up + mounted, 0, "plan {i}: complete, yet sent again: {second:#}");
+                    assert_eq!(totals(v).0 + totals(v).2 + totals(v).3, 5, "plan {i}: {v:#}");
+                }
+                Err(e) => assert!(e.contains("help: "), "plan {i}: {e}"),
+            }
+            assert_eq!(up + mounted + skipped, 5, "plan {i}: {second:#}");
+            for (img, digest) in second["images"].as_array().unwrap().iter().zip(&digests) {
+                assert_eq!(img["digest"].as_str().unwrap(), digest, "plan {i}");
+            }
+        }
+    }
+}
