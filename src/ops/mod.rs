@@ -4,11 +4,15 @@
 //! (build), [`crate::verify`], [`crate::registry`] (push),
 //! [`crate::resolve`] and [`crate::archive`].
 
+pub mod add;
 pub mod check;
 pub mod fsck;
 pub mod gc;
+pub mod init;
 pub mod lock;
 pub mod push;
+pub mod query;
+pub mod remove;
 pub mod update;
 pub mod vendor;
 

@@ -487,7 +487,10 @@ pub fn explain_lock(lock: &Lock, package: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-fn lock_chain(img: &LockedImage, package: &str) -> Option<Vec<(String, String, String)>> {
+/// The chain from the recipe's pin to `package` in one closure of the
+/// lock: (name, version, reason) per hop, the pin first. `None` if the
+/// closure does not have it.
+pub fn lock_chain(img: &LockedImage, package: &str) -> Option<Vec<(String, String, String)>> {
     let by_name: BTreeMap<&str, _> = img.packages.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut cur = *by_name.get(package)?;
     let mut chain = vec![];
