@@ -2,9 +2,9 @@
 //!
 //! Each subcommand converts into a plain options struct of [`imgforge::ops`].
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use imgforge::ops;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Reproducible OCI images from pinned Debian packages.
 #[derive(Parser, Debug)]
@@ -105,6 +105,98 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Start a recipes tree in DIR: a base recipe pinned to the sources' current versions and one example image, commented.
+    Init {
+        /// The directory (DIR/base/base.toml, DIR/recipes/example.toml); refused if they exist.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        sources: SourceArgs,
+    },
+    /// Pin packages in an image's recipe at the sources' newest (or the named) version, re-lock, show what entered.
+    Add {
+        #[command(flatten)]
+        pin: PinArgs,
+        /// NAME or NAME=VERSION (a version the sources lack is refused, listing theirs).
+        #[arg(value_name = "PACKAGE[=VERSION]", required = true)]
+        packages: Vec<String>,
+    },
+    /// Drop pins from an image's recipe, re-lock, show what left.
+    Remove {
+        #[command(flatten)]
+        pin: PinArgs,
+        /// Names pinned in the recipe's [packages].
+        #[arg(value_name = "PACKAGE", required = true)]
+        packages: Vec<String>,
+    },
+    /// Which images ship a package, at which version, and why (the chain from a recipe's pin), from the lock.
+    Query {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The package, optionally at one version: NAME or NAME=VERSION.
+        #[arg(long, value_name = "NAME[=VERSION]")]
+        package: String,
+        /// Output format (json: on stdout).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a shell completion script on stdout (e.g. `imgforge completions bash > ~/.local/share/bash-completion/completions/imgforge`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the man pages (imgforge.1 and one per command) into DIR, or print imgforge.1 on stdout.
+    Man {
+        /// The directory to write the pages into (e.g. ~/.local/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Shells `imgforge completions` writes for.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `imgforge completions SHELL`: the script, generated from these definitions.
+pub fn completions(shell: Shell, out: &mut dyn std::io::Write) {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut Cli::command(), "imgforge", out);
+}
+
+/// `imgforge man [--out DIR]`: the man pages, generated from these
+/// definitions; into `dir` (every command's page), else imgforge.1 on `out`.
+pub fn man(dir: Option<&Path>, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cmd = Cli::command();
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| {
+                format!(
+                    "cannot create {}\nhelp: check permissions, or pass another --out",
+                    d.display()
+                )
+            })?;
+            clap_mangen::generate_to(cmd, d).with_context(|| {
+                format!(
+                    "cannot write the man pages into {}\nhelp: check permissions and free space",
+                    d.display()
+                )
+            })?;
+        }
+        None => clap_mangen::Man::new(cmd)
+            .render(out)
+            .context("cannot write the man page to stdout")?,
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +251,63 @@ impl PushArgs {
             retries: self.retries,
             jobs: self.jobs,
             docker_config: self.docker_config.clone(),
+        }
+    }
+}
+
+/// Where `init` reads the sources' current versions.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// A local package mirror: a flat repository (Packages index) or a directory of .deb files.
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Option<PathBuf>,
+    /// Never read the host's apt configuration.
+    #[arg(long)]
+    pub no_apt: bool,
+    /// Cache: verified archive indexes [default: ~/.cache/imgforge].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+/// The recipe `add` and `remove` edit.
+#[derive(Args, Debug, Clone)]
+pub struct PinArgs {
+    /// The image whose recipe is edited (the base's name edits the base recipe).
+    #[arg(long, value_name = "NAME")]
+    pub image: String,
+    /// The recipes directory.
+    #[arg(long, default_value = "recipes")]
+    pub recipes: PathBuf,
+    /// The base recipe [default: <RECIPES>/../base/base.toml].
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+impl PinArgs {
+    pub fn to_options(&self, packages: &[String], quiet: bool) -> ops::add::PinOptions {
+        ops::add::PinOptions {
+            common: ops::CommonOptions {
+                recipes: self.recipes.clone(),
+                base: self.base.clone(),
+                ..self.sources.to_options()
+            },
+            image: self.image.clone(),
+            packages: packages.to_vec(),
+            quiet,
+        }
+    }
+}
+
+impl SourceArgs {
+    pub fn to_options(&self) -> ops::CommonOptions {
+        ops::CommonOptions {
+            recipes: PathBuf::from("recipes"),
+            base: None,
+            mirror: self.mirror.clone(),
+            apt: !self.no_apt,
+            cache: self.cache.clone(),
         }
     }
 }

@@ -126,6 +126,44 @@ fn main() -> ExitCode {
             })
             .map(|_| ExitCode::SUCCESS)
         }
+        cli::Command::Init { dir, sources } => {
+            imgforge::ops::init::init(&imgforge::ops::init::InitOptions {
+                common: sources.to_options(),
+                dir: dir.clone(),
+                quiet,
+            })
+            .map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Add { pin, packages } => {
+            imgforge::ops::add::add(&pin.to_options(packages, quiet)).map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Remove { pin, packages } => {
+            imgforge::ops::remove::remove(&pin.to_options(packages, quiet))
+                .map(|_| ExitCode::SUCCESS)
+        }
+        cli::Command::Query {
+            common,
+            package,
+            format,
+        } => imgforge::ops::query::query(&imgforge::ops::query::QueryOptions {
+            common: common.to_options(),
+            package: package.clone(),
+        })
+        .map(|hits| {
+            if *format == cli::Format::Json {
+                println!("{}", imgforge::ops::query::render_json(&hits));
+            } else {
+                print!("{}", imgforge::ops::query::render_text(&hits));
+            }
+            ExitCode::SUCCESS
+        }),
+        cli::Command::Completions { shell } => {
+            cli::completions(*shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Man { out } => {
+            cli::man(out.as_deref(), &mut std::io::stdout()).map(|_| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
