@@ -15,6 +15,7 @@ mod archive;
 mod attest;
 mod build;
 mod configure;
+mod firsthour;
 mod hostile;
 mod integrity;
 mod licenses;
