@@ -134,8 +134,16 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
         /// The package, optionally at one version: NAME or NAME=VERSION.
-        #[arg(long, value_name = "NAME[=VERSION]")]
-        package: String,
+        #[arg(
+            long,
+            value_name = "NAME[=VERSION]",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        package: Option<String>,
+        /// A path in the images: query the packages that ship it (their .debs from the store, else the sources).
+        #[arg(long, value_name = "PATH")]
+        file: Option<String>,
         /// Output format (json: on stdout).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,

@@ -144,10 +144,12 @@ fn main() -> ExitCode {
         cli::Command::Query {
             common,
             package,
+            file,
             format,
         } => imgforge::ops::query::query(&imgforge::ops::query::QueryOptions {
             common: common.to_options(),
             package: package.clone(),
+            file: file.clone(),
         })
         .map(|hits| {
             if *format == cli::Format::Json {

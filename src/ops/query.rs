@@ -4,20 +4,29 @@
 //! `lock --explain` prints it. Read from the tree's lock; an image built on
 //! the base ships the base's packages too. Build stages and the configure
 //! toolset are listed as not shipped. Needs no package source.
+//!
+//! `--file PATH` first finds the packages whose `data.tar` has PATH (the
+//! `.deb` files come from the package store, else the sources; a path
+//! under `/bin`, `/sbin` or `/lib*` also matches its merged-`/usr` twin),
+//! then answers for each of them as for `--package`.
 
-use super::{CommonOptions, load_tree};
+use super::{CommonOptions, load_tree, source_options};
+use crate::pkgindex::Index;
 use crate::recipe::{From, Tree};
-use crate::resolve::{Lock, LockedImage, why};
+use crate::resolve::{self, Lock, LockedImage, why};
 use anyhow::Result;
 use serde_json::json;
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 /// Options of `query`.
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
     pub common: CommonOptions,
     /// `NAME` or `NAME=VERSION`.
-    pub package: String,
+    pub package: Option<String>,
+    /// A path in the images (`--file`): query the packages that ship it.
+    pub file: Option<String>,
 }
 
 /// One closure of the lock that has the package.
@@ -55,17 +64,45 @@ pub enum QueryError {
         found: String,
         lock: PathBuf,
     },
+    #[error(
+        "no package shipped by an image of {lock} has {file}\nhelp: give the path inside the image (e.g. /usr/lib/x86_64-linux-gnu/libssl.so.3); files made by maintainer scripts or build stages belong to no package"
+    )]
+    NoFile { file: String, lock: PathBuf },
+    #[error(
+        "query needs --package NAME[=VERSION] or --file PATH\nhelp: e.g. imgforge query --package libssl3"
+    )]
+    Nothing,
 }
 
-/// `imgforge query`: every closure of the tree's lock that has the package.
+/// `imgforge query`: every closure of the tree's lock that has the
+/// package (or, with `file`, each package that ships the file).
 pub fn query(opts: &QueryOptions) -> Result<Vec<Hit>> {
-    let (name, version) = match opts.package.split_once('=') {
-        Some((n, v)) => (n.trim(), Some(v.trim())),
-        None => (opts.package.trim(), None),
-    };
     let tree = load_tree(&opts.common)?;
     let lock = Lock::read(&tree.lock_path())?;
-    let all = hits(&tree, &lock, name);
+    if let Some(file) = &opts.file {
+        let mut out = Vec::new();
+        for owner in file_owners(&tree, &lock, &opts.common, file)? {
+            out.extend(hits(&tree, &lock, &owner));
+        }
+        if out.is_empty() {
+            return Err(QueryError::NoFile {
+                file: file.clone(),
+                lock: tree.lock_path(),
+            }
+            .into());
+        }
+        return Ok(out);
+    }
+    let spec = opts.package.as_deref().ok_or(QueryError::Nothing)?;
+    package_hits(&tree, &lock, spec)
+}
+
+fn package_hits(tree: &Tree, lock: &Lock, spec: &str) -> Result<Vec<Hit>> {
+    let (name, version) = match spec.split_once('=') {
+        Some((n, v)) => (n.trim(), Some(v.trim())),
+        None => (spec.trim(), None),
+    };
+    let all = hits(tree, lock, name);
     let wanted: Vec<Hit> = all
         .iter()
         .filter(|h| version.is_none_or(|v| v == h.version))
@@ -94,6 +131,52 @@ pub fn query(opts: &QueryOptions) -> Result<Vec<Hit>> {
         }
         .into()),
     }
+}
+
+/// The names of the runtime closures' packages whose `data.tar` has `file`.
+fn file_owners(
+    tree: &Tree,
+    lock: &Lock,
+    common: &CommonOptions,
+    file: &str,
+) -> Result<Vec<String>> {
+    let want = file.trim_start_matches('/').trim_end_matches('/');
+    let mut paths = vec![want.to_string()];
+    if ["bin/", "sbin/", "lib"].iter().any(|p| want.starts_with(p)) {
+        paths.push(format!("usr/{want}"));
+    }
+    let src = source_options(common, false);
+    let index = match resolve::load_index(tree, &src) {
+        Ok(i) => i,
+        Err(resolve::ResolveError::NoSource(_)) => Index::new(&tree.source.arch),
+        Err(e) => return Err(e.into()),
+    };
+    let mut seen = BTreeSet::new();
+    let mut owners = BTreeSet::new();
+    for img in lock.images.iter().filter(|i| i.stage == "runtime") {
+        for p in &img.packages {
+            if seen.insert(p.sha256.clone()) && ships(&resolve::fetch(p, &index, &src)?, &paths)? {
+                owners.insert(p.name.clone());
+            }
+        }
+    }
+    Ok(owners.into_iter().collect())
+}
+
+/// Whether the package's `data.tar` has one of `paths` (normalized).
+fn ships(deb: &Path, paths: &[String]) -> Result<bool, crate::deb::DebError> {
+    crate::deb::with_data_tar(deb, &crate::deb::Limits::default(), |dt| {
+        let entries = dt.archive.entries().map_err(|e| dt.ctx.error(e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| dt.ctx.error(e))?;
+            let raw = entry.path().map_err(|e| dt.ctx.error(e))?;
+            let raw = raw.to_string_lossy();
+            if crate::deb::strip_data_prefix(&raw).is_some_and(|p| paths.iter().any(|w| w == p)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
 }
 
 /// The hits in tree order: the base, its toolset, then each image's

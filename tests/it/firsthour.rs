@@ -59,7 +59,9 @@ fn query_mirror(dir: &Path) -> std::path::PathBuf {
         dir,
         &[
             Deb::new("zlib1g", "1.2.13"),
-            Deb::new("libssl3", "3.0.22"),
+            Deb::new("libssl3", "3.0.22")
+                .entry(T::Dir("./usr/lib/", 0o755))
+                .entry(T::File("./usr/lib/libssl.so.3", b"elf\n", 0o644)),
             Deb::new("libweb1", "1.4").field("Depends", "libssl3 (>= 3), zlib1g"),
             Deb::new("web", "1.0").field("Depends", "libweb1"),
             Deb::new("cli", "2.0").field("Depends", "libssl3"),
@@ -149,6 +151,42 @@ fn query_finds_a_library_across_images_with_its_chain() {
     );
     assert_eq!(v[2]["chain"][0]["reason"], "pinned in the base recipe");
     assert_eq!(v[2]["shipped"], true);
+
+    // By file: the package whose data.tar has it (a /lib path matches its
+    // merged-/usr twin), then every image shipping that package.
+    let o = run(imgforge()
+        .current_dir(&t)
+        .args([
+            "query",
+            "recipes",
+            "--no-apt",
+            "--file",
+            "/lib/libssl.so.3",
+            "--mirror",
+        ])
+        .arg(&m));
+    assert!(o.status.success(), "{}", text(&o));
+    let s = stdout(&o);
+    assert!(s.contains("cli (runtime): libssl3 3.0.22"), "{s}");
+    assert!(s.contains("web (runtime): libssl3 3.0.22"), "{s}");
+    let o = run(imgforge()
+        .current_dir(&t)
+        .args([
+            "query",
+            "recipes",
+            "--no-apt",
+            "--file",
+            "/etc/none",
+            "--mirror",
+        ])
+        .arg(&m));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("no package shipped by an image"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("help:"), "{}", text(&o));
 
     // A version the lock does not have, and a package it does not have.
     let o = run(imgforge()
