@@ -79,6 +79,14 @@ pub enum QueryError {
 pub fn query(opts: &QueryOptions) -> Result<Vec<Hit>> {
     let tree = load_tree(&opts.common)?;
     let lock = Lock::read(&tree.lock_path())?;
+    let stale = resolve::stale_entries(&tree, &lock);
+    if !stale.is_empty() {
+        eprintln!(
+            "warning: {} does not match the recipes; the answer is the lock's:\n{}\n  help: run `imgforge lock` to bring it up to date",
+            tree.lock_path().display(),
+            stale.join("\n")
+        );
+    }
     if let Some(file) = &opts.file {
         let mut out = Vec::new();
         for owner in file_owners(&tree, &lock, &opts.common, file)? {

@@ -203,6 +203,23 @@ fn query_finds_a_library_across_images_with_its_chain() {
         .args(["query", "recipes", "--package", "nothere"]));
     assert!(!o.status.success());
     assert!(text(&o).contains("help:"), "{}", text(&o));
+
+    // A lock older than the recipes still answers, with a warning.
+    write(
+        &t.join("recipes/web.toml"),
+        "[image]\nname = \"web\"\ntag = \"1\"\n",
+    );
+    let o = run(imgforge()
+        .current_dir(&t)
+        .args(["query", "recipes", "--package", "libweb1"]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("web (runtime): libweb1 1.4"),
+        "{}",
+        text(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not match the recipes"), "{err}");
 }
 
 #[test]
