@@ -120,6 +120,9 @@ pub enum Command {
         /// NAME or NAME=VERSION (a version the sources lack is refused, listing theirs).
         #[arg(value_name = "PACKAGE[=VERSION]", required = true)]
         packages: Vec<String>,
+        /// Then build the tree (as `imgforge build RECIPES` with its defaults: out/).
+        #[arg(long)]
+        build: bool,
     },
     /// Drop pins from an image's recipe, re-lock, show what left.
     Remove {
@@ -305,6 +308,24 @@ impl PinArgs {
             packages: packages.to_vec(),
             quiet,
         }
+    }
+}
+
+impl PinArgs {
+    /// `imgforge build` of the edited tree, every build option at its default.
+    pub fn build_options(&self, quiet: bool) -> ops::BuildOptions {
+        let cli = Cli::parse_from(["imgforge", "build"]);
+        let Command::Build { build, .. } = cli.command else {
+            unreachable!("parsed a build")
+        };
+        let common = CommonArgs {
+            recipes: self.recipes.clone(),
+            base: self.base.clone(),
+            mirror: self.sources.mirror.clone(),
+            no_apt: self.sources.no_apt,
+            cache: self.sources.cache.clone(),
+        };
+        build.to_options(&common, quiet)
     }
 }
 

@@ -134,9 +134,16 @@ fn main() -> ExitCode {
             })
             .map(|_| ExitCode::SUCCESS)
         }
-        cli::Command::Add { pin, packages } => {
-            imgforge::ops::add::add(&pin.to_options(packages, quiet)).map(|_| ExitCode::SUCCESS)
-        }
+        cli::Command::Add {
+            pin,
+            packages,
+            build,
+        } => imgforge::ops::add::add(&pin.to_options(packages, quiet))
+            .and_then(|_| match build {
+                true => imgforge::ops::build(&pin.build_options(quiet)).map(|_| ()),
+                false => Ok(()),
+            })
+            .map(|_| ExitCode::SUCCESS),
         cli::Command::Remove { pin, packages } => {
             imgforge::ops::remove::remove(&pin.to_options(packages, quiet))
                 .map(|_| ExitCode::SUCCESS)

@@ -326,7 +326,7 @@ fn init_then_add_two_packages_then_build_from_an_empty_directory() {
         base
     );
 
-    let o = cmd(&["add", "hello", "jq", "--image", "example"]);
+    let o = cmd(&["add", "hello", "jq", "--image", "example", "--build"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = stdout(&o);
     for line in [
@@ -347,9 +347,9 @@ fn init_then_add_two_packages_then_build_from_an_empty_directory() {
         "{recipe}"
     );
 
-    let o = cmd(&["build", "recipes", "-q"]);
+    assert!(p.join("out/index.json").is_file(), "add --build built");
+    let o = cmd(&["build", "recipes", "-q", "--locked"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(p.join("out/index.json").is_file());
 
     let o = cmd(&["remove", "jq", "--image", "example"]);
     assert!(o.status.success(), "{}", text(&o));
