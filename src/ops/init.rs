@@ -128,8 +128,8 @@ source-date-epoch = 1735689600
 apt = true
 arch = "amd64"
 
-[packages]
 # `imgforge add PACKAGE --image base` pins one more here.
+[packages]
 @PINS@
 [config]
 user = "0:0"
@@ -147,9 +147,9 @@ const EXAMPLE: &str = r#"# An image on the common base (../base/base.toml): the 
 name = "example"
 tag = "0.1.0"
 
-[packages]
 # Exact versions only; `imgforge add PACKAGE[=VERSION] --image example`
 # pins the version the sources have, re-locks and shows what came in.
+[packages]
 
 [config]
 # What the container runs (OCI config fields: entrypoint, cmd, env,

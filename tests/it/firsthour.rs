@@ -343,7 +343,7 @@ fn init_then_add_two_packages_then_build_from_an_empty_directory() {
         "comments kept: {recipe}"
     );
     assert!(
-        recipe.contains("hello = \"2.10-3\"\njq = \"1.6-2.1\"\n"),
+        recipe.contains("came in.\n[packages]\nhello = \"2.10-3\"\njq = \"1.6-2.1\"\n\n[config]"),
         "{recipe}"
     );
 
