@@ -66,6 +66,7 @@ fn query_mirror(dir: &Path) -> std::path::PathBuf {
             Deb::new("web", "1.0").field("Depends", "libweb1"),
             Deb::new("cli", "2.0").field("Depends", "libssl3"),
             Deb::new("gcc", "12").field("Depends", "libssl3"),
+            Deb::new("broken", "1").field("Depends", "ghost"),
         ],
     )
 }
@@ -265,6 +266,14 @@ fn add_of_a_version_the_sources_lack_lists_theirs_and_writes_nothing() {
         "{}",
         text(&o)
     );
+    // A pin the sources have but that cannot be resolved: the recipe is put back.
+    let o = run(imgforge()
+        .current_dir(&t)
+        .args(["add", "broken", "--image", "web", "--no-apt", "--mirror"])
+        .arg(&m));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("ghost"), "{}", text(&o));
+    assert!(text(&o).contains("Restored"), "{}", text(&o));
     assert_eq!(
         std::fs::read_to_string(t.join("recipes/web.toml")).unwrap(),
         recipe
