@@ -98,6 +98,10 @@ pub enum Command {
     /// Provenance attestations.
     #[command(subcommand)]
     Attest(AttestCommand),
+    /// Pack a build output into one file for a site without network (docker
+    /// archive + OCI layout + SBOMs, reports, provenance, a signed manifest);
+    /// `bundle verify` and `bundle install` at the site.
+    Bundle(BundleArgs),
     /// Write every locked .deb into DIR as a flat mirror (Packages + SHA256SUMS) for --mirror DIR.
     Vendor {
         /// The mirror directory to write (empty, new, or an earlier vendor output).
@@ -221,6 +225,78 @@ pub enum AttestCommand {
         #[arg(default_value = "out")]
         path: PathBuf,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    pub command: Option<BundleCommand>,
+    /// The output directory of `imgforge build`.
+    #[arg(required = true)]
+    pub out: Option<PathBuf>,
+    /// The bundle file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: Option<PathBuf>,
+    /// Sign the bundle manifest (DSSE) with this PKCS#8 PEM private key (Ed25519 or ECDSA P-256).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// A delta: leave out every layer the previous release holds (its bundle, or its imgforge-bundle.json).
+    #[arg(long, value_name = "PREVIOUS")]
+    pub since: Option<PathBuf>,
+    /// The release's name [default: sha256 of the output's index.json].
+    #[arg(long, value_name = "NAME")]
+    pub release: Option<String>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BundleCommand {
+    /// Check a bundle offline: every entry against the manifest, the signature, a delta's base (exit 3 when refused).
+    Verify(BundleVerifyArgs),
+    /// Verify a bundle, then load it: `--docker` runs `docker load` (nothing is loaded unless it verifies).
+    Install {
+        #[command(flatten)]
+        verify: BundleVerifyArgs,
+        /// Load into the docker daemon (`docker load`).
+        #[arg(long, required = true)]
+        docker: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BundleVerifyArgs {
+    /// The bundle file.
+    pub file: PathBuf,
+    /// Require a signature by this public key (PEM SubjectPublicKeyInfo).
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
+    /// For a delta: the release it applies on top of (its bundle, or its imgforge-bundle.json).
+    #[arg(long, value_name = "PREVIOUS")]
+    pub base: Option<PathBuf>,
+}
+
+impl BundleVerifyArgs {
+    pub fn to_options(&self) -> imgforge::bundle::VerifyOptions {
+        imgforge::bundle::VerifyOptions {
+            file: self.file.clone(),
+            key: self.key.clone(),
+            base: self.base.clone(),
+        }
+    }
+}
+
+impl BundleArgs {
+    /// The options of writing a bundle (`out` and `output` are required
+    /// by clap when there is no subcommand).
+    pub fn to_options(&self) -> imgforge::bundle::BundleOptions {
+        imgforge::bundle::BundleOptions {
+            out: self.out.clone().unwrap_or_default(),
+            dest: self.output.clone().unwrap_or_default(),
+            sign_key: self.sign_key.clone(),
+            since: self.since.clone(),
+            release: self.release.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

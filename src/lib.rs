@@ -19,6 +19,9 @@
 //!          provenance attached to the images as OCI 1.1 referrers.
 //!  registry: `push` sends a built layout to an OCI registry unchanged,
 //!          referrers included (tag-schema fallback without the API).
+//!  bundle: `bundle` packs an output into one signed tar (or a delta against
+//!          a previous release) for sites without network; `bundle verify`
+//!          checks it offline, `bundle install --docker` loads it.
 //! ```
 //!
 //! Dependencies point one way: `ops` (commands) → `plan` / `verify` /
@@ -54,6 +57,10 @@
 //! * [`verify`]: reproducibility checks and first-difference diagnosis.
 //! * [`metadata`]: machine-readable build results (`--format json`, `--metadata-file`).
 //! * [`release`]: the Debian point release shipped; base tags must match it.
+//! * [`bundle`]: courier bundles for sites without network: one tar that
+//!   `docker load` reads and that is an OCI layout, with SBOMs, reports,
+//!   provenance and a (signed) manifest of every blob; deltas against a
+//!   previous release; streaming offline verification; install into docker.
 //! * [`registry`]: pushes a layout's images to an OCI registry, digests kept.
 //! * [`options`]: options structs shared by commands and stages, and the
 //!   one place they become command-line flags again.
@@ -71,6 +78,7 @@
 
 pub mod archive;
 pub mod attest;
+pub mod bundle;
 pub mod configure;
 pub use imgforge_deb as deb;
 pub mod digest;

@@ -1,5 +1,6 @@
 //! The `imgforge` binary: parse arguments, call the library, map errors to
-//! exit codes (0 ok, 1 failure, 2 usage, 3 verify found a difference, fsck a bad object).
+//! exit codes (0 ok, 1 failure, 2 usage, 3 verify found a difference, fsck a bad
+//! object, bundle verify or install a refused bundle).
 
 mod cli;
 
@@ -118,6 +119,7 @@ fn main() -> ExitCode {
                 })
                 .map_err(anyhow::Error::from)
         }
+        cli::Command::Bundle(b) => bundle(b, quiet),
         cli::Command::Vendor { dir, common } => {
             imgforge::ops::vendor::vendor(&imgforge::ops::vendor::VendorOptions {
                 common: common.to_options(),
@@ -176,9 +178,39 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if is_refusal(&e) => {
+            eprintln!("{}", imgforge::ops::render_error(&e));
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("{}", imgforge::ops::render_error(&e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A bundle that verification refused (exit 3, like fsck), not a failure to run.
+fn is_refusal(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<imgforge::bundle::BundleError>()
+        .is_some_and(|b| b.is_refusal())
+}
+
+/// `imgforge bundle [verify|install]`.
+fn bundle(b: &cli::BundleArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    match &b.command {
+        None => imgforge::ops::bundle::write(&b.to_options(), quiet).map(|_| ExitCode::SUCCESS),
+        Some(cli::BundleCommand::Verify(v)) => {
+            imgforge::ops::bundle::verify(&v.to_options()).map(|r| {
+                println!("{}", imgforge::ops::bundle::describe(&r));
+                ExitCode::SUCCESS
+            })
+        }
+        Some(cli::BundleCommand::Install { verify, .. }) => {
+            let opts = imgforge::bundle::install::InstallOptions {
+                verify: verify.to_options(),
+                docker: "docker".into(),
+            };
+            imgforge::ops::bundle::install(&opts, quiet).map(|_| ExitCode::SUCCESS)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`crate::resolve`] and [`crate::archive`].
 
 pub mod add;
+pub mod bundle;
 pub mod check;
 pub mod fsck;
 pub mod gc;

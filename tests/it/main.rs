@@ -14,6 +14,7 @@ mod debgen;
 mod archive;
 mod attest;
 mod build;
+mod bundle;
 mod configure;
 mod firsthour;
 mod hostile;

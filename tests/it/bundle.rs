@@ -1,0 +1,412 @@
+//! `imgforge bundle`: a courier bundle of a build output (synthetic
+//! packages, no fixture needed): deterministic bytes, offline verification
+//! that refuses one changed byte of a blob, the manifest or the signature
+//! and a truncated file (exit 3, naming the entry and the check), and a
+//! delta after one package update that is a fraction of the full bundle and
+//! verifies against its base only.
+
+use crate::common::*;
+use crate::debgen::{Deb, T};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Incompressible bytes (a xorshift stream), so layer sizes are real.
+fn noise(n: usize, seed: u64) -> &'static [u8] {
+    let mut x = seed | 1;
+    let v: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    Box::leak(v.into_boxed_slice())
+}
+
+/// A tree (base + one image) and a mirror holding `tool` 1.0 and 1.1;
+/// the recipe pins `tool_version`.
+fn tree(dir: &Path, tool_version: &str) {
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    std::fs::write(
+        dir.join("base/base.toml"),
+        "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
+         [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n[packages]\nlibbig = \"1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("recipes/app.toml"),
+        format!(
+            "[image]\nname = \"app\"\ntag = \"2.0\"\n\n[packages]\nlibbig2 = \"1.0\"\ntool = \"{tool_version}\"\n"
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("recipes/imgforge.lock"));
+    let debs = [
+        Deb::new("libbig", "1.0").entry(T::File("./usr/share/big", noise(3 << 20, 1), 0o644)),
+        Deb::new("libbig2", "1.0").entry(T::File("./usr/share/big2", noise(2 << 20, 2), 0o644)),
+        Deb::new("tool", "1.0").entry(T::File("./usr/bin/tool", noise(40_000, 3), 0o755)),
+        Deb::new("tool", "1.1").entry(T::File("./usr/bin/tool", noise(40_000, 4), 0o755)),
+    ];
+    crate::debgen::mirror(&dir.join("mirror"), &debs);
+}
+
+fn imgforge_in(dir: &Path, args: &[&str]) -> Output {
+    run(imgforge().current_dir(dir).args(args))
+}
+
+fn build(dir: &Path, out: &str) {
+    let o = imgforge_in(
+        dir,
+        &[
+            "build", "recipes", "--mirror", "mirror", "--no-apt", "--cache", "cache", "--out", out,
+        ],
+    );
+    assert!(o.status.success(), "build failed:\n{}", text(&o));
+}
+
+fn bundle(dir: &Path, args: &[&str]) -> PathBuf {
+    let o = imgforge_in(dir, &[&["bundle"], args].concat());
+    assert!(o.status.success(), "bundle failed:\n{}", text(&o));
+    dir.join(args[2])
+}
+
+/// `bundle verify FILE [args]`: (exit code, output).
+fn verify(dir: &Path, file: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let o = run(imgforge()
+        .current_dir(dir)
+        .args(["bundle", "verify"])
+        .arg(file)
+        .args(args));
+    (o.status.code(), text(&o))
+}
+
+/// The byte range of entry `name`'s data in the tar `file`.
+fn entry_range(file: &Path, name: &str) -> (u64, u64) {
+    let mut ar = tar::Archive::new(std::fs::File::open(file).unwrap());
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        if e.path_bytes().as_ref() == name.as_bytes() {
+            return (e.raw_file_position(), e.size());
+        }
+    }
+    panic!("no entry {name} in {}", file.display());
+}
+
+/// A copy of `file` with `edit` applied to its bytes.
+fn tampered(file: &Path, label: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut b = std::fs::read(file).unwrap();
+    edit(&mut b);
+    let p = file.with_file_name(format!("tampered-{label}.tar"));
+    std::fs::write(&p, b).unwrap();
+    p
+}
+
+fn manifest(file: &Path) -> serde_json::Value {
+    let (at, size) = entry_range(file, "imgforge-bundle.json");
+    let b = std::fs::read(file).unwrap();
+    serde_json::from_slice(&b[at as usize..(at + size) as usize]).unwrap()
+}
+
+/// The largest layer of image `reference` in the bundle's manifest.
+fn a_layer(file: &Path, reference: &str) -> String {
+    let m = manifest(file);
+    let img = m["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == reference)
+        .unwrap();
+    let sizes: std::collections::BTreeMap<&str, u64> = m["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["digest"].as_str().unwrap(), b["size"].as_u64().unwrap()))
+        .collect();
+    let l = img["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .max_by_key(|l| sizes[l])
+        .unwrap();
+    format!("blobs/sha256/{}", l.trim_start_matches("sha256:"))
+}
+
+fn refused(r: (Option<i32>, String), entry: &str, check: &str) {
+    let (code, t) = r;
+    assert_eq!(code, Some(3), "not refused (exit 3):\n{t}");
+    let first = t
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        first.contains(entry) && first.contains(check),
+        "the refusal does not name {entry:?} and {check:?}:\n{t}"
+    );
+}
+
+/// Same build, same bundle bytes (twice, and from a second build of the
+/// same tree); it verifies; it is a docker archive and an OCI layout; it
+/// carries the SBOMs, reports and provenance; and one flipped byte in a
+/// blob, or a truncation anywhere, is refused naming the entry and check.
+#[test]
+fn bundle_is_deterministic_verifies_and_refuses_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tree(dir, "1.0");
+    build(dir, "out");
+    let a = bundle(dir, &["out", "-o", "a.tar"]);
+    let b = bundle(dir, &["out", "-o", "b.tar"]);
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "two bundles of one output differ"
+    );
+    build(dir, "out2");
+    let c = bundle(dir, &["out2", "-o", "c.tar"]);
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&c).unwrap(),
+        "bundles of two builds differ"
+    );
+
+    let (code, t) = verify(dir, &a, &[]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("verified release") && t.contains("2 image(s)") && t.contains("unsigned"),
+        "{t}"
+    );
+
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(&a).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .collect();
+    assert_eq!(names[0], "imgforge-bundle.json");
+    for want in [
+        "manifest.json",
+        "index.json",
+        "oci-layout",
+        "imgforge-record.json",
+        "sbom/app.spdx.json",
+        "legal/app.md",
+        "attest/app.provenance.json",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+    }
+    let docker: serde_json::Value = {
+        let (at, size) = entry_range(&a, "manifest.json");
+        serde_json::from_slice(&std::fs::read(&a).unwrap()[at as usize..(at + size) as usize])
+            .unwrap()
+    };
+    assert_eq!(docker[0]["RepoTags"][0], "app:2.0", "{docker}");
+    for l in docker[0]["Layers"].as_array().unwrap() {
+        assert!(
+            names.iter().any(|n| n == l.as_str().unwrap()),
+            "docker layer {l} missing"
+        );
+    }
+
+    let layer = a_layer(&a, "app:2.0");
+    let (at, size) = entry_range(&a, &layer);
+    let flipped = tampered(&a, "blob", |b| b[(at + size / 2) as usize] ^= 1);
+    refused(verify(dir, &flipped, &[]), &layer, "sha256");
+
+    let len = std::fs::metadata(&a).unwrap().len();
+    for (label, cut) in [
+        ("mid-blob", at + size / 2),
+        ("entry-end", at + size.div_ceil(512) * 512),
+        ("trailer", len - 512),
+        ("header", at - 100),
+    ] {
+        let cut_file = tampered(&a, label, |b| b.truncate(cut as usize));
+        let (code, t) = verify(dir, &cut_file, &[]);
+        assert_eq!(
+            code,
+            Some(3),
+            "truncated at {label} ({cut} of {len}) not refused:\n{t}"
+        );
+        assert!(t.contains("help:"), "{t}");
+    }
+    // Nothing extra may ride along: a tar with one more entry is refused.
+    let extra = tampered(&a, "extra", |b| {
+        let end = b.len() - 1024;
+        let mut h = tar::Header::new_ustar();
+        h.set_path("evil").unwrap();
+        h.set_size(1);
+        h.set_cksum();
+        b.truncate(end);
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(&[b'x'; 512]);
+        b.extend_from_slice(&[0; 1024]);
+    });
+    refused(verify(dir, &extra, &[]), "evil", "listed");
+}
+
+/// A signed bundle verifies with the key; a changed byte in the manifest or
+/// in the signature, a bundle without a signature, and another key are refused.
+#[test]
+fn bundle_signature_covers_the_manifest() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tree(dir, "1.0");
+    build(dir, "out");
+    let o = run(std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(["genpkey", "-algorithm", "ed25519", "-out", "key.pem"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(["pkey", "-pubout", "-in", "key.pem", "-out", "key.pub.pem"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let s = bundle(
+        dir,
+        &[
+            "out",
+            "-o",
+            "s.tar",
+            "--sign-key",
+            "key.pem",
+            "--release",
+            "2026.12",
+        ],
+    );
+    let u = bundle(dir, &["out", "-o", "u.tar", "--release", "2026.12"]);
+    let (code, t) = verify(dir, &s, &["--key", "key.pub.pem"]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("signature verified") && t.contains("release 2026.12"),
+        "{t}"
+    );
+
+    let (at, size) = entry_range(&s, "imgforge-bundle.json");
+    let m = tampered(&s, "manifest", |b| {
+        let text = &b[at as usize..(at + size) as usize];
+        let i = text.windows(7).position(|w| w == b"2026.12").unwrap();
+        b[at as usize + i + 6] = b'3';
+    });
+    refused(
+        verify(dir, &m, &["--key", "key.pub.pem"]),
+        "imgforge-bundle.dsse.json",
+        "signature",
+    );
+
+    let (at, size) = entry_range(&s, "imgforge-bundle.dsse.json");
+    let sig = tampered(&s, "sig", |b| {
+        let text = &b[at as usize..(at + size) as usize];
+        let i = text.windows(7).position(|w| w == b"\"sig\": ").unwrap() + 10;
+        let c = &mut b[at as usize + i];
+        *c = if *c == b'A' { b'B' } else { b'A' };
+    });
+    let (code, t) = verify(dir, &sig, &["--key", "key.pub.pem"]);
+    assert_eq!(code, Some(3), "{t}");
+    assert!(t.contains("signature"), "{t}");
+
+    refused(
+        verify(dir, &u, &["--key", "key.pub.pem"]),
+        "imgforge-bundle.dsse.json",
+        "signature",
+    );
+    let o = run(std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(["genpkey", "-algorithm", "ed25519", "-out", "other.pem"]));
+    assert!(o.status.success());
+    let o = run(std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "pkey",
+            "-pubout",
+            "-in",
+            "other.pem",
+            "-out",
+            "other.pub.pem",
+        ]));
+    assert!(o.status.success());
+    let (code, t) = verify(dir, &s, &["--key", "other.pub.pem"]);
+    assert_eq!(code, Some(3), "{t}");
+    assert!(t.contains("does not verify"), "{t}");
+}
+
+/// After one package update, the delta leaves out every layer the first
+/// release holds: it is a small fraction of the full bundle, verifies on
+/// its own and against its base, and is refused against another base.
+#[test]
+fn bundle_delta_after_one_update_is_small_and_verifies_against_its_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tree(dir, "1.0");
+    build(dir, "out1");
+    let r1 = bundle(dir, &["out1", "-o", "r1.tar", "--release", "r1"]);
+    tree(dir, "1.1");
+    build(dir, "out2");
+    let full = bundle(dir, &["out2", "-o", "r2-full.tar", "--release", "r2"]);
+    let delta = bundle(
+        dir,
+        &[
+            "out2",
+            "-o",
+            "r2.tar",
+            "--release",
+            "r2",
+            "--since",
+            "r1.tar",
+        ],
+    );
+    let (f, d) = (
+        std::fs::metadata(&full).unwrap().len(),
+        std::fs::metadata(&delta).unwrap().len(),
+    );
+    eprintln!(
+        "full bundle {f} bytes, delta {d} bytes ({:.1}%)",
+        d as f64 * 100.0 / f as f64
+    );
+    assert!(
+        d * 10 < f,
+        "delta {d} bytes is not under 10% of the full {f}"
+    );
+    let m = manifest(&delta);
+    assert_eq!(m["base"]["release"], "r1", "{m}");
+    assert!(
+        m["base"]["manifest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{m}"
+    );
+
+    let (code, t) = verify(dir, &delta, &[]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("base not checked"), "{t}");
+    let (code, t) = verify(dir, &delta, &["--base", "r1.tar"]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("left-out blob(s) are the base's"), "{t}");
+    // The base given as its manifest file works the same.
+    let (at, size) = entry_range(&r1, "imgforge-bundle.json");
+    let b = std::fs::read(&r1).unwrap();
+    std::fs::write(dir.join("r1.json"), &b[at as usize..(at + size) as usize]).unwrap();
+    let (code, t) = verify(dir, &delta, &["--base", "r1.json"]);
+    assert_eq!(code, Some(0), "{t}");
+    // Another release as the base is refused, naming both.
+    let (code, t) = verify(dir, &delta, &["--base", "r2-full.tar"]);
+    assert_eq!(code, Some(3), "{t}");
+    assert!(t.contains("release r1") && t.contains("release r2"), "{t}");
+    // A delta of the same output against itself carries no layer.
+    let none = bundle(dir, &["out2", "-o", "none.tar", "--since", "r2-full.tar"]);
+    let m = manifest(&none);
+    assert!(
+        m["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["included"] == false
+                || m["images"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["manifest"] == b["digest"] || i["config"] == b["digest"])),
+        "{m}"
+    );
+}
