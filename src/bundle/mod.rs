@@ -218,6 +218,26 @@ pub fn read_previous(path: &Path) -> Result<(Manifest, String), BundleError> {
     Ok((m, format!("sha256:{}", crate::digest::sha256_hex(&bytes))))
 }
 
+/// The layers of `images` that a site holding `base` lacks by chain: an
+/// image's layers from the first one whose stack (it and every layer
+/// below it) no base image has. Docker skips a layer by chain ID, so a
+/// layer the base holds on top of other layers must still travel.
+pub fn needed_layers(images: &[Image], base: &[Image]) -> std::collections::BTreeSet<String> {
+    let stacks: std::collections::BTreeSet<&[String]> = base
+        .iter()
+        .flat_map(|i| (1..=i.layers.len()).map(|n| &i.layers[..n]))
+        .collect();
+    let mut needed = std::collections::BTreeSet::new();
+    for i in images {
+        let held = (0..=i.layers.len())
+            .rev()
+            .find(|&n| n == 0 || stacks.contains(&i.layers[..n]))
+            .unwrap_or(0);
+        needed.extend(i.layers[held..].iter().cloned());
+    }
+    needed
+}
+
 /// Parse manifest bytes; refuses another format version.
 pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     let v: serde_json::Value =
@@ -232,4 +252,32 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         None => return Err("no bundleVersion: not a bundle manifest".into()),
     }
     serde_json::from_value(v).map_err(|e| format!("not a bundle manifest: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(layers: &[&str]) -> Image {
+        Image {
+            reference: "i:1".into(),
+            manifest: "m".into(),
+            config: "c".into(),
+            layers: layers.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_layer_the_base_holds_under_other_layers_still_travels() {
+        let base = [image(&["a", "b", "c"]), image(&["a", "d"])];
+        let got = |layers: &[&str]| -> Vec<String> {
+            needed_layers(&[image(layers)], &base).into_iter().collect()
+        };
+        assert_eq!(got(&["a", "b", "c"]), Vec::<String>::new());
+        assert_eq!(got(&["a", "b", "c", "e"]), ["e"]);
+        // b changed: c is the same blob, but on another stack.
+        assert_eq!(got(&["a", "x", "c"]), ["c", "x"]);
+        assert_eq!(got(&["a", "d", "c"]), ["c"]);
+        assert_eq!(got(&["z", "b"]), ["b", "z"]);
+    }
 }

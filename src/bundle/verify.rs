@@ -258,10 +258,17 @@ fn check_base(opts: &VerifyOptions, m: &Manifest) -> Result<bool, BundleError> {
         .iter()
         .map(|b| (b.digest.as_str(), b.size))
         .collect();
+    let needed = super::needed_layers(&m.images, &pm.images);
     for b in m.blobs.iter().filter(|b| !b.included) {
         if held.get(b.digest.as_str()) != Some(&b.size) {
             return Err(wrong(format!(
                 "{} is left to the base, which does not list it",
+                b.digest
+            )));
+        }
+        if needed.contains(&b.digest) {
+            return Err(wrong(format!(
+                "{} is left out, but the base holds it only under other layers (docker could not load it)",
                 b.digest
             )));
         }

@@ -249,17 +249,20 @@ fn carried_files(
     Ok(files)
 }
 
-/// Mark the layers `prev` lists as left to the base; configs and image
+/// Mark the layers a site holding `prev` has (by chain: see
+/// [`super::needed_layers`]) as left to the base; configs and image
 /// manifests always travel (`docker load` reads every image's config).
 fn leave_out(prev: &Path, images: &[Image], blobs: &mut [Blob]) -> Result<Base, BundleError> {
     let (pm, digest) = super::read_previous(prev)?;
     let held: BTreeSet<&str> = pm.blobs.iter().map(|b| b.digest.as_str()).collect();
+    let needed = super::needed_layers(images, &pm.images);
     let small: BTreeSet<&str> = images
         .iter()
         .flat_map(|i| [i.manifest.as_str(), i.config.as_str()])
         .collect();
     for b in blobs.iter_mut() {
-        if held.contains(b.digest.as_str()) && !small.contains(b.digest.as_str()) {
+        let d = b.digest.as_str();
+        if held.contains(d) && !small.contains(d) && !needed.contains(d) {
             b.included = false;
         }
     }
@@ -351,6 +354,10 @@ fn write_tar(
     let mut w = b.into_inner().map_err(io_err(dest))?;
     w.flush().map_err(io_err(dest))?;
     drop(w);
+    // tempfile creates 0600; a bundle is for others to read.
+    use std::os::unix::fs::PermissionsExt;
+    let perm = std::fs::Permissions::from_mode(0o644);
+    tmp.as_file().set_permissions(perm).map_err(io_err(dest))?;
     let size = tmp.as_file().metadata().map_err(io_err(dest))?.len();
     tmp.persist(dest).map_err(|e| io_err(dest)(e.error))?;
     Ok(size)
