@@ -410,3 +410,83 @@ fn bundle_delta_after_one_update_is_small_and_verifies_against_its_base() {
         "{m}"
     );
 }
+
+/// Give the tree's images names no other test loads into docker.
+fn rename_for_docker(dir: &Path) {
+    for (f, from, to) in [
+        (
+            "base/base.toml",
+            "name = \"base\"",
+            "name = \"imgforge-bundle-test-base\"",
+        ),
+        (
+            "recipes/app.toml",
+            "name = \"app\"",
+            "name = \"imgforge-bundle-test-app\"",
+        ),
+    ] {
+        let p = dir.join(f);
+        let t = std::fs::read_to_string(&p).unwrap().replace(from, to);
+        std::fs::write(&p, t).unwrap();
+    }
+}
+
+fn install(dir: &Path, file: &str, args: &[&str]) -> Output {
+    imgforge_in(
+        dir,
+        &[&["bundle", "install", file, "--docker"], args].concat(),
+    )
+}
+
+needs! { [has_docker]
+    "needs `docker` on PATH";
+    /// `bundle install --docker`: a delta fails to load on a daemon without
+    /// its base; the full release installs, then the delta on top of it, and
+    /// docker holds the new release's images (image id = config digest).
+    fn bundle_install_docker_full_then_delta() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        tree(dir, "1.0");
+        rename_for_docker(dir);
+        build(dir, "out1");
+        bundle(dir, &["out1", "-o", "r1.tar", "--release", "r1"]);
+        tree(dir, "1.1");
+        rename_for_docker(dir);
+        build(dir, "out2");
+        let r2 = bundle(dir, &["out2", "-o", "r2.tar", "--release", "r2", "--since", "r1.tar"]);
+        let refs = ["imgforge-bundle-test-app:2.0", "imgforge-bundle-test-base:t1"];
+        let ids: Vec<String> = manifest(&r2)["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["config"].as_str().unwrap().to_string())
+            .collect();
+        struct Cleanup(Vec<String>);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("docker").arg("rmi").args(&self.0).output();
+            }
+        }
+        let r1_ids = manifest(&dir.join("r1.tar"))["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["config"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        let _cleanup = Cleanup(refs.iter().map(|r| r.to_string()).chain(r1_ids).collect());
+        let _ = std::process::Command::new("docker").arg("rmi").args(refs).output();
+        let o = install(dir, "r2.tar", &[]);
+        assert_eq!(o.status.code(), Some(1), "a delta loaded without its base:\n{}", text(&o));
+        assert!(text(&o).contains("release r1"), "{}", text(&o));
+        let o = install(dir, "r1.tar", &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = install(dir, "r2.tar", &["--base", "r1.tar"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = run(std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}"])
+            .args(refs));
+        assert!(o.status.success(), "{}", text(&o));
+        let got: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+        assert_eq!(got, ids, "docker holds other images than release r2's");
+    }
+}
