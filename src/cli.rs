@@ -252,7 +252,13 @@ pub struct BundleArgs {
 #[derive(Subcommand, Debug, Clone)]
 pub enum BundleCommand {
     /// Check a bundle offline: every entry against the manifest, the signature, a delta's base (exit 3 when refused).
-    Verify(BundleVerifyArgs),
+    Verify {
+        #[command(flatten)]
+        verify: BundleVerifyArgs,
+        /// json: print what was verified as JSON on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Verify a bundle, then load it: `--docker` runs `docker load` (nothing is loaded unless it verifies).
     Install {
         #[command(flatten)]

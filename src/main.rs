@@ -199,9 +199,17 @@ fn is_refusal(e: &anyhow::Error) -> bool {
 fn bundle(b: &cli::BundleArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     match &b.command {
         None => imgforge::ops::bundle::write(&b.to_options(), quiet).map(|_| ExitCode::SUCCESS),
-        Some(cli::BundleCommand::Verify(v)) => {
-            imgforge::ops::bundle::verify(&v.to_options()).map(|r| {
-                println!("{}", imgforge::ops::bundle::describe(&r));
+        Some(cli::BundleCommand::Verify { verify, format }) => {
+            imgforge::ops::bundle::verify(&verify.to_options()).map(|r| {
+                if *format == cli::Format::Json {
+                    let v = imgforge::ops::bundle::to_json(&r);
+                    println!(
+                        "{}",
+                        String::from_utf8_lossy(&imgforge::json::to_canonical(&v))
+                    );
+                } else {
+                    println!("{}", imgforge::ops::bundle::describe(&r));
+                }
                 ExitCode::SUCCESS
             })
         }

@@ -64,6 +64,29 @@ pub fn describe(v: &bundle::Verified) -> String {
     )
 }
 
+/// What was verified, as JSON (`bundle verify --format json`).
+pub fn to_json(v: &bundle::Verified) -> serde_json::Value {
+    let (bytes, inc, left) = v.manifest.totals();
+    let refs: Vec<&str> = v
+        .manifest
+        .images
+        .iter()
+        .map(|i| i.reference.as_str())
+        .collect();
+    serde_json::json!({
+        "release": v.manifest.release,
+        "manifest": v.manifest_digest,
+        "images": refs,
+        "entries": v.entries,
+        "blobsIncluded": inc,
+        "blobsFromBase": left,
+        "bytes": bytes,
+        "signed": v.signed,
+        "keyid": v.keyid,
+        "base": v.manifest.base.as_ref().map(|b| serde_json::json!({"release": b.release, "manifest": b.manifest, "checked": v.base_checked})),
+    })
+}
+
 /// `imgforge bundle verify FILE`.
 pub fn verify(opts: &VerifyOptions) -> Result<bundle::Verified> {
     Ok(bundle::verify(opts)?)

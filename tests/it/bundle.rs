@@ -383,6 +383,21 @@ fn bundle_delta_after_one_update_is_small_and_verifies_against_its_base() {
     let (code, t) = verify(dir, &delta, &["--base", "r1.tar"]);
     assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("left-out blob(s) are the base's"), "{t}");
+    let o = run(imgforge().current_dir(dir).args([
+        "bundle", "verify", "r2.tar", "--base", "r1.tar", "--format", "json",
+    ]));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["release"], "r2", "{v}");
+    assert_eq!(
+        (
+            v["base"]["release"].as_str(),
+            v["base"]["checked"].as_bool()
+        ),
+        (Some("r1"), Some(true)),
+        "{v}"
+    );
+    assert!(v["blobsFromBase"].as_u64().unwrap() > 0, "{v}");
     // The base given as its manifest file works the same.
     let (at, size) = entry_range(&r1, "imgforge-bundle.json");
     let b = std::fs::read(&r1).unwrap();
