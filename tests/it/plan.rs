@@ -598,6 +598,44 @@ needs! { [has_root] "needs root (it mounts a tmpfs)";
     }
 }
 
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
+    "needs ../shared/debian, ../shared/debian-essential, runc";
+    /// Builds of the examples killed (SIGKILL, the main process only: its
+    /// sandboxes are orphaned mid-step) at several points, each resuming on
+    /// the store the last one left; the build after them gives the bytes of
+    /// a build that was never interrupted.
+    fn plan_builds_killed_at_any_point_then_rebuilt_give_the_reference_output() {
+        let mirror = crate::common::examples_mirror().expect("examples mirror");
+        let tmp = copy_examples();
+        let dir = tmp.path();
+        build_examples(dir, &mirror, "ref", "ref-cache");
+        let reference = files(&dir.join("ref"));
+        let mut killed = 0;
+        for ms in [1500u64, 4000, 8000, 15000] {
+            let mut child = imgforge()
+                .current_dir(dir)
+                .env_remove("SOURCE_DATE_EPOCH")
+                .args(["build", "recipes", "--no-apt", "--locked", "--cache", "cache"])
+                .args(["--out", "out", "--mirror"])
+                .arg(&mirror)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                killed += 1;
+            }
+            child.wait().unwrap();
+        }
+        assert!(killed >= 2, "only {killed} build(s) were still running when killed");
+        eprintln!("{killed} build(s) killed mid-way");
+        build_examples(dir, &mirror, "out", "cache");
+        assert_eq!(files(&dir.join("out")), reference, "after {killed} killed build(s)");
+    }
+}
+
 /// A tmpfs of `size` mounted at `at`, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
