@@ -156,41 +156,6 @@ fn usage(path: &std::path::Path) -> (usize, u64) {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(cache: &std::path::Path, dry_run: bool) -> GcOptions {
-        GcOptions {
-            trees: Vec::new(),
-            cache: cache.to_path_buf(),
-            dry_run,
-            max_size: None,
-            quiet: true,
-        }
-    }
-
-    #[test]
-    fn gc_removes_failure_logs_and_the_legacy_stage_cache() {
-        let t = tempfile::tempdir().unwrap();
-        let c = t.path();
-        std::fs::create_dir_all(c.join("logs")).unwrap();
-        std::fs::write(c.join("logs/hello-0123456789ab-step-1.log"), "boom\n").unwrap();
-        std::fs::create_dir_all(c.join("stages/k1/files")).unwrap();
-        std::fs::write(c.join("stages/k1/files/a.out"), "12345").unwrap();
-        std::fs::write(c.join("stages/k1/artifacts.json"), "{}").unwrap();
-        std::fs::create_dir_all(c.join("store/sha256")).unwrap();
-        let dry = gc(&opts(c, true)).unwrap();
-        assert_eq!(dry.leftovers, (3, 12));
-        assert!(c.join("logs").is_dir() && c.join("stages").is_dir());
-        let s = gc(&opts(c, false)).unwrap();
-        assert_eq!(s.leftovers, (3, 12));
-        assert!(!c.join("logs").exists() && !c.join("stages").exists());
-        assert!(c.join("store/sha256").is_dir(), "the package store stays");
-        assert_eq!(gc(&opts(c, false)).unwrap().leftovers, (0, 0));
-    }
-}
-
 /// The step store's part of gc, with its status lines.
 fn prune_plan(opts: &GcOptions, st: super::Status) -> Result<crate::plan::prune::Pruned> {
     let p = crate::plan::prune::prune(&opts.cache.join("plan"), &opts.trees, opts.dry_run)?;
@@ -224,4 +189,39 @@ fn prune_plan(opts: &GcOptions, st: super::Status) -> Result<crate::plan::prune:
         ),
     );
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(cache: &std::path::Path, dry_run: bool) -> GcOptions {
+        GcOptions {
+            trees: Vec::new(),
+            cache: cache.to_path_buf(),
+            dry_run,
+            max_size: None,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn gc_removes_failure_logs_and_the_legacy_stage_cache() {
+        let t = tempfile::tempdir().unwrap();
+        let c = t.path();
+        std::fs::create_dir_all(c.join("logs")).unwrap();
+        std::fs::write(c.join("logs/hello-0123456789ab-step-1.log"), "boom\n").unwrap();
+        std::fs::create_dir_all(c.join("stages/k1/files")).unwrap();
+        std::fs::write(c.join("stages/k1/files/a.out"), "12345").unwrap();
+        std::fs::write(c.join("stages/k1/artifacts.json"), "{}").unwrap();
+        std::fs::create_dir_all(c.join("store/sha256")).unwrap();
+        let dry = gc(&opts(c, true)).unwrap();
+        assert_eq!(dry.leftovers, (3, 12));
+        assert!(c.join("logs").is_dir() && c.join("stages").is_dir());
+        let s = gc(&opts(c, false)).unwrap();
+        assert_eq!(s.leftovers, (3, 12));
+        assert!(!c.join("logs").exists() && !c.join("stages").exists());
+        assert!(c.join("store/sha256").is_dir(), "the package store stays");
+        assert_eq!(gc(&opts(c, false)).unwrap().leftovers, (0, 0));
+    }
 }
