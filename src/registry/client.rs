@@ -22,7 +22,16 @@ use ureq::http::{self, Method};
 pub enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
-    File { path: PathBuf, size: u64 },
+    File {
+        path: PathBuf,
+        size: u64,
+    },
+    /// `size` bytes of a file from `offset` (a blob inside a bundle).
+    Part {
+        path: PathBuf,
+        offset: u64,
+        size: u64,
+    },
 }
 
 /// What came back: status, the headers imgforge reads, and a short body.
@@ -166,6 +175,20 @@ impl Client {
                 let mut f = std::fs::File::open(path)
                     .map_err(|e| fail(&format!("cannot read {}: {e}", path.display())))?;
                 let send = ureq::SendBody::from_reader(&mut f);
+                let req = req
+                    .header("Content-Length", size.to_string())
+                    .body(send)
+                    .map_err(|e| fail(&e))?;
+                self.agent.run(req)
+            }
+            Body::Part { path, offset, size } => {
+                use std::io::{Seek, SeekFrom};
+                let cannot =
+                    |e: std::io::Error| fail(&format!("cannot read {}: {e}", path.display()));
+                let mut f = std::fs::File::open(path).map_err(cannot)?;
+                f.seek(SeekFrom::Start(*offset)).map_err(cannot)?;
+                let mut part = f.take(*size);
+                let send = ureq::SendBody::from_reader(&mut part);
                 let req = req
                     .header("Content-Length", size.to_string())
                     .body(send)

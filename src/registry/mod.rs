@@ -18,6 +18,7 @@ pub mod auth;
 pub mod client;
 pub mod layout;
 pub mod referrers;
+pub mod site;
 
 use client::{Body, Client, Reply};
 use layout::{BlobRef, LayoutImage};
