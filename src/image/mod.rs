@@ -306,17 +306,8 @@ pub fn write_bundle(
     dest: &Path,
     source_date_epoch: i64,
 ) -> Result<(), ImageError> {
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".bundle-")
-        .tempfile_in(parent)
-        .map_err(io_err(parent))?;
     let mtime = source_date_epoch.max(0) as u64;
-    {
-        let w = io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let fill = |w: &mut dyn Write| {
         let mut b = tar::Builder::new(w);
         let header = |size: u64, mode: u32, dir: bool| {
             let mut h = tar::Header::new_ustar();
@@ -370,13 +361,10 @@ pub fn write_bundle(
             )
             .map_err(io_err(dest))?;
         }
-        let mut w = b.into_inner().map_err(io_err(dest))?;
-        w.flush().map_err(io_err(dest))?;
-    }
-    tmp.persist(dest).map_err(|e| ImageError::Io {
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
+        b.into_inner().map_err(io_err(dest))?;
+        Ok(())
+    };
+    crate::fsutil::write_replacing(dest, fill, |p, e| io_err(p)(e))?;
     Ok(())
 }
 
