@@ -259,14 +259,64 @@ pub enum BundleCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Verify a bundle, then load it: `--docker` runs `docker load` (nothing is loaded unless it verifies).
+    /// Verify a bundle, then install it: `--docker` runs `docker load`, `--to` puts it into a registry (nothing is written unless it verifies).
     Install {
         #[command(flatten)]
         verify: BundleVerifyArgs,
         /// Load into the docker daemon (`docker load`).
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "to", conflicts_with = "to")]
         docker: bool,
+        /// Put the images into a registry, HOST[:PORT][/NAMESPACE]: only the blobs it lacks, tags last.
+        #[arg(long, value_name = "REGISTRY")]
+        to: Option<String>,
+        #[command(flatten)]
+        registry: BundleRegistryArgs,
+        /// Blobs uploaded at once (with --to).
+        #[arg(short, long, default_value_t = 4)]
+        jobs: usize,
+        /// json: print what was installed into the registry as JSON on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
+    /// Write what a site holds (docker's images and layer chain IDs, or a registry's images and blobs) for the vendor's next `bundle --since FILE`.
+    Inventory {
+        /// Ask the docker daemon (`docker image inspect`).
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        docker: bool,
+        /// List a registry's images under a namespace: HOST[:PORT][/NAMESPACE].
+        #[arg(long, value_name = "REGISTRY")]
+        from: Option<String>,
+        /// The inventory file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        registry: BundleRegistryArgs,
+    },
+}
+
+/// How `bundle install --to` and `bundle inventory --from` reach the registry (as for `push`).
+#[derive(Args, Debug, Clone)]
+pub struct BundleRegistryArgs {
+    /// Use plain HTTP (loopback registries always do).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Retries of a transient failure (exponential backoff from 250 ms).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// Directory holding the docker config.json [default: $DOCKER_CONFIG, else ~/.docker].
+    #[arg(long, value_name = "DIR")]
+    pub docker_config: Option<PathBuf>,
+}
+
+impl BundleRegistryArgs {
+    pub fn to_connect(&self, destination: &str) -> imgforge::registry::site::Connect {
+        imgforge::registry::site::Connect {
+            destination: destination.to_string(),
+            plain_http: self.plain_http,
+            retries: self.retries,
+            docker_config: self.docker_config.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

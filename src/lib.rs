@@ -20,8 +20,9 @@
 //!  registry: `push` sends a built layout to an OCI registry unchanged,
 //!          referrers included (tag-schema fallback without the API).
 //!  bundle: `bundle` packs an output into one signed tar (or a delta against
-//!          a previous release) for sites without network; `bundle verify`
-//!          checks it offline, `bundle install --docker` loads it.
+//!          a previous release or a site's inventory) with an upgrade report,
+//!          for sites without network; `bundle verify` checks it offline,
+//!          `bundle install` loads it into docker or a registry.
 //! ```
 //!
 //! Dependencies point one way: `ops` (commands) → `plan` / `verify` /

@@ -200,7 +200,7 @@ fn bundle(b: &cli::BundleArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     match &b.command {
         None => imgforge::ops::bundle::write(&b.to_options(), quiet).map(|_| ExitCode::SUCCESS),
         Some(cli::BundleCommand::Verify { verify, format }) => {
-            imgforge::ops::bundle::verify(&verify.to_options()).map(|r| {
+            imgforge::ops::bundle::verify(&verify.to_options(), quiet).map(|r| {
                 if *format == cli::Format::Json {
                     let v = imgforge::ops::bundle::to_json(&r);
                     println!(
@@ -212,6 +212,38 @@ fn bundle(b: &cli::BundleArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 }
                 ExitCode::SUCCESS
             })
+        }
+        Some(cli::BundleCommand::Install {
+            verify,
+            to: Some(to),
+            registry,
+            jobs,
+            format,
+            ..
+        }) => {
+            let opts = imgforge::bundle::registry::RegistryOptions {
+                verify: verify.to_options(),
+                connect: registry.to_connect(to),
+                jobs: *jobs,
+            };
+            let json = *format == cli::Format::Json;
+            imgforge::ops::bundle::install_to(&opts, json, quiet).map(|_| ExitCode::SUCCESS)
+        }
+        Some(cli::BundleCommand::Inventory {
+            from,
+            output,
+            registry,
+            ..
+        }) => {
+            use imgforge::bundle::inventory::{InventoryOptions, Source};
+            let opts = InventoryOptions {
+                from: match from {
+                    Some(f) => Source::Registry(registry.to_connect(f)),
+                    None => Source::Docker("docker".into()),
+                },
+                dest: output.clone(),
+            };
+            imgforge::ops::bundle::inventory(&opts, quiet).map(|_| ExitCode::SUCCESS)
         }
         Some(cli::BundleCommand::Install { verify, .. }) => {
             let opts = imgforge::bundle::install::InstallOptions {

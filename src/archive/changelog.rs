@@ -70,11 +70,17 @@ pub fn read(deb: &Path, pkg: &str) -> Result<Option<String>, crate::deb::DebErro
     let Some(crate::deb::DataFile::File(bytes)) = f else {
         return Ok(None);
     };
+    Ok(decode(&bytes))
+}
+
+/// The text of a `changelog.Debian.gz` (`None` when it is not gzip text);
+/// also for a changelog read from an image layer (the bundle's report).
+pub fn decode(gz: &[u8]) -> Option<String> {
     let mut s = String::new();
-    match flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut s) {
-        Ok(_) => Ok(Some(s)),
-        Err(_) => Ok(None),
-    }
+    flate2::read::MultiGzDecoder::new(gz)
+        .read_to_string(&mut s)
+        .ok()
+        .map(|_| s)
 }
 
 #[cfg(test)]

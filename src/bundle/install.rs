@@ -18,8 +18,12 @@ pub struct InstallOptions {
 }
 
 /// Verify, then `docker load`; the verification and docker's output.
-pub fn install(opts: &InstallOptions) -> Result<(Verified, String), BundleError> {
-    let v = super::verify(&opts.verify)?;
+pub fn install(
+    opts: &InstallOptions,
+    progress: &dyn Fn(String),
+) -> Result<(Verified, String), BundleError> {
+    let v = super::verify_with(&opts.verify, progress)?;
+    progress(format!("docker load -i {}", opts.verify.file.display()));
     let o = Command::new(&opts.docker)
         .arg("load")
         .arg("-i")

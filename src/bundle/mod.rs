@@ -18,6 +18,9 @@
 //! manifest comes first, so each entry is checked as it passes).
 
 pub mod install;
+pub mod inventory;
+pub mod registry;
+pub mod report;
 pub mod verify;
 pub mod write;
 
@@ -25,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub use verify::{Verified, VerifyOptions, verify};
-pub use write::{BundleOptions, Written, write};
+pub use verify::{Verified, VerifyOptions, verify, verify_with};
+pub use write::{BundleOptions, Written, write, write_with};
 
 /// The manifest's entry name (the first entry of a bundle).
 pub const MANIFEST: &str = "imgforge-bundle.json";
@@ -142,7 +145,7 @@ pub enum BundleError {
     )]
     Output { path: PathBuf, reason: String },
     #[error(
-        "{path}: {reason}\nhelp: --since takes a bundle written by `imgforge bundle` or its imgforge-bundle.json"
+        "{path}: {reason}\nhelp: --since takes a bundle written by `imgforge bundle`, its imgforge-bundle.json, the imgforge-record.json of a build, or a site inventory (`imgforge bundle inventory`)"
     )]
     Previous { path: PathBuf, reason: String },
     #[error(
@@ -162,6 +165,19 @@ pub enum BundleError {
     Signature(#[from] crate::attest::AttestError),
     #[error("{0}")]
     Install(String),
+    #[error(
+        "{path}: blob {blob} (a layer of {image}) is left to the base release {base}, and {registry} does not hold it (looked in {looked}); nothing was written\nhelp: a delta installs only on a registry that holds its base release: install release {base} there first (`imgforge bundle install BASE --to {registry}`), or ask the vendor for a full bundle"
+    )]
+    NotOnRegistry {
+        path: PathBuf,
+        blob: String,
+        image: String,
+        base: String,
+        registry: String,
+        looked: String,
+    },
+    #[error(transparent)]
+    Registry(#[from] crate::registry::PushError),
 }
 
 impl BundleError {
@@ -169,7 +185,10 @@ impl BundleError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            BundleError::Refused { .. } | BundleError::WrongBase { .. } | BundleError::Signature(_)
+            BundleError::Refused { .. }
+                | BundleError::WrongBase { .. }
+                | BundleError::NotOnRegistry { .. }
+                | BundleError::Signature(_)
         )
     }
 }
@@ -214,8 +233,58 @@ pub fn read_previous(path: &Path) -> Result<(Manifest, String), BundleError> {
         { e }.read_to_end(&mut b).map_err(io_err(path))?;
         b
     };
+    let digest = format!("sha256:{}", crate::digest::sha256_hex(&bytes));
+    if let Some(m) = of_record(&bytes, &digest) {
+        return Ok((m, digest));
+    }
     let m = parse(&bytes).map_err(bad)?;
-    Ok((m, format!("sha256:{}", crate::digest::sha256_hex(&bytes))))
+    Ok((m, digest))
+}
+
+/// A build record (`imgforge-record.json`, `record_version` 1: per image
+/// its manifest, config and layers with sizes) as the manifest of the
+/// release it built: every blob held (a config's or manifest's size is
+/// not recorded, and is 0). `None` when the bytes are not a record.
+fn of_record(bytes: &[u8], digest: &str) -> Option<Manifest> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if v.get("record_version")?.as_u64()? != 1 {
+        return None;
+    }
+    let mut blobs = std::collections::BTreeMap::new();
+    let mut images = Vec::new();
+    for (r, i) in v["images"].as_object()? {
+        let manifest = i["manifest"].as_str()?.to_string();
+        let config = i["config"].as_str()?.to_string();
+        blobs.entry(manifest.clone()).or_insert(0);
+        blobs.entry(config.clone()).or_insert(0);
+        let mut layers = Vec::new();
+        for l in i["layers"].as_array()? {
+            let d = l["digest"].as_str()?.to_string();
+            blobs.insert(d.clone(), l["size"].as_u64()?);
+            layers.push(d);
+        }
+        images.push(Image {
+            reference: r.clone(),
+            manifest,
+            config,
+            layers,
+        });
+    }
+    Some(Manifest {
+        bundle_version: VERSION,
+        release: format!("build record {digest}"),
+        base: None,
+        images,
+        blobs: blobs
+            .into_iter()
+            .map(|(digest, size)| Blob {
+                digest,
+                size,
+                included: true,
+            })
+            .collect(),
+        files: Vec::new(),
+    })
 }
 
 /// The layers of `images` that a site holding `base` lacks by chain: an
@@ -227,13 +296,22 @@ pub fn needed_layers(images: &[Image], base: &[Image]) -> std::collections::BTre
         .iter()
         .flat_map(|i| (1..=i.layers.len()).map(|n| &i.layers[..n]))
         .collect();
+    needed_by(images, |i, n| stacks.contains(&i.layers[..n]))
+}
+
+/// The layers of `images` above the highest stack `held(image, n)` (its
+/// `n` bottom layers) the site holds.
+pub fn needed_by(
+    images: &[Image],
+    held: impl Fn(&Image, usize) -> bool,
+) -> std::collections::BTreeSet<String> {
     let mut needed = std::collections::BTreeSet::new();
     for i in images {
-        let held = (0..=i.layers.len())
+        let top = (0..=i.layers.len())
             .rev()
-            .find(|&n| n == 0 || stacks.contains(&i.layers[..n]))
+            .find(|&n| n == 0 || held(i, n))
             .unwrap_or(0);
-        needed.extend(i.layers[held..].iter().cloned());
+        needed.extend(i.layers[top..].iter().cloned());
     }
     needed
 }

@@ -40,6 +40,8 @@ pub struct Verified {
     pub entries: usize,
     /// Whether a delta's base was checked (`--base`).
     pub base_checked: bool,
+    /// Where each file entry's bytes start in the bundle, by entry path.
+    pub offsets: BTreeMap<String, u64>,
 }
 
 /// What each entry must be: path → (sha256 hex, size), or a directory.
@@ -52,6 +54,14 @@ struct Expected {
 
 /// Check the bundle `opts.file`.
 pub fn verify(opts: &VerifyOptions) -> Result<Verified, BundleError> {
+    verify_with(opts, &|_| {})
+}
+
+/// [`verify`], telling `progress` how far it got.
+pub fn verify_with(
+    opts: &VerifyOptions,
+    progress: &dyn Fn(String),
+) -> Result<Verified, BundleError> {
     let path = &opts.file;
     let refuse = |entry: &str, check: &'static str, detail: String| BundleError::Refused {
         path: path.clone(),
@@ -93,6 +103,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Verified, BundleError> {
     let mut last = super::ENVELOPE.to_string();
     let mut end = 0;
     let mut n = 0;
+    let mut offsets = BTreeMap::new();
     let mut next = pending.map(Ok);
     loop {
         let e = match next.take().or_else(|| entries.next()) {
@@ -101,8 +112,16 @@ pub fn verify(opts: &VerifyOptions) -> Result<Verified, BundleError> {
         };
         last = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         end = e.raw_file_position() + e.size().div_ceil(512) * 512;
+        if e.header().entry_type().is_file() {
+            offsets.insert(last.clone(), e.raw_file_position());
+        }
         check_entry(e, &last, &mut expected, &refuse)?;
         n += 1;
+        progress(format!(
+            "verifying: {} of {} MB",
+            end / 1_000_000,
+            len / 1_000_000
+        ));
     }
     if let Some((p, _)) = expected.files.iter().next() {
         return Err(refuse(
@@ -121,6 +140,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Verified, BundleError> {
         signed: envelope.is_some(),
         entries: n,
         base_checked,
+        offsets,
     })
 }
 
@@ -243,6 +263,9 @@ fn check_base(opts: &VerifyOptions, m: &Manifest) -> Result<bool, BundleError> {
         path: opts.file.clone(),
         detail,
     };
+    if let Some((inv, digest)) = super::inventory::read(prev)? {
+        return check_inventory_base(m, base, &inv, &digest, prev, &wrong);
+    }
     let (pm, digest) = super::read_previous(prev)?;
     if digest != base.manifest {
         return Err(wrong(format!(
@@ -271,6 +294,41 @@ fn check_base(opts: &VerifyOptions, m: &Manifest) -> Result<bool, BundleError> {
                 "{} is left out, but the base holds it only under other layers (docker could not load it)",
                 b.digest
             )));
+        }
+    }
+    Ok(true)
+}
+
+/// `--base INVENTORY`: the inventory the delta was made against (by
+/// digest); from a registry, it lists every left-out blob. (From docker,
+/// the left-out layers were chosen by chain ID, which needs the configs:
+/// the digest is the check.)
+fn check_inventory_base(
+    m: &Manifest,
+    base: &super::Base,
+    inv: &super::inventory::Inventory,
+    digest: &str,
+    prev: &std::path::Path,
+    wrong: &dyn Fn(String) -> BundleError,
+) -> Result<bool, BundleError> {
+    if digest != base.manifest {
+        return Err(wrong(format!(
+            "a delta on top of {} ({}), but {} is the inventory of {} ({digest})",
+            base.release,
+            base.manifest,
+            prev.display(),
+            inv.source
+        )));
+    }
+    let held: BTreeSet<&str> = inv.blobs.iter().map(String::as_str).collect();
+    if inv.kind == "registry" {
+        for b in m.blobs.iter().filter(|b| !b.included) {
+            if !held.contains(b.digest.as_str()) {
+                return Err(wrong(format!(
+                    "{} is left to the site, whose inventory does not list it",
+                    b.digest
+                )));
+            }
         }
     }
     Ok(true)

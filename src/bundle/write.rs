@@ -54,6 +54,11 @@ enum Source {
 
 /// Write the bundle of `opts.out` to `opts.dest`.
 pub fn write(opts: &BundleOptions) -> Result<Written, BundleError> {
+    write_with(opts, &|_| {})
+}
+
+/// [`write`], telling `progress` how far it got.
+pub fn write_with(opts: &BundleOptions, progress: &dyn Fn(String)) -> Result<Written, BundleError> {
     let out = &opts.out;
     let index_path = out.join("index.json");
     let index_bytes = read_small(&index_path)?;
@@ -66,9 +71,31 @@ pub fn write(opts: &BundleOptions) -> Result<Written, BundleError> {
     );
     let mut files = carried_files(out, &mut entries)?;
     let base = match &opts.since {
-        Some(prev) => Some(leave_out(prev, &images, &mut blobs)?),
+        Some(prev) => Some(leave_out(out, prev, &images, &mut blobs)?),
         None => None,
     };
+    let release = opts
+        .release
+        .clone()
+        .unwrap_or_else(|| format!("sha256:{}", crate::digest::sha256_hex(&index_bytes)));
+    let mut manifest = Manifest {
+        bundle_version: super::VERSION,
+        release,
+        base,
+        images,
+        blobs,
+        files: Vec::new(),
+    };
+    progress("writing the upgrade report".into());
+    let now = super::report::facts_of_output(out, &manifest.images)?;
+    let prev = match &opts.since {
+        Some(p) => Some(super::report::facts_of_previous(p)?),
+        None => None,
+    };
+    let report = super::report::report(out, &manifest, &now, prev.as_ref())?;
+    for (name, bytes) in super::report::render(&report) {
+        entries.insert(name.to_string(), Source::Bytes(bytes));
+    }
     for (path, src) in &entries {
         if let Source::Bytes(b) = src {
             let hex = crate::digest::sha256_hex(b);
@@ -80,23 +107,12 @@ pub fn write(opts: &BundleOptions) -> Result<Written, BundleError> {
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    for b in blobs.iter().filter(|b| b.included) {
+    manifest.files = files;
+    for b in manifest.blobs.iter().filter(|b| b.included) {
         let p = out.join(b.path());
         let hex = b.digest.trim_start_matches("sha256:").to_string();
         entries.insert(b.path(), Source::Disk(p, hex, b.size));
     }
-    let release = opts
-        .release
-        .clone()
-        .unwrap_or_else(|| format!("sha256:{}", crate::digest::sha256_hex(&index_bytes)));
-    let manifest = Manifest {
-        bundle_version: super::VERSION,
-        release,
-        base,
-        images,
-        blobs,
-        files,
-    };
     let bytes = manifest.to_bytes();
     let manifest_digest = format!("sha256:{}", crate::digest::sha256_hex(&bytes));
     let (envelope, keyid) = match &opts.sign_key {
@@ -111,7 +127,7 @@ pub fn write(opts: &BundleOptions) -> Result<Written, BundleError> {
         None => (None, None),
     };
     add_dirs(&mut entries);
-    let size = write_tar(&opts.dest, &bytes, envelope.as_deref(), &entries)?;
+    let size = write_tar(&opts.dest, &bytes, envelope.as_deref(), &entries, progress)?;
     Ok(Written {
         manifest,
         manifest_digest,
@@ -249,13 +265,50 @@ fn carried_files(
     Ok(files)
 }
 
-/// Mark the layers a site holding `prev` has (by chain: see
-/// [`super::needed_layers`]) as left to the base; configs and image
-/// manifests always travel (`docker load` reads every image's config).
-fn leave_out(prev: &Path, images: &[Image], blobs: &mut [Blob]) -> Result<Base, BundleError> {
-    let (pm, digest) = super::read_previous(prev)?;
-    let held: BTreeSet<&str> = pm.blobs.iter().map(|b| b.digest.as_str()).collect();
-    let needed = super::needed_layers(images, &pm.images);
+/// Mark the layers a site holding `prev` has as left to the base:
+/// a previous release's by chain (see [`super::needed_layers`]), a docker
+/// inventory's by chain ID, a registry inventory's by digest. Configs and
+/// image manifests always travel (`docker load` reads every image's config).
+fn leave_out(
+    out: &Path,
+    prev: &Path,
+    images: &[Image],
+    blobs: &mut [Blob],
+) -> Result<Base, BundleError> {
+    let (held, needed, base) = match super::inventory::read(prev)? {
+        Some((inv, digest)) => {
+            let needed = match inv.kind.as_str() {
+                "docker" => docker_needed(out, images, &inv)?,
+                _ => BTreeSet::new(),
+            };
+            let held: BTreeSet<String> = match inv.kind.as_str() {
+                "docker" => blobs.iter().map(|b| b.digest.clone()).collect(),
+                _ => inv.blobs.iter().cloned().collect(),
+            };
+            let release = format!("inventory of {}", inv.source);
+            (
+                held,
+                needed,
+                Base {
+                    release,
+                    manifest: digest,
+                },
+            )
+        }
+        None => {
+            let (pm, digest) = super::read_previous(prev)?;
+            let held = pm.blobs.iter().map(|b| b.digest.clone()).collect();
+            let needed = super::needed_layers(images, &pm.images);
+            (
+                held,
+                needed,
+                Base {
+                    release: pm.release,
+                    manifest: digest,
+                },
+            )
+        }
+    };
     let small: BTreeSet<&str> = images
         .iter()
         .flat_map(|i| [i.manifest.as_str(), i.config.as_str()])
@@ -266,10 +319,38 @@ fn leave_out(prev: &Path, images: &[Image], blobs: &mut [Blob]) -> Result<Base, 
             b.included = false;
         }
     }
-    Ok(Base {
-        release: pm.release,
-        manifest: digest,
-    })
+    Ok(base)
+}
+
+/// The layers a docker daemon with `inv` lacks: above each image's highest
+/// stack whose chain ID (from the config's diff IDs) the daemon holds.
+fn docker_needed(
+    out: &Path,
+    images: &[Image],
+    inv: &super::inventory::Inventory,
+) -> Result<BTreeSet<String>, BundleError> {
+    let held: BTreeSet<&str> = inv.chain_ids.iter().map(String::as_str).collect();
+    let mut chains: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for i in images {
+        let p = out.join(super::blob_path(&i.config));
+        let cfg = json_of(&p, &read_small(&p)?)?;
+        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(str::to_string))
+            .collect();
+        if diff_ids.len() != i.layers.len() {
+            return Err(BundleError::Output {
+                path: p,
+                reason: format!("{} diff IDs for {} layers", diff_ids.len(), i.layers.len()),
+            });
+        }
+        chains.insert(&i.reference, super::inventory::chain_ids(&diff_ids));
+    }
+    Ok(super::needed_by(images, |i, n| {
+        held.contains(chains[i.reference.as_str()][n - 1].as_str())
+    }))
 }
 
 /// The docker `manifest.json`: one entry per image, sorted by reference.
@@ -324,43 +405,44 @@ fn write_tar(
     manifest: &[u8],
     envelope: Option<&[u8]>,
     entries: &BTreeMap<String, Source>,
+    progress: &dyn Fn(String),
 ) -> Result<u64, BundleError> {
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".bundle-")
-        .tempfile_in(parent)
-        .map_err(io_err(parent))?;
-    let mut b = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
-    let mut head: Vec<(&str, &[u8])> = vec![(super::MANIFEST, manifest)];
-    head.extend(envelope.map(|e| (super::ENVELOPE, e)));
-    for (name, bytes) in head {
-        b.append_data(&mut header(bytes.len() as u64, false), name, bytes)
-            .map_err(io_err(dest))?;
-    }
-    for (path, src) in entries {
-        match src {
-            Source::Dir => b
-                .append_data(&mut header(0, true), path, io::empty())
-                .map_err(io_err(dest))?,
-            Source::Bytes(bytes) => b
-                .append_data(&mut header(bytes.len() as u64, false), path, &bytes[..])
-                .map_err(io_err(dest))?,
-            Source::Disk(p, hex, size) => append_checked(&mut b, path, p, hex, *size)?,
+    let total: u64 = entries
+        .values()
+        .map(|s| if let Source::Disk(_, _, n) = s { *n } else { 0 })
+        .sum();
+    let mut done = 0u64;
+    let fill = |w: &mut dyn Write| {
+        let mut b = tar::Builder::new(w);
+        let mut head: Vec<(&str, &[u8])> = vec![(super::MANIFEST, manifest)];
+        head.extend(envelope.map(|e| (super::ENVELOPE, e)));
+        for (name, bytes) in head {
+            b.append_data(&mut header(bytes.len() as u64, false), name, bytes)
+                .map_err(io_err(dest))?;
         }
-    }
-    let mut w = b.into_inner().map_err(io_err(dest))?;
-    w.flush().map_err(io_err(dest))?;
-    drop(w);
-    // tempfile creates 0600; a bundle is for others to read.
-    use std::os::unix::fs::PermissionsExt;
-    let perm = std::fs::Permissions::from_mode(0o644);
-    tmp.as_file().set_permissions(perm).map_err(io_err(dest))?;
-    let size = tmp.as_file().metadata().map_err(io_err(dest))?.len();
-    tmp.persist(dest).map_err(|e| io_err(dest)(e.error))?;
-    Ok(size)
+        for (path, src) in entries {
+            match src {
+                Source::Dir => b
+                    .append_data(&mut header(0, true), path, io::empty())
+                    .map_err(io_err(dest))?,
+                Source::Bytes(bytes) => b
+                    .append_data(&mut header(bytes.len() as u64, false), path, &bytes[..])
+                    .map_err(io_err(dest))?,
+                Source::Disk(p, hex, size) => {
+                    append_checked(&mut b, path, p, hex, *size)?;
+                    done += size;
+                    progress(format!(
+                        "writing: {} of {} MB",
+                        done / 1_000_000,
+                        total / 1_000_000
+                    ));
+                }
+            }
+        }
+        b.into_inner().map_err(io_err(dest))?;
+        Ok(())
+    };
+    crate::fsutil::write_replacing(dest, fill, |p, e| io_err(p)(e))
 }
 
 /// Stream `file` into the tar as `path`, hashing it on the way; refuse it

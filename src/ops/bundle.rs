@@ -9,7 +9,9 @@ use anyhow::Result;
 pub fn write(opts: &BundleOptions, quiet: bool) -> Result<bundle::Written> {
     let st = Status { quiet };
     st.say("Bundling", opts.out.display());
-    let w = bundle::write(opts)?;
+    let bar = st.progress("reading the output");
+    let w = bundle::write_with(opts, &|m| bar.set(m))?;
+    drop(bar);
     let (bytes, inc, left) = w.manifest.totals();
     let base = match &w.manifest.base {
         Some(b) => format!(
@@ -87,16 +89,19 @@ pub fn to_json(v: &bundle::Verified) -> serde_json::Value {
     })
 }
 
-/// `imgforge bundle verify FILE`.
-pub fn verify(opts: &VerifyOptions) -> Result<bundle::Verified> {
-    Ok(bundle::verify(opts)?)
+/// `imgforge bundle verify FILE` (progress on stderr).
+pub fn verify(opts: &VerifyOptions, quiet: bool) -> Result<bundle::Verified> {
+    let bar = Status { quiet }.progress("verifying");
+    Ok(bundle::verify_with(opts, &|m| bar.set(m))?)
 }
 
 /// `imgforge bundle install FILE --docker`.
 pub fn install(opts: &InstallOptions, quiet: bool) -> Result<bundle::Verified> {
     let st = Status { quiet };
     st.say("Verifying", opts.verify.file.display());
-    let (v, docker) = bundle::install::install(opts)?;
+    let bar = st.progress("verifying");
+    let (v, docker) = bundle::install::install(opts, &|m| bar.set(m))?;
+    drop(bar);
     st.say("Verified", describe(&v));
     for line in docker.lines().filter(|l| !l.trim().is_empty()) {
         st.say("Docker", line.trim());
@@ -106,4 +111,84 @@ pub fn install(opts: &InstallOptions, quiet: bool) -> Result<bundle::Verified> {
         format!("{} image(s) into docker", v.manifest.images.len()),
     );
     Ok(v)
+}
+
+/// `imgforge bundle install FILE --to REGISTRY`: progress on stderr, a
+/// line per image and a summary (or the summary as JSON on stdout).
+pub fn install_to(
+    opts: &bundle::registry::RegistryOptions,
+    json: bool,
+    quiet: bool,
+) -> Result<bundle::registry::Installed> {
+    let st = Status { quiet };
+    let t0 = std::time::Instant::now();
+    st.say("Verifying", opts.verify.file.display());
+    let bar = std::sync::Mutex::new(st.progress("verifying"));
+    let (v, done) = bundle::registry::install(opts, &|msg| {
+        if let Ok(b) = bar.lock() {
+            b.set(msg);
+        }
+    })?;
+    drop(bar);
+    st.say("Verified", describe(&v));
+    for i in &done.images {
+        st.say(
+            "Installed",
+            format!(
+                "{} {} ({} uploaded, {} bytes; {} mounted; {} already there{})",
+                i.reference,
+                i.digest,
+                i.uploaded,
+                i.uploaded_bytes,
+                i.mounted,
+                i.skipped,
+                if i.tagged { "" } else { "; tag unchanged" }
+            ),
+        );
+    }
+    let j = done.to_json();
+    st.say(
+        "Finished",
+        format!(
+            "{} image(s) of release {} into {} in {:.1}s: {} blob(s), {} bytes uploaded, {} mounted, {} skipped",
+            done.images.len(),
+            v.manifest.release,
+            opts.connect.destination,
+            t0.elapsed().as_secs_f64(),
+            j["blobsUploaded"],
+            j["bytesUploaded"],
+            j["blobsMounted"],
+            j["blobsSkipped"]
+        ),
+    );
+    if json {
+        println!(
+            "{}",
+            String::from_utf8_lossy(&crate::json::to_canonical(&j))
+        );
+    }
+    Ok(done)
+}
+
+/// `imgforge bundle inventory --docker | --from REGISTRY -o FILE`.
+pub fn inventory(
+    opts: &bundle::inventory::InventoryOptions,
+    quiet: bool,
+) -> Result<bundle::inventory::Inventory> {
+    let st = Status { quiet };
+    let bar = st.progress("taking the inventory");
+    let inv = bundle::inventory::inventory(opts, &|m| bar.set(m))?;
+    drop(bar);
+    st.say(
+        "Finished",
+        format!(
+            "{}: {} image(s) at {}, {} blob(s), {} layer chain(s)",
+            opts.dest.display(),
+            inv.images.len(),
+            inv.source,
+            inv.blobs.len(),
+            inv.chain_ids.len()
+        ),
+    );
+    Ok(inv)
 }

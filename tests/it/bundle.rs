@@ -24,6 +24,20 @@ fn noise(n: usize, seed: u64) -> &'static [u8] {
     Box::leak(v.into_boxed_slice())
 }
 
+/// tool 1.1's program: a `#!` script (the entrypoint lint wants one it can
+/// start), running itself.
+fn script_tool() -> &'static [u8] {
+    let b = [&b"#!/usr/bin/tool\n"[..], noise(40_000, 4)].concat();
+    Box::leak(b.into_boxed_slice())
+}
+
+/// The changelog of tool 1.1: the entry after 1.0 names one CVE; the
+/// older one's must not be reported.
+const TOOL_CHANGELOG: &str = "tool (1.1) unstable; urgency=high\n\n  * Fix a buffer overflow (CVE-2026-12345).\n\n -- A Maintainer <a@example.org>  Mon, 02 Nov 2026 00:00:00 +0000\n\ntool (1.0) unstable; urgency=low\n\n  * First release; fixes CVE-2020-0001.\n\n -- A Maintainer <a@example.org>  Mon, 02 Mar 2026 00:00:00 +0000\n";
+
+/// tool 1.1 declares a license (1.0 declared none).
+const TOOL_COPYRIGHT: &str = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: tool\n\nFiles: *\nCopyright: 2026 A Maintainer\nLicense: Expat\n\nLicense: Expat\n Permission is hereby granted, free of charge, to any person obtaining a\n copy of this software and associated documentation files (the \"Software\"),\n to deal in the Software without restriction.\n";
+
 /// A tree (base + one image) and a mirror holding `tool` 1.0 and 1.1;
 /// the recipe pins `tool_version`.
 fn tree(dir: &Path, tool_version: &str) {
@@ -35,10 +49,15 @@ fn tree(dir: &Path, tool_version: &str) {
          [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n[packages]\nlibbig = \"1.0\"\n",
     )
     .unwrap();
+    // 1.1 runs the tool: the run command changes with the update.
+    let config = match tool_version {
+        "1.0" => "",
+        _ => "\n[config]\nentrypoint = [\"/usr/bin/tool\"]\n",
+    };
     std::fs::write(
         dir.join("recipes/app.toml"),
         format!(
-            "[image]\nname = \"app\"\ntag = \"2.0\"\n\n[packages]\nlibbig2 = \"1.0\"\ntool = \"{tool_version}\"\n"
+            "[image]\nname = \"app\"\ntag = \"2.0\"\n\n[packages]\nlibbig2 = \"1.0\"\ntool = \"{tool_version}\"\n{config}"
         ),
     )
     .unwrap();
@@ -47,7 +66,18 @@ fn tree(dir: &Path, tool_version: &str) {
         Deb::new("libbig", "1.0").entry(T::File("./usr/share/big", noise(3 << 20, 1), 0o644)),
         Deb::new("libbig2", "1.0").entry(T::File("./usr/share/big2", noise(2 << 20, 2), 0o644)),
         Deb::new("tool", "1.0").entry(T::File("./usr/bin/tool", noise(40_000, 3), 0o755)),
-        Deb::new("tool", "1.1").entry(T::File("./usr/bin/tool", noise(40_000, 4), 0o755)),
+        Deb::new("tool", "1.1")
+            .entry(T::File("./usr/bin/tool", script_tool(), 0o755))
+            .entry(T::File(
+                "./usr/share/doc/tool/changelog.Debian.gz",
+                Box::leak(crate::debgen::gz(TOOL_CHANGELOG.as_bytes()).into_boxed_slice()),
+                0o644,
+            ))
+            .entry(T::File(
+                "./usr/share/doc/tool/copyright",
+                TOOL_COPYRIGHT.as_bytes(),
+                0o644,
+            )),
     ];
     crate::debgen::mirror(&dir.join("mirror"), &debs);
 }
@@ -495,6 +525,21 @@ needs! { [has_docker]
         assert!(text(&o).contains("release r1"), "{}", text(&o));
         let o = install(dir, "r1.tar", &[]);
         assert!(o.status.success(), "{}", text(&o));
+        // What the daemon holds, as the site would send it back: a delta
+        // since that inventory leaves out the same layers (by chain ID).
+        let o = imgforge_in(dir, &["bundle", "inventory", "--docker", "-o", "site.json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let inv: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("site.json")).unwrap()).unwrap();
+        assert_eq!(inv["kind"], "docker", "{inv:#}");
+        assert!(inv["images"].as_array().unwrap().iter().any(|i| i["reference"] == refs[0]));
+        let r2i = bundle(dir, &["out2", "-o", "r2i.tar", "--release", "r2", "--since", "site.json"]);
+        let included = |f: &Path| -> Vec<serde_json::Value> {
+            manifest(f)["blobs"].as_array().unwrap().iter().filter(|b| b["included"] == true).cloned().collect()
+        };
+        assert_eq!(included(&r2i), included(&r2), "the inventory's delta differs from the release's");
+        let o = install(dir, "r2i.tar", &[]);
+        assert!(o.status.success(), "{}", text(&o));
         let o = install(dir, "r2.tar", &["--base", "r1.tar"]);
         assert!(o.status.success(), "{}", text(&o));
         let o = run(std::process::Command::new("docker")
@@ -503,5 +548,323 @@ needs! { [has_docker]
         assert!(o.status.success(), "{}", text(&o));
         let got: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
         assert_eq!(got, ids, "docker holds other images than release r2's");
+    }
+}
+
+/// `bundle install FILE --to DEST --format json`: (exit code, output, summary).
+fn install_to(dir: &Path, file: &str, dest: &str) -> (Option<i32>, String, serde_json::Value) {
+    let o = imgforge_in(
+        dir,
+        &["bundle", "install", file, "--to", dest, "--format", "json"],
+    );
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    (o.status.code(), text(&o), v)
+}
+
+/// The tags the registry lists for `repo` (none when it does not know it).
+fn registry_tags(host: &str, repo: &str) -> Vec<String> {
+    match ureq::get(format!("http://{host}/v2/{repo}/tags/list")).call() {
+        Ok(mut r) => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+            v["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The sha256 of the manifest the registry serves for `repo:reference`.
+fn served_manifest(host: &str, repo: &str, reference: &str) -> String {
+    use sha2::Digest;
+    let mut r = ureq::get(format!("http://{host}/v2/{repo}/manifests/{reference}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .call()
+        .unwrap_or_else(|e| panic!("GET {repo}:{reference}: {e}"));
+    let b = r.body_mut().read_to_vec().unwrap();
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&b)))
+}
+
+/// Each image of the bundle `file`: (repository under `dest`, tag, manifest digest).
+fn bundle_images(file: &Path, ns: &str) -> Vec<(String, String, String)> {
+    manifest(file)["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let (name, tag) = i["reference"].as_str().unwrap().rsplit_once(':').unwrap();
+            let d = i["manifest"].as_str().unwrap().to_string();
+            (format!("{ns}/{name}"), tag.to_string(), d)
+        })
+        .collect()
+}
+
+needs! { [has_docker_registry, has_skopeo] "needs `docker-registry` and `skopeo` on PATH";
+    /// `bundle install --to`: a delta onto a registry without its base is
+    /// refused naming a left-out blob, with no tag written; the full release
+    /// installs (the registry serves the bundle's manifest digests), then
+    /// the delta on top uploads only what changed, and skopeo copies the
+    /// updated image out of the registry whole.
+    fn bundle_install_to_registry_full_then_delta() {
+        let Some(reg) = crate::push::registry() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        tree(dir, "1.0");
+        build(dir, "out1");
+        let r1 = bundle(dir, &["out1", "-o", "r1.tar", "--release", "r1"]);
+        tree(dir, "1.1");
+        build(dir, "out2");
+        let r2 = bundle(dir, &["out2", "-o", "r2.tar", "--release", "r2", "--since", "r1.tar"]);
+        let dest = reg.destination("site");
+        let ns = dest.trim_start_matches(&format!("{}/", reg.host)).to_string();
+
+        let (code, t, _) = install_to(dir, "r2.tar", &dest);
+        assert_eq!(code, Some(3), "a delta installed without its base:\n{t}");
+        let left: Vec<String> = manifest(&r2)["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["included"] == false)
+            .map(|b| b["digest"].as_str().unwrap().to_string())
+            .collect();
+        assert!(!left.is_empty());
+        assert!(
+            left.iter().any(|d| t.contains(&format!("blob {d}"))) && t.contains("release r1"),
+            "the refusal names no left-out blob or base:\n{t}"
+        );
+        for (repo, _, _) in bundle_images(&r2, &ns) {
+            assert_eq!(registry_tags(&reg.host, &repo), Vec::<String>::new(), "{repo} tagged");
+        }
+
+        let (code, t, full) = install_to(dir, "r1.tar", &dest);
+        assert_eq!(code, Some(0), "{t}");
+        for (repo, tag, digest) in bundle_images(&r1, &ns) {
+            assert_eq!(served_manifest(&reg.host, &repo, &tag), digest, "{repo}:{tag}");
+        }
+        let (code, t, delta) = install_to(dir, "r2.tar", &dest);
+        assert_eq!(code, Some(0), "{t}");
+        for (repo, tag, digest) in bundle_images(&r2, &ns) {
+            assert_eq!(served_manifest(&reg.host, &repo, &tag), digest, "{repo}:{tag}");
+        }
+        let (f, d) = (
+            full["bytesUploaded"].as_u64().unwrap(),
+            delta["bytesUploaded"].as_u64().unwrap(),
+        );
+        assert!(f > 0 && d * 10 < f, "delta uploaded {d} bytes, full {f}");
+        assert!(delta["blobsSkipped"].as_u64().unwrap() > 0, "{delta}");
+        // Again: nothing to send, no tag to move.
+        let (code, t, again) = install_to(dir, "r2.tar", &dest);
+        assert_eq!(code, Some(0), "{t}");
+        assert_eq!(again["bytesUploaded"], 0, "{again}");
+        assert!(again["images"].as_array().unwrap().iter().all(|i| i["tagged"] == false));
+
+        let o = run(std::process::Command::new("skopeo").current_dir(dir).args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/{ns}/app:2.0", reg.host),
+            "oci:pulled:app",
+        ]));
+        assert!(o.status.success(), "skopeo could not copy the image:\n{}", text(&o));
+    }
+}
+
+/// An entry's bytes.
+fn entry(file: &Path, name: &str) -> Vec<u8> {
+    let (at, size) = entry_range(file, name);
+    std::fs::read(file).unwrap()[at as usize..(at + size) as usize].to_vec()
+}
+
+/// The report's image `reference`.
+fn report_image(report: &serde_json::Value, reference: &str) -> serde_json::Value {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == reference)
+        .unwrap_or_else(|| panic!("no {reference} in {report:#}"))
+        .clone()
+}
+
+/// The upgrade report a delta carries: tool 1.0 → 1.1 with the CVE its
+/// changelog names since 1.0 (not the older one), the license it brought,
+/// the new layer and bytes, the changed entrypoint; the base unchanged.
+/// Markdown, HTML and JSON, listed and verified like every entry, the same
+/// bytes each time; `--since` a build record reports the same moves.
+#[test]
+fn bundle_carries_an_upgrade_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tree(dir, "1.0");
+    build(dir, "out1");
+    let r1 = bundle(dir, &["out1", "-o", "r1.tar", "--release", "r1"]);
+    tree(dir, "1.1");
+    build(dir, "out2");
+    let r2 = bundle(
+        dir,
+        &[
+            "out2",
+            "-o",
+            "r2.tar",
+            "--release",
+            "r2",
+            "--since",
+            "r1.tar",
+        ],
+    );
+    let again = bundle(
+        dir,
+        &[
+            "out2",
+            "-o",
+            "r2b.tar",
+            "--release",
+            "r2",
+            "--since",
+            "r1.tar",
+        ],
+    );
+    assert!(std::fs::read(&r2).unwrap() == std::fs::read(&again).unwrap());
+    let (code, t) = verify(dir, &r2, &[]);
+    assert_eq!(code, Some(0), "{t}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&entry(&r2, "report/upgrade.json")).unwrap();
+    assert_eq!(report["reportVersion"], 1, "{report:#}");
+    assert_eq!(report["base"]["release"], "r1", "{report:#}");
+    let app = report_image(&report, "app:2.0");
+    assert_eq!(app["status"], "changed", "{app:#}");
+    assert_eq!(
+        app["packages"],
+        serde_json::json!([{"name": "tool", "old": "1.0", "new": "1.1", "cves": ["CVE-2026-12345"]}]),
+        "{app:#}"
+    );
+    assert_eq!(
+        app["runCommand"]["new"]["entrypoint"],
+        serde_json::json!(["/usr/bin/tool"]),
+        "{app:#}"
+    );
+    assert!(app["runCommand"]["old"]["entrypoint"].is_null(), "{app:#}");
+    let added = app["licensesAdded"].as_array().unwrap();
+    assert!(
+        !added.is_empty() && !added.iter().any(|l| l == "NOASSERTION"),
+        "{app:#}"
+    );
+    let (new, all) = (
+        app["bytesNew"].as_u64().unwrap(),
+        app["bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        app["layersNew"].as_u64().unwrap() >= 1 && new > 0 && new * 10 < all,
+        "{app:#}"
+    );
+    let base = report_image(&report, "base:t1");
+    assert_eq!(
+        (base["status"].as_str(), base["layersNew"].as_u64()),
+        (Some("unchanged"), Some(0)),
+        "{base:#}"
+    );
+    assert_eq!(base["packages"], serde_json::json!([]), "{base:#}");
+    assert!(base["runCommand"].is_null(), "{base:#}");
+
+    let md = String::from_utf8(entry(&r2, "report/upgrade.md")).unwrap();
+    assert!(md.contains("# Upgrade to release r2"), "{md}");
+    assert!(md.contains("| tool | 1.0 | 1.1 | CVE-2026-12345 |"), "{md}");
+    assert!(!md.contains("CVE-2020-0001"), "{md}");
+    let html = String::from_utf8(entry(&r2, "report/upgrade.html")).unwrap();
+    assert!(
+        html.contains("<td>CVE-2026-12345</td>") && html.contains("/usr/bin/tool"),
+        "{html}"
+    );
+
+    // A full bundle knows no previous release: every package, no CVEs.
+    let first: serde_json::Value =
+        serde_json::from_slice(&entry(&r1, "report/upgrade.json")).unwrap();
+    let app1 = report_image(&first, "app:2.0");
+    assert_eq!(app1["packagesCompared"], false, "{app1:#}");
+    assert!(
+        app1["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "tool" && p["new"] == "1.0" && p["old"].is_null())
+    );
+
+    // --since the previous build's record: the same moves, and a delta.
+    let rec = bundle(
+        dir,
+        &[
+            "out2",
+            "-o",
+            "r2rec.tar",
+            "--release",
+            "r2",
+            "--since",
+            "out1/imgforge-record.json",
+        ],
+    );
+    let by_rec: serde_json::Value =
+        serde_json::from_slice(&entry(&rec, "report/upgrade.json")).unwrap();
+    assert_eq!(
+        report_image(&by_rec, "app:2.0")["packages"],
+        app["packages"],
+        "{by_rec:#}"
+    );
+    assert!(std::fs::metadata(&rec).unwrap().len() * 10 < std::fs::metadata(&r1).unwrap().len());
+}
+
+needs! { [has_docker_registry] "needs `docker-registry` on PATH";
+    /// `bundle inventory --from`: after release 1 is installed into the
+    /// registry, its inventory lists the images and blobs (the same bytes
+    /// twice); a delta built `--since` it is small, verifies against it,
+    /// and installs, the registry then serving release 2's manifests.
+    fn bundle_inventory_of_a_registry_then_a_delta_since_it_installs() {
+        let Some(reg) = crate::push::registry() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        tree(dir, "1.0");
+        build(dir, "out1");
+        let r1 = bundle(dir, &["out1", "-o", "r1.tar", "--release", "r1"]);
+        let dest = reg.destination("inv");
+        let ns = dest.trim_start_matches(&format!("{}/", reg.host)).to_string();
+        let (code, t, _) = install_to(dir, "r1.tar", &dest);
+        assert_eq!(code, Some(0), "{t}");
+
+        for f in ["site.json", "site2.json"] {
+            let o = imgforge_in(dir, &["bundle", "inventory", "--from", &dest, "-o", f]);
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        let inv_bytes = std::fs::read(dir.join("site.json")).unwrap();
+        assert!(inv_bytes == std::fs::read(dir.join("site2.json")).unwrap());
+        let inv: serde_json::Value = serde_json::from_slice(&inv_bytes).unwrap();
+        assert_eq!((inv["inventoryVersion"].as_u64(), inv["kind"].as_str()), (Some(1), Some("registry")), "{inv:#}");
+        for (repo, tag, digest) in bundle_images(&r1, &ns) {
+            let img = inv["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["reference"] == format!("{repo}:{tag}"))
+                .unwrap_or_else(|| panic!("{repo}:{tag} not in {inv:#}"));
+            assert_eq!(img["manifest"], digest.as_str());
+        }
+
+        tree(dir, "1.1");
+        build(dir, "out2");
+        let r2 = bundle(dir, &["out2", "-o", "r2.tar", "--release", "r2", "--since", "site.json"]);
+        let m = manifest(&r2);
+        assert!(m["base"]["release"].as_str().unwrap().starts_with("inventory of "), "{m}");
+        assert!(std::fs::metadata(&r2).unwrap().len() * 10 < std::fs::metadata(&r1).unwrap().len());
+        let (code, t) = verify(dir, &r2, &["--base", "site.json"]);
+        assert_eq!(code, Some(0), "{t}");
+        let (code, t) = verify(dir, &r2, &["--base", "r1.tar"]);
+        assert_eq!(code, Some(3), "a delta verified against another base:\n{t}");
+        let (code, t, _) = install_to(dir, "r2.tar", &dest);
+        assert_eq!(code, Some(0), "{t}");
+        for (repo, tag, digest) in bundle_images(&r2, &ns) {
+            assert_eq!(served_manifest(&reg.host, &repo, &tag), digest, "{repo}:{tag}");
+        }
     }
 }
