@@ -40,6 +40,7 @@ const TOOLS: &[&str] = &[
     "docker",
     "docker-registry",
     "mmdebstrap",
+    "newuidmap",
     "oci-image-tool",
     "openssl",
     "pyspdxtools",

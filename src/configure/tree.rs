@@ -1,7 +1,8 @@
 //! Snapshots of a root before and after configuration, and the difference
 //! as layer entries.
 //!
-//! A snapshot records, per path, its type, permission bits, owner, size,
+//! A snapshot records, per path, its type, permission bits, owner (as the
+//! sandbox sees it: rootless, the host's ids mapped back), size,
 //! and the inode's identity and change time: any write, `chmod`, `chown`,
 //! rename or replacement changes the `ctime` or the inode, so an unchanged
 //! record means an unchanged object without hashing every file twice.
@@ -107,13 +108,16 @@ pub fn snapshot(root: &Path) -> std::io::Result<BTreeMap<String, Obj>> {
         } else {
             ObjKind::Other
         };
+        // Rootless, the sandbox's ids are the caller's and a subordinate
+        // range on the host: recorded as the scripts set them.
+        let (uid, gid) = crate::sandbox::container_owner(md.uid(), md.gid());
         out.insert(
             rel,
             Obj {
                 kind,
                 mode: md.mode() & 0o7777,
-                uid: md.uid(),
-                gid: md.gid(),
+                uid,
+                gid,
                 size: md.size(),
                 ino: md.ino(),
                 ctime: (md.ctime(), md.ctime_nsec()),

@@ -32,9 +32,10 @@
 //! # What the sandbox needs from the host
 //!
 //! * root, or else user namespaces: run by another user, the step's spec
-//!   becomes rootless (module `runtime`: the caller mapped to root, no
-//!   cgroup limits, the memory limit as `RLIMIT_AS`); maintainer scripts
-//!   that `chown` to other ids then fail (only id 0 is mapped);
+//!   becomes rootless (module `runtime`: the caller mapped to root, the
+//!   user's subordinate id range from `/etc/subuid` and `/etc/subgid` to
+//!   ids 1..=65536 through `newuidmap`/`newgidmap` (module `userns`), no
+//!   cgroup limits, the memory limit as `RLIMIT_AS`);
 //! * `runc` (Debian: `apt-get install runc`) or `crun`. Verified here with
 //!   runc 1.1.5 (Debian 12) on Linux 6.18 in a Firecracker VM (a real kernel,
 //!   not gVisor) with a hybrid cgroup v1/v2 hierarchy: the default `runc spec` container runs unmodified (no
@@ -56,6 +57,9 @@ mod runtime;
 mod seccomp;
 mod store;
 mod unpack;
+mod userns;
+
+pub use userns::{RootlessError, container_owner};
 
 use crate::layer::{Content, Entry, Kind};
 use crate::recipe::{Copy, Step};
@@ -229,6 +233,12 @@ pub enum SandboxError {
         reason: String,
         help: String,
     },
+    #[error("{recipe}: cannot run a sandbox rootless: {source}")]
+    Rootless {
+        recipe: String,
+        #[source]
+        source: RootlessError,
+    },
     #[error("{what} {}: {source}\nhelp: check free space and permissions there", path.display())]
     Io {
         what: String,
@@ -394,6 +404,18 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
+/// Not root: the subordinate id range and the helpers that map it must be
+/// there (module `userns`), else an error saying how to add them.
+fn rootless_ready(recipe: &str) -> Result<(), SandboxError> {
+    userns::current()
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| SandboxError::Rootless {
+            recipe: recipe.to_string(),
+            source: e.clone(),
+        })
+}
+
 /// Run a build stage (or reuse its cached result).
 pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput, SandboxError> {
     validate(spec)?;
@@ -408,6 +430,7 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
         });
     }
     let runtime = find_runtime(spec, opts)?;
+    rootless_ready(&spec.recipe)?;
 
     std::fs::create_dir_all(&opts.work_dir).map_err(io_error("creating", &opts.work_dir))?;
     let tmp = tempfile::Builder::new()
@@ -838,6 +861,7 @@ pub fn run_in_root(rootfs: &Path, run: &InRoot<'_>) -> Result<i32, SandboxError>
                 .into(),
         })?,
     };
+    rootless_ready(label)?;
     let env = runtime::environment(run.source_date_epoch, run.env);
     // Maintainer scripts get the same default limits as a build step.
     let limits = crate::limits::StepLimits::default();

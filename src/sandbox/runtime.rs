@@ -46,7 +46,8 @@
 //! namespaces, as `docker build` does; the isolation is namespaces,
 //! capabilities, seccomp and a root holding only copies. Run by another
 //! user, the spec is made rootless ([`rootless_ids`]): a user namespace maps
-//! the caller to root, and the memory limit becomes an rlimit.
+//! the caller to root and a subordinate id range to the other ids (module
+//! `userns`), and the memory limit becomes an rlimit.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -233,7 +234,7 @@ pub fn spec(
         },
     });
     if let Some(ids) = rootless_ids() {
-        make_rootless(&mut config, ids, limits);
+        make_rootless(&mut config, &ids, limits);
     }
     config
 }
@@ -311,20 +312,37 @@ pub fn chrooted(
     Ok(())
 }
 
-/// The host user and group a rootless container maps to its root, or
-/// `None` when imgforge runs as root (then the runtime runs rootful).
-pub fn rootless_ids() -> Option<(u32, u32)> {
+/// The ids a rootless container maps (module `userns`), or `None` when
+/// imgforge runs as root (then the runtime runs rootful). Without a
+/// subordinate range (an error [`super::userns::current`] reports before
+/// any step runs), only the caller is mapped, to root.
+fn rootless_ids() -> Option<super::userns::IdMap> {
     let uid = rustix::process::geteuid().as_raw();
-    (uid != 0).then(|| (uid, rustix::process::getegid().as_raw()))
+    if uid == 0 {
+        return None;
+    }
+    match super::userns::current() {
+        Ok(m) => m.clone(),
+        Err(_) => {
+            let gid = rustix::process::getegid().as_raw();
+            let none = super::userns::Range { start: 0, count: 0 };
+            Some(super::userns::IdMap {
+                uid,
+                gid,
+                uids: none,
+                gids: none,
+            })
+        }
+    }
 }
 
 /// Adapt a rootful spec for a runtime started by an unprivileged user (runc
 /// and crun detect that themselves and run rootless):
 ///
 /// * a user namespace mapping the container's root (uid and gid 0) to the
-///   calling user, and nothing else (no `newuidmap` ranges are needed, so
-///   ids other than 0 cannot be used inside: `chown` to them fails);
-/// * `/dev/pts` without `gid=5` (that group is not mapped);
+///   calling user and ids 1..=65536 to the user's subordinate range, which
+///   the runtime maps through `newuidmap`/`newgidmap` (module `userns`), so
+///   scripts may `chown` to system users and groups as under root;
 /// * no cgroup resources: an unprivileged user can create no cgroup unless
 ///   one was delegated to it, and the runtime then refuses a memory limit
 ///   (`cannot set memory limit: container could not join or create cgroup`).
@@ -333,7 +351,7 @@ pub fn rootless_ids() -> Option<(u32, u32)> {
 ///   allocation over it fails with `ENOMEM` instead of a kill.
 fn make_rootless(
     config: &mut serde_json::Value,
-    (uid, gid): (u32, u32),
+    ids: &super::userns::IdMap,
     limits: &crate::limits::StepLimits,
 ) {
     use serde_json::json;
@@ -341,13 +359,22 @@ fn make_rootless(
     if let Some(ns) = linux["namespaces"].as_array_mut() {
         ns.push(json!({"type": "user"}));
     }
-    linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
-    linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    let (mut uids, mut gids) = ids.mappings();
+    for m in [&mut uids, &mut gids] {
+        if let Some(v) = m.as_array_mut() {
+            v.retain(|r| r["size"] != 0);
+        }
+    }
+    let tty_mapped = gids.as_array().is_some_and(|v| v.len() > 1) && ids.gids.count >= 5;
+    linux["uidMappings"] = uids;
+    linux["gidMappings"] = gids;
     if let Some(l) = linux.as_object_mut() {
         l.remove("resources");
     }
     for m in config["mounts"].as_array_mut().into_iter().flatten() {
+        // `gid=5` (tty) only where that group is mapped.
         if m["type"] == "devpts"
+            && !tty_mapped
             && let Some(opts) = m["options"].as_array_mut()
         {
             opts.retain(|o| o != "gid=5");
