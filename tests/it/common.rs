@@ -67,6 +67,7 @@ macro_rules! requirement {
     (has_docker) => ("docker");
     (has_docker_registry) => ("docker-registry");
     (has_mmdebstrap) => ("mmdebstrap");
+    (has_newuidmap) => ("newuidmap");
     (has_oci_image_tool) => ("oci-image-tool");
     (has_openssl) => ("openssl");
     (has_pyspdxtools) => ("pyspdxtools");

@@ -768,41 +768,27 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
     }
 }
 
-needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH";
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root";
     fn failed_configure_keeps_its_full_log_where_the_error_says() {
-        // Run unprivileged (as nobody when the test runs as root), the sandbox is
-        // rootless and maps only root: base-files' postinst `chown root:mail
-        // /var/mail` fails (`Invalid argument`), a real failing script.
+        use crate::debgen::{Deb, T};
+        // A real failing script: a chown to a user no package creates.
         let Some(mirror) = common::examples_mirror() else {
             return;
         };
         if !common::require_tool("runc") {
             return;
         }
-        let tmp = common::copy_examples();
-        for r in ["nginx.toml", "hello.toml", "python.toml"] {
-            std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
-        }
-        // The shared mirror's directory is private to the test's user: a copy
-        // of its index, with links to the same packages.
-        let own = tmp.path().join("mirror");
-        std::fs::create_dir_all(own.join("pool")).unwrap();
-        std::fs::copy(mirror.join("Packages"), own.join("Packages")).unwrap();
-        link_pool(&mirror, &own);
-        let mut cmd = common::imgforge();
-        cmd.current_dir(tmp.path())
-            .args(["build", "recipes", "--no-apt", "--mirror", "mirror"])
-            .args(["--out", "out", "--cache", "cache"]);
-        if is_root() {
-            common::chown_tree(tmp.path(), 65534, 65534);
-            std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
-            std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
-        }
-        let o = common::run(&mut cmd);
+        let failing = Deb::new("failing", "1.0")
+            .entry(T::Dir("./var/lib/failing/", 0o755))
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\necho about to chown /var/lib/failing\nchown no-such-user /var/lib/failing\n",
+            );
+        let (tmp, o) = build_base_and_one(&mirror, failing, "fails");
         let t = common::text(&o);
         assert_eq!(o.status.code(), Some(1), "{t}");
-        assert!(t.contains("base: base-files: `postinst` failed"), "{t}");
+        assert!(t.contains("fails: failing: `postinst` failed"), "{t}");
         let log = t
             .split("(full log: ")
             .nth(1)
@@ -817,14 +803,14 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc]
         );
         let full = std::fs::read_to_string(&log).expect("the log named by the error exists");
         assert!(
-            full.contains("chown") && full.contains("/var/mail"),
+            full.contains("about to chown") && full.contains("no-such-user"),
             "{full}"
         );
     }
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
     /// A maintainer script that removes a path an image layer ships is refused,
     /// and the error names the package whose script did it (in an overlay root
     /// the driver sees the removal as a whiteout in the upper directory).
@@ -913,7 +899,7 @@ fn build_base_and_one_under(
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
     fn scripts_run_in_a_chroot_as_under_mmdebstrap() {
         use crate::debgen::{Deb, T};
         let Some(mirror) = common::examples_mirror() else {
@@ -1003,7 +989,7 @@ fn layer_files(blob: &Path) -> BTreeMap<String, (u64, Vec<u8>)> {
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
     /// A timestamp-based `.pyc` a script writes (as `import` does while
     /// python3's postinst runs) ships with its header set to its source as
     /// the image has it: a packaged source's clamped mtime, a script-made
@@ -1065,7 +1051,7 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
     /// A timestamp-based `.pyc` whose source the image does not have is
     /// refused, naming the package and the path.
     fn a_timestamp_pyc_without_its_source_is_refused_and_named() {
@@ -1100,7 +1086,7 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
     /// Maintainer scripts see a fixed machine, not imgforge's: run under
     /// `setarch x86_64 --uname-2.6` (reprotest's kernel variation), on one
     /// CPU, with another host and domain name, time zone and locale, a
@@ -1194,7 +1180,7 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
 }
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
-    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots; rootless configure cannot run the base)";
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
     /// Scripts see a Debian system as dpkg leaves it: `dpkg-query -S /lib64`
     /// names libc6 (file lists name paths as packages ship them, for the
     /// base's packages too), the toolset's own scripts have run (PAM's

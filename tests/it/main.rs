@@ -27,6 +27,7 @@ mod push;
 mod realworld;
 mod recipes;
 mod resolver;
+mod rootless;
 mod sandbox;
 mod sbom;
 mod vendor;

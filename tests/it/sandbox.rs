@@ -856,13 +856,15 @@ needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH"
     }
 }
 
-needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH";
+needs! { [has_fixture_debian, has_runc, has_newuidmap] "needs ../shared/debian, `runc` on PATH, newuidmap";
     fn sandbox_build_stage_runs_rootless_as_an_unprivileged_user() {
-        // `imgforge build` as an unprivileged user (nobody when the test runs as
-        // root): the sandbox must pick rootless mode by itself, and the step
-        // checks from inside that its root is the calling user, mapped through
-        // a user namespace (`0 <uid> 1`; a rootful container maps `0 0 4294967295`).
-        if !common::require_tool("runc") {
+        // `imgforge build` as an unprivileged user (the rootless tests' user,
+        // with a subordinate range, when the test runs as root): the sandbox
+        // must pick rootless mode by itself, and the step checks from inside
+        // that its root is the calling user, mapped through a user namespace
+        // (`0 <uid> 1`; a rootful container maps `0 0 4294967295`), and its
+        // ids from 1 the user's subordinate range (`1 <start> 65536`).
+        if !common::require_tool("runc") || !common::require_tool("newuidmap") {
             return;
         }
         let Some(fixture) = common::fixture() else {
@@ -877,17 +879,8 @@ needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH"
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let root = rustix::process::geteuid().is_root();
-        let (uid, gid) = if root {
-            (65534, 65534)
-        } else {
-            (
-                rustix::process::geteuid().as_raw(),
-                rustix::process::getegid().as_raw(),
-            )
-        };
-        // No toolset: nothing here has scripts, and the toolset's own
-        // configuration cannot run rootless (base-files' postinst chowns
-        // /var/mail to a group the user namespace does not map).
+        let (uid, gid) = crate::rootless::rootless_user();
+        // No toolset: nothing here has scripts.
         let base = format!(
             "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
              [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n\
@@ -895,7 +888,7 @@ needs! { [has_fixture_debian, has_runc] "needs ../shared/debian, `runc` on PATH"
              [configure]\nessential = false\n"
         );
         let check = format!(
-            "cat /proc/self/uid_map; busybox awk '$1 == 0 && $2 == {uid} && $3 == 1 {{ ok = 1 }} END {{ exit !ok }}' /proc/self/uid_map && busybox id -u > /out/uid"
+            "cat /proc/self/uid_map; busybox awk '$1 == 0 && $2 == {uid} && $3 == 1 {{ ok++ }} $1 == 1 && $3 == 65536 {{ ok++ }} END {{ exit ok != 2 }}' /proc/self/uid_map && busybox id -u > /out/uid"
         );
         let app = format!(
             "[image]\nname = \"app\"\ntag = \"1\"\n\n[build]\npackages = {{ busybox-static = \"{version}\" }}\n\
