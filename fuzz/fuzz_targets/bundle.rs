@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = imgforge::bundle::verify(&opts) {
         // Without a key, a signature is carried but not checked.
         assert!(v.keyid.is_none());
-        assert_eq!(v.manifest, imgforge::bundle::parse(&v.manifest.to_bytes()).unwrap());
+        assert_eq!(
+            v.manifest,
+            imgforge::bundle::parse(&v.manifest.to_bytes()).unwrap()
+        );
     }
 });
