@@ -84,6 +84,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let drifted = resolve::drift::locked(&lock, &index, &src.cache_dir);
     resolve::drift::report(&drifted, "locked", &tree.dir)?;
     let sde = source_date_epoch(opts, &tree)?;
+    crate::limits::raise_open_files();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs())
         .build()
