@@ -161,7 +161,7 @@ fn find_range(text: &str, user: &str, id: u32) -> Option<Range> {
     text.lines().find_map(|l| {
         let mut f = l.trim().split(':');
         let (who, start, count) = (f.next()?, f.next()?, f.next()?);
-        if who != user && who != id.to_string() {
+        if who != user && who.parse::<u32>().ok() != Some(id) {
             return None;
         }
         let r = Range {
