@@ -538,6 +538,11 @@ pub struct BuildArgs {
     /// The output is the same wherever they go.
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    /// What runs the steps of [build] stages: `runc` (the local sandbox) or
+    /// `buildkit[=ADDR]` (Docker's BuildKit, of the engine at ADDR or
+    /// DOCKER_HOST). The output is the same bytes.
+    #[arg(long, value_name = "runc|buildkit[=ADDR]", default_value = "runc", value_parser = ops::Executor::parse)]
+    pub executor: ops::Executor,
 }
 
 fn parse_layers(s: &str) -> Result<ops::LayerPolicy, String> {
@@ -599,6 +604,7 @@ impl BuildArgs {
             sign_key: self.sign_key.clone(),
             unpack_roots: self.unpack_roots,
             scratch: self.scratch.clone(),
+            executor: self.executor.clone(),
         }
     }
 }
@@ -661,8 +667,16 @@ mod tests {
             sign_key: Some("k.pem".into()),
             unpack_roots: true,
             scratch: Some("s".into()),
+            executor: ops::Executor::Buildkit {
+                host: Some("ssh://builder".into()),
+            },
         };
         assert_eq!(parse_back(&every), every);
+        let local = ops::BuildOptions {
+            executor: ops::Executor::Buildkit { host: None },
+            ..d.clone()
+        };
+        assert_eq!(parse_back(&local), local);
         let budget = ops::BuildOptions {
             layers: ops::LayerPolicy::Budget(9),
             ..d

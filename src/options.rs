@@ -89,6 +89,8 @@ pub struct BuildOptions {
     /// Where the build's scratch directory goes (`None`: a tmpfs with
     /// room, else beside the output; see `plan::scratch::parent`).
     pub scratch: Option<PathBuf>,
+    /// What runs the steps of `[build]` stages.
+    pub executor: Executor,
 }
 
 impl BuildOptions {
@@ -122,6 +124,9 @@ impl BuildOptions {
         opt("--layers", Some(self.layers.flag().into()));
         opt("--sign-key", path(&self.sign_key));
         opt("--scratch", path(&self.scratch));
+        if self.executor != Executor::Runc {
+            opt("--executor", Some(self.executor.flag().into()));
+        }
         for (on, flag) in [
             (!c.apt, "--no-apt"),
             (self.locked, "--locked"),
@@ -175,6 +180,43 @@ impl Compression {
         match self {
             Compression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
             Compression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+/// What runs the steps of a recipe's `[build]` stage (see
+/// `crate::sandbox`). The stage's result is the same bytes either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Executor {
+    /// The local OCI runtime (crun or runc) in imgforge's own sandbox.
+    #[default]
+    Runc,
+    /// A BuildKit reached through the docker CLI: the engine of `host`
+    /// (`docker -H`), else the one `DOCKER_HOST` or the docker context names.
+    Buildkit { host: Option<String> },
+}
+
+impl Executor {
+    /// The value of `--executor` that means this executor.
+    pub fn flag(&self) -> String {
+        match self {
+            Executor::Runc => "runc".to_string(),
+            Executor::Buildkit { host: None } => "buildkit".to_string(),
+            Executor::Buildkit { host: Some(h) } => format!("buildkit={h}"),
+        }
+    }
+
+    /// Parse a value of `--executor`: `runc`, `buildkit` or `buildkit=ADDR`.
+    pub fn parse(s: &str) -> Result<Executor, String> {
+        match s.split_once('=') {
+            None if s == "runc" => Ok(Executor::Runc),
+            None if s == "buildkit" => Ok(Executor::Buildkit { host: None }),
+            Some(("buildkit", h)) if !h.is_empty() => Ok(Executor::Buildkit {
+                host: Some(h.to_string()),
+            }),
+            _ => Err(format!(
+                "{s:?}: expected `runc`, `buildkit` or `buildkit=ADDR` (a docker host, e.g. unix:///run/docker.sock or ssh://builder)"
+            )),
         }
     }
 }

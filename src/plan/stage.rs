@@ -159,6 +159,7 @@ impl<'a> Ctx<'a> {
             runtime: None,
             logs: Some(cache.join("logs")),
             trees: self.roots_trees(),
+            executor: self.opts.executor.clone(),
         };
         let out = sandbox::run_stage(spec, &sopts)?;
         if out.cached {

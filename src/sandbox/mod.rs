@@ -48,10 +48,13 @@
 //!   and `chown` (any local Linux filesystem).
 //!
 //! The sandbox keeps to a small interface ([`run_stage`] in,
-//! [`StageOutput`] out) so another executor (e.g. BuildKit LLB) can sit
-//! beside the local OCI runtime.
+//! [`StageOutput`] out), so another executor sits beside the local OCI
+//! runtime: [`SandboxOptions::executor`] set to BuildKit runs steps 2 and 3
+//! on a BuildKit instead (module [`buildkit`]); the key, the cache and
+//! step 4 stay as they are.
 
 mod beneath;
+pub mod buildkit;
 pub mod overlay;
 mod runtime;
 mod seccomp;
@@ -107,6 +110,8 @@ pub struct SandboxOptions {
     /// overlay of them where mounting is allowed (module [`overlay`]).
     /// `None`: the layers are unpacked into the root.
     pub trees: Option<std::sync::Arc<overlay::Trees>>,
+    /// What runs the steps: the OCI runtime here, or a BuildKit.
+    pub executor: crate::options::Executor,
 }
 
 /// One artifact of a finished stage.
@@ -239,6 +244,8 @@ pub enum SandboxError {
         #[source]
         source: RootlessError,
     },
+    #[error(transparent)]
+    Buildkit(#[from] buildkit::BuildkitError),
     #[error("{what} {}: {source}\nhelp: check free space and permissions there", path.display())]
     Io {
         what: String,
@@ -428,6 +435,9 @@ pub fn run_stage(spec: &StageSpec, opts: &SandboxOptions) -> Result<StageOutput,
             cached: true,
             cache_key: key,
         });
+    }
+    if let crate::options::Executor::Buildkit { host } = &opts.executor {
+        return buildkit::run_stage(spec, opts, &key, host.as_deref());
     }
     let runtime = find_runtime(spec, opts)?;
     rootless_ready(&spec.recipe)?;

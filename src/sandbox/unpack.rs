@@ -151,7 +151,7 @@ fn context_mode(is_dir: bool, host_mode: u32) -> u32 {
 }
 
 /// One context entry, in walk order (sorted by file name at every level).
-enum CtxEntry {
+pub(super) enum CtxEntry {
     Dir {
         rel: String,
         mode: u32,
@@ -167,7 +167,7 @@ enum CtxEntry {
     },
 }
 
-fn walk_context(dir: &Path) -> Result<Vec<CtxEntry>, UnpackError> {
+pub(super) fn walk_context(dir: &Path) -> Result<Vec<CtxEntry>, UnpackError> {
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)

@@ -332,6 +332,9 @@ mod tests {
             sign_key: Some("/k/key.pem".into()),
             unpack_roots: true,
             scratch: Some("/s".into()),
+            executor: crate::options::Executor::Buildkit {
+                host: Some("tcp://b:2375".into()),
+            },
         };
         let [a, _] = variants("/x/a".into(), "/y/b".into());
         let args: Vec<String> = child_options(&opts, &a, Some(Path::new("/m")))
@@ -351,6 +354,7 @@ mod tests {
             "--no-apt",
             "--locked",
             "--jobs 1",
+            "--executor buildkit=tcp://b:2375",
         ] {
             assert!(line.contains(want), "{want} missing from {line}");
         }

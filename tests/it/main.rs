@@ -14,6 +14,7 @@ mod debgen;
 mod archive;
 mod attest;
 mod build;
+mod buildkit;
 mod bundle;
 mod configure;
 mod firsthour;

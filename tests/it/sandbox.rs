@@ -106,6 +106,7 @@ impl Setup {
             runtime: None,
             trees: None,
             logs: None,
+            executor: Default::default(),
         }
     }
     /// No build root is left behind in the work dir.
@@ -618,6 +619,7 @@ fn sandbox_hostile_layers_are_refused() {
             runtime: Some(PathBuf::from("/bin/true")),
             trees: None,
             logs: None,
+            executor: Default::default(),
         };
         let err = sandbox::run_stage(&spec, &opts).unwrap_err();
         match &err {
