@@ -45,7 +45,7 @@ use crate::recipe::Step;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -305,11 +305,12 @@ fn load_base(
     let top = tmp.join("top.tar");
     let top_diff = write_top_layer(spec, &top)?;
     let mut diff_ids = Vec::new();
-    for l in &spec.layers {
-        let r = crate::layer::open_blob(l).map_err(super::io_error("reading layer", l))?;
-        let (hex, _) =
-            crate::digest::sha256_reader(r).map_err(super::io_error("reading layer", l))?;
-        diff_ids.push(format!("sha256:{hex}"));
+    let mut blobs = Vec::new();
+    for (i, l) in spec.layers.iter().enumerate() {
+        let (diff_id, blob) = layer_for_docker(l, &tmp.join(format!("layer-{i}.tar")))
+            .map_err(super::io_error("reading layer", l))?;
+        diff_ids.push(diff_id);
+        blobs.push(blob);
     }
     diff_ids.push(top_diff);
     let env = super::runtime::environment(spec.source_date_epoch, &spec.env);
@@ -325,8 +326,7 @@ fn load_base(
     let config = crate::json::to_canonical(&config);
     let id = crate::digest::sha256_hex(&config);
     let tag = format!("{STAGE}:{}-{unique}", &id[..24]);
-    let mut files: Vec<(String, &Path)> = spec
-        .layers
+    let mut files: Vec<(String, &Path)> = blobs
         .iter()
         .enumerate()
         .map(|(i, l)| (format!("layer-{i}.tar"), l.as_path()))
@@ -370,6 +370,24 @@ fn load_base(
             "check that the docker engine answers and has room for the stage's layers",
         )),
     }
+}
+
+/// A layer as `docker load` takes it, and its diff id: a gzip blob as it
+/// is; any other (zstd: Docker 20.10 refuses some zstd frames with "invalid
+/// tar header") decompressed into `plain`.
+fn layer_for_docker(blob: &Path, plain: &Path) -> io::Result<(String, PathBuf)> {
+    let mut magic = [0u8; 2];
+    let gzip = File::open(blob)?.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let mut r = crate::layer::open_blob(blob)?;
+    if gzip {
+        let (hex, _) = crate::digest::sha256_reader(r)?;
+        return Ok((format!("sha256:{hex}"), blob.to_path_buf()));
+    }
+    let mut w = crate::digest::HashWriter::new(BufWriter::new(File::create(plain)?));
+    io::copy(&mut r, &mut w)?;
+    let (mut f, hex, _) = w.finish();
+    f.flush()?;
+    Ok((format!("sha256:{hex}"), plain.to_path_buf()))
 }
 
 /// Run `docker load -q`, feeding its stdin with `write`; whether it loaded.
