@@ -197,7 +197,7 @@ needs! { [has_docker, has_runc, has_fixture_debian, has_fixture_debian_essential
             .nth(1)
             .and_then(|s| s.split(" ---").next())
             .unwrap_or_else(|| panic!("no log named: {t}"));
-        let kept = std::fs::read_to_string(log).unwrap();
+        let kept = std::fs::read_to_string(dir.join(log)).unwrap();
         assert!(kept.contains("interfaces: lo"), "{kept}");
         assert!(
             matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
