@@ -128,6 +128,21 @@ impl Manifest {
     }
 }
 
+/// A blob a delta leaves to its base release, missing from the registry
+/// it is installed to (boxed in [`BundleError`]: it is large).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: blob {blob} (a layer of {image}) is left to the base release {base}, and {registry} does not hold it (looked in {looked}); nothing was written\nhelp: a delta installs only on a registry that holds its base release: install release {base} there first (`imgforge bundle install BASE --to {registry}`), or ask the vendor for a full bundle"
+)]
+pub struct NotOnRegistry {
+    pub path: PathBuf,
+    pub blob: String,
+    pub image: String,
+    pub base: String,
+    pub registry: String,
+    pub looked: String,
+}
+
 /// Errors of writing and verifying bundles. A [`BundleError::Refused`]
 /// (or a bad signature) is a bundle that must not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -165,17 +180,8 @@ pub enum BundleError {
     Signature(#[from] crate::attest::AttestError),
     #[error("{0}")]
     Install(String),
-    #[error(
-        "{path}: blob {blob} (a layer of {image}) is left to the base release {base}, and {registry} does not hold it (looked in {looked}); nothing was written\nhelp: a delta installs only on a registry that holds its base release: install release {base} there first (`imgforge bundle install BASE --to {registry}`), or ask the vendor for a full bundle"
-    )]
-    NotOnRegistry {
-        path: PathBuf,
-        blob: String,
-        image: String,
-        base: String,
-        registry: String,
-        looked: String,
-    },
+    #[error(transparent)]
+    NotOnRegistry(Box<NotOnRegistry>),
     #[error(transparent)]
     Registry(#[from] crate::registry::PushError),
 }
@@ -187,7 +193,7 @@ impl BundleError {
             self,
             BundleError::Refused { .. }
                 | BundleError::WrongBase { .. }
-                | BundleError::NotOnRegistry { .. }
+                | BundleError::NotOnRegistry(_)
                 | BundleError::Signature(_)
         )
     }

@@ -194,7 +194,7 @@ fn left_out_holders(
                 }
             }
             let Some(r) = found else {
-                return Err(BundleError::NotOnRegistry {
+                return Err(BundleError::NotOnRegistry(Box::new(super::NotOnRegistry {
                     path: opts.verify.file.clone(),
                     blob: d.clone(),
                     image: t.image.reference.clone(),
@@ -206,7 +206,7 @@ fn left_out_holders(
                         .unwrap_or_default(),
                     registry: opts.connect.destination.clone(),
                     looked: repos.join(", "),
-                });
+                })));
             };
             holders.insert(d.clone(), r);
         }
