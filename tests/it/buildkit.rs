@@ -196,6 +196,7 @@ needs! { [has_docker, has_runc, has_fixture_debian, has_fixture_debian_essential
             .split("full log: ")
             .nth(1)
             .and_then(|s| s.split(" ---").next())
+            .map(|s| s.trim_end_matches(')'))
             .unwrap_or_else(|| panic!("no log named: {t}"));
         let kept = std::fs::read_to_string(dir.join(log)).unwrap();
         assert!(kept.contains("interfaces: lo"), "{kept}");
