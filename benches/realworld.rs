@@ -75,25 +75,21 @@ fn pinned_tree(root: &Path, dir: &Path, all: &[(String, Vec<String>)]) -> Option
         std::fs::write(seed.join(format!("recipes/{name}.toml")), r).unwrap();
     }
     let tree = dir.join("tree");
-    let cache = dir.join("fetch-cache");
-    let ok = run_ok(
-        bin()
-            .current_dir(&seed)
-            .args(["-q", "update", "recipes", "--into"])
-            .arg(&tree)
-            .arg("--cache")
-            .arg(&cache),
-        "imgforge update (pins the sets to the archive's current versions)",
-    ) && run_ok(
-        bin()
-            .current_dir(&tree)
-            .args(["-q", "vendor"])
-            .arg(dir.join("mirror"))
-            .arg("--cache")
-            .arg(&cache),
-        "imgforge vendor",
-    );
-    ok.then_some(tree)
+    pin_and_vendor(&seed, &tree, &dir.join("mirror"), &dir.join("fetch-cache")).then_some(tree)
+}
+
+/// `imgforge update --into tree` on `seed`, then `vendor mirror` of it.
+fn pin_and_vendor(seed: &Path, tree: &Path, mirror: &Path, cache: &Path) -> bool {
+    let mut update = bin();
+    update
+        .current_dir(seed)
+        .args(["-q", "update", "recipes", "--into"]);
+    let mut vendor = bin();
+    vendor.current_dir(tree).args(["-q", "vendor"]).arg(mirror);
+    run_ok(
+        update.arg(tree).arg("--cache").arg(cache),
+        "imgforge update (pins to the archive's current versions)",
+    ) && run_ok(vendor.arg("--cache").arg(cache), "imgforge vendor")
 }
 
 /// The apt way needs apt in its base, which no set locks: a second tree
@@ -106,23 +102,7 @@ fn apt_tools(root: &Path, dir: &Path) -> bool {
     let r = "[image]\nname = \"apt-way-tools\"\ntag = \"bench\"\n\n[packages]\napt = \"0\"\n";
     std::fs::write(seed.join("recipes/apt.toml"), r).unwrap();
     let (tree, cache) = (dir.join("tree-apt"), dir.join("fetch-cache"));
-    run_ok(
-        bin()
-            .current_dir(&seed)
-            .args(["-q", "update", "recipes", "--into"])
-            .arg(&tree)
-            .arg("--cache")
-            .arg(&cache),
-        "imgforge update (apt for the apt way)",
-    ) && run_ok(
-        bin()
-            .current_dir(&tree)
-            .args(["-q", "vendor"])
-            .arg(dir.join("mirror-apt"))
-            .arg("--cache")
-            .arg(&cache),
-        "imgforge vendor (apt for the apt way)",
-    )
+    pin_and_vendor(&seed, &tree, &dir.join("mirror-apt"), &cache)
 }
 
 /// Each image's (layer digest, size) list, by image name.
