@@ -74,13 +74,50 @@ pub fn parse(bytes: &[u8]) -> Option<Result<Inventory, String>> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let n = v.get("inventoryVersion")?.as_u64();
     Some(match n {
-        Some(n) if n == u64::from(VERSION) => {
-            serde_json::from_value(v).map_err(|e| format!("not a site inventory: {e}"))
-        }
+        Some(n) if n == u64::from(VERSION) => serde_json::from_value(v)
+            .map_err(|e| format!("not a site inventory: {e}"))
+            .and_then(checked),
         _ => Err(format!(
             "inventory format version {n:?}; this imgforge reads version {VERSION}"
         )),
     })
+}
+
+/// Refuse an inventory whose fields a delta would trust blindly: an unknown
+/// kind (read as a registry's, it would leave out every blob it names), a
+/// digest that is not `sha256:` and 64 lowercase hex digits, a source with
+/// control characters (it is copied into the bundle manifest).
+fn checked(inv: Inventory) -> Result<Inventory, String> {
+    if inv.kind != "docker" && inv.kind != "registry" {
+        return Err(format!(
+            "inventory kind {:?}: expected \"docker\" or \"registry\"",
+            inv.kind
+        ));
+    }
+    if inv.source.chars().any(char::is_control) {
+        return Err(format!(
+            "inventory source {:?} has control characters",
+            inv.source
+        ));
+    }
+    let is_digest = |d: &str| {
+        d.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+    };
+    let images = inv.images.iter();
+    let digests = images
+        .flat_map(|i| i.manifest.iter().chain([&i.config]).chain(&i.layers))
+        .chain(&inv.blobs)
+        .chain(&inv.chain_ids);
+    for d in digests {
+        if !is_digest(d) {
+            return Err(format!("{d:?} is not a sha256 digest"));
+        }
+    }
+    Ok(inv)
 }
 
 /// Chain IDs of a stack of diff IDs, bottom first: the first is its diff
@@ -318,5 +355,34 @@ mod tests {
         let want = crate::digest::sha256_hex(format!("{} {}", d('a'), d('b')).as_bytes());
         assert_eq!(c[1], format!("sha256:{want}"));
         assert_eq!(chain_ids(&[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn parse_refuses_what_a_delta_would_trust_blindly() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let inv = |kind: &str, source: &str, blob: &str| {
+            format!(
+                r#"{{"inventoryVersion":1,"kind":"{kind}","source":"{source}","images":[],"blobs":["{blob}"],"chainIds":[]}}"#
+            )
+        };
+        let ok = parse(inv("registry", "127.0.0.1:5000", &d).as_bytes());
+        assert!(matches!(ok, Some(Ok(_))), "{ok:?}");
+        for (bytes, want) in [
+            (inv("tape", "x", &d), "inventory kind"),
+            (inv("docker", "x\\u001b[2J", &d), "control characters"),
+            (inv("registry", "x", "sha256:AB"), "not a sha256 digest"),
+            (
+                inv("registry", "x", &format!("md5:{}", "a".repeat(64))),
+                "not a sha256",
+            ),
+        ] {
+            let got = parse(bytes.as_bytes());
+            assert!(
+                matches!(&got, Some(Err(e)) if e.contains(want)),
+                "{bytes}: {got:?}"
+            );
+        }
+        assert!(parse(b"{}").is_none());
+        assert!(parse(br#"{"inventoryVersion":2}"#).unwrap().is_err());
     }
 }

@@ -1119,4 +1119,14 @@ fn bundle_fuzz_seeds_read_and_verify() {
         assert_eq!(v.manifest.images.len(), 1, "{name}");
         assert_eq!(v.manifest.base.is_some(), name.contains("delta"), "{name}");
     }
+    let inventories = fuzz_inputs("corpus", "inventory");
+    assert!(inventories.len() >= 2, "inventory seeds missing");
+    for (name, bytes) in &inventories {
+        let inv = imgforge::bundle::inventory::parse(bytes)
+            .unwrap_or_else(|| panic!("{name}: not read as an inventory"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(name.contains(&inv.kind), "{name}: {}", inv.kind);
+        let back = imgforge::bundle::inventory::parse(&inv.to_bytes());
+        assert_eq!(back.unwrap().unwrap(), inv, "{name}");
+    }
 }
