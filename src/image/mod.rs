@@ -300,15 +300,17 @@ pub fn docker_manifest(images: &[WrittenImage]) -> Vec<u8> {
 /// Write a tar holding the layout's `oci-layout`, `index.json`, the blobs
 /// the images use (each once) and a docker `manifest.json`. Deterministic:
 /// sorted entries, mtime `source_date_epoch`, root-owned, 0644/0755.
+/// Returns the tar's `sha256:` digest, hashed in the pass that writes it.
 pub fn write_bundle(
     layout: &Path,
     images: &[WrittenImage],
     dest: &Path,
     source_date_epoch: i64,
-) -> Result<(), ImageError> {
+) -> Result<String, ImageError> {
     let mtime = source_date_epoch.max(0) as u64;
+    let mut digest = String::new();
     let fill = |w: &mut dyn Write| {
-        let mut b = tar::Builder::new(w);
+        let mut b = tar::Builder::new(crate::digest::HashWriter::new(w));
         let header = |size: u64, mode: u32, dir: bool| {
             let mut h = tar::Header::new_ustar();
             h.set_size(size);
@@ -361,11 +363,12 @@ pub fn write_bundle(
             )
             .map_err(io_err(dest))?;
         }
-        b.into_inner().map_err(io_err(dest))?;
+        let (_, hex, _) = b.into_inner().map_err(io_err(dest))?.finish();
+        digest = format!("sha256:{hex}");
         Ok(())
     };
     crate::fsutil::write_replacing(dest, fill, |p, e| io_err(p)(e))?;
-    Ok(())
+    Ok(digest)
 }
 
 #[cfg(test)]

@@ -241,9 +241,8 @@ impl Ctx<'_> {
         }
         let staged = self.store.stage_dir()?;
         let tmp = staged.path().join("archive.tar");
-        image::write_bundle(dir, images, &tmp, self.sde as i64)?;
-        let (hex, _) = crate::digest::sha256_file(&tmp)?;
-        let digest = format!("sha256:{hex}");
+        // Hashed as written, never read back.
+        let digest = image::write_bundle(dir, images, &tmp, self.sde as i64)?;
         let stored = self.store.adopt_blob(&tmp, &digest)?;
         self.store.put(
             "archive",
