@@ -276,186 +276,237 @@ fn in_image(mut d: Difference, image: &str) -> Difference {
     d
 }
 
+/// What a step of a walk returns: the first difference, if any.
+type Found = Result<Option<Difference>, VerifyError>;
+
 /// Compare two output directories of `imgforge build`.
 pub fn compare_dirs(a: &Path, b: &Path) -> Result<Outcome, VerifyError> {
-    let mut counts = Counts::default();
-    let files_a = list_files(a)?;
-    let files_b = list_files(b)?;
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    let found = |counts: Counts, d: Difference| {
-        Ok(Outcome {
-            counts,
-            difference: Some(d),
-        })
+    let mut walk = DirWalk {
+        a,
+        b,
+        counts: Counts::default(),
+        done: BTreeSet::new(),
+        seen_layers: BTreeSet::new(),
     };
-
-    // Images, down the tree.
-    let ia = read_json(&a.join("index.json"))?;
-    let ib = read_json(&b.join("index.json"))?;
-    let (ra, rb) = (index_refs(&ia), index_refs(&ib));
-    if ra.keys().ne(rb.keys()) {
-        let j = jsondiff::diff(&ia, &ib).expect("different refs, different documents");
-        let mut d = json_difference(Object::Index, j, "index.json");
-        d.file = Some("index.json".into());
-        d.detail = format!("the two builds list different images; {}", d.detail);
-        return found(counts, d);
-    }
-    let mut seen_layers: BTreeSet<String> = BTreeSet::new();
-    for (image, ma) in &ra {
-        let mb = &rb[image];
-        counts.images += 1;
-        let (pa, pb) = (blob_path(a, ma), blob_path(b, mb));
-        let (mja, mjb) = (read_json(&pa)?, read_json(&pb)?);
-        let (la, ca) = manifest_parts(&mja);
-        let (lb, cb) = manifest_parts(&mjb);
-        let cfg_a = ca
-            .as_deref()
-            .map(|c| read_json(&blob_path(a, c)))
-            .transpose()?;
-        let cfg_b = cb
-            .as_deref()
-            .map(|c| read_json(&blob_path(b, c)))
-            .transpose()?;
-        let (dia, dib) = (
-            cfg_a.as_ref().map(diff_ids_of).unwrap_or_default(),
-            cfg_b.as_ref().map(diff_ids_of).unwrap_or_default(),
-        );
-        for i in 0..la.len().max(lb.len()) {
-            let (Some(x), Some(y)) = (la.get(i), lb.get(i)) else {
-                let mut d = Difference::new(
-                    Object::Layer,
-                    Field::Presence,
-                    json!(la.get(i)),
-                    json!(lb.get(i)),
-                    format!(
-                        "the image has {} layer(s) in a and {} in b",
-                        la.len(),
-                        lb.len()
-                    ),
-                );
-                d.layer_index = Some(i);
-                return found(counts, in_image(d, image));
-            };
-            let (px, py) = (blob_path(a, x), blob_path(b, y));
-            done.insert(format!("blobs/sha256/{}", hex(x)));
-            done.insert(format!("blobs/sha256/{}", hex(y)));
-            if x == y && same_bytes(&px, &py)? {
-                if seen_layers.insert(x.clone()) {
-                    counts.layers += 1;
-                    counts.files += 1;
-                    counts.bytes += file_size(&py);
-                    counts.layer_entries += count_layer(&py)?;
-                }
-                continue;
-            }
-            let mut d = diff_layer_blobs(
-                &px,
-                &py,
-                (
-                    dia.get(i).map(String::as_str),
-                    dib.get(i).map(String::as_str),
-                ),
-            )?;
-            d.layer_index = Some(i);
-            d.digest_a = Some(x.clone());
-            d.digest_b = Some(y.clone());
-            d.hint = Some(
-                "something that must not matter (thread count, paths, umask, time zone, locale, environment, mirror file order or mtimes, or the clock) reached this layer; a build stage that records the time or randomness is the usual cause".into(),
-            );
-            return found(counts, in_image(d, image));
-        }
-        // Config, then manifest.
-        for (obj, da, db, va, vb) in [
-            (
-                Object::Config,
-                ca.clone(),
-                cb.clone(),
-                cfg_a.clone(),
-                cfg_b.clone(),
-            ),
-            (
-                Object::Manifest,
-                Some(ma.clone()),
-                Some(mb.clone()),
-                Some(mja.clone()),
-                Some(mjb.clone()),
-            ),
-        ] {
-            for dg in [&da, &db].into_iter().flatten() {
-                done.insert(format!("blobs/sha256/{}", hex(dg)));
-            }
-            let same = match (&da, &db) {
-                (Some(x), Some(y)) => x == y && same_bytes(&blob_path(a, x), &blob_path(b, y))?,
-                (None, None) => true,
-                _ => false,
-            };
-            if same {
-                if let Some(x) = &da {
-                    counts.files += 1;
-                    counts.bytes += file_size(&blob_path(a, x));
-                }
-                continue;
-            }
-            let what = if obj == Object::Config {
-                "config"
-            } else {
-                "manifest"
-            };
-            let j = jsondiff::diff(
-                va.as_ref().unwrap_or(&Value::Null),
-                vb.as_ref().unwrap_or(&Value::Null),
-            );
-            let mut d = match j {
-                Some(j) => json_difference(obj, j, what),
-                None => Difference::new(
-                    obj,
-                    Field::Content,
-                    json!(da),
-                    json!(db),
-                    format!("{what}: same JSON values, different bytes"),
-                ),
-            };
-            d.digest_a = da;
-            d.digest_b = db;
-            return found(counts, in_image(d, image));
-        }
-    }
-
-    // index.json, every other file in path order, the record last.
-    let mut order: Vec<&String> = files_a.union(&files_b).collect();
-    order.sort_by_key(|f| {
-        (
-            f.as_str() != "index.json",
-            f.as_str() == record::FILE_NAME,
-            f.as_str(),
-        )
-    });
-    for rel in order {
-        if done.contains(rel) {
-            continue;
-        }
-        let (pa, pb) = (a.join(rel), b.join(rel));
-        if !(files_a.contains(rel) && files_b.contains(rel)) {
-            let (x, y) = (files_a.contains(rel), files_b.contains(rel));
-            let mut d = Difference::new(
-                object_of_file(rel),
-                Field::Presence,
-                json!(x.then_some(rel)),
-                json!(y.then_some(rel)),
-                format!("{rel} is only in {}", if x { "a" } else { "b" }),
-            );
-            d.file = Some(rel.clone());
-            return found(counts, d);
-        }
-        if !same_bytes(&pa, &pb)? {
-            return found(counts, diff_files(&pa, &pb, rel)?);
-        }
-        counts.files += 1;
-        counts.bytes += file_size(&pb);
-    }
+    let difference = walk.walk()?;
     Ok(Outcome {
-        counts,
-        difference: None,
+        counts: walk.counts,
+        difference,
+    })
+}
+
+/// Two output directories side by side, and what the walk has covered.
+struct DirWalk<'a> {
+    a: &'a Path,
+    b: &'a Path,
+    counts: Counts,
+    /// Files already compared as part of an image.
+    done: BTreeSet<String>,
+    /// Layers counted once, however many images share them.
+    seen_layers: BTreeSet<String>,
+}
+
+/// One image's manifest, its layers, config and the config's diff IDs.
+struct ImageDocs {
+    manifest: (String, Value),
+    layers: Vec<String>,
+    config: Option<(String, Value)>,
+    diff_ids: Vec<String>,
+}
+
+impl DirWalk<'_> {
+    fn walk(&mut self) -> Found {
+        let files_a = list_files(self.a)?;
+        let files_b = list_files(self.b)?;
+        // Images, down the tree.
+        let ia = read_json(&self.a.join("index.json"))?;
+        let ib = read_json(&self.b.join("index.json"))?;
+        let (ra, rb) = (index_refs(&ia), index_refs(&ib));
+        if ra.keys().ne(rb.keys()) {
+            let j = jsondiff::diff(&ia, &ib).expect("different refs, different documents");
+            let mut d = json_difference(Object::Index, j, "index.json");
+            d.file = Some("index.json".into());
+            d.detail = format!("the two builds list different images; {}", d.detail);
+            return Ok(Some(d));
+        }
+        for (image, ma) in &ra {
+            self.counts.images += 1;
+            let x = image_docs(self.a, ma)?;
+            let y = image_docs(self.b, &rb[image])?;
+            if let Some(d) = self.image(&x, &y)? {
+                return Ok(Some(in_image(d, image)));
+            }
+        }
+        self.other_files(&files_a, &files_b)
+    }
+
+    /// An image's layers bottom first, then its config, then its manifest.
+    fn image(&mut self, x: &ImageDocs, y: &ImageDocs) -> Found {
+        for i in 0..x.layers.len().max(y.layers.len()) {
+            if let Some(d) = self.layer(x, y, i)? {
+                return Ok(Some(d));
+            }
+        }
+        let config = |d: &ImageDocs| d.config.as_ref().map(|(g, v)| (g.clone(), v.clone()));
+        let manifest = |d: &ImageDocs| Some(d.manifest.clone());
+        for (obj, da, db) in [
+            (Object::Config, config(x), config(y)),
+            (Object::Manifest, manifest(x), manifest(y)),
+        ] {
+            if let Some(d) = self.document(obj, da, db)? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Layer `i` of both images.
+    fn layer(&mut self, xs: &ImageDocs, ys: &ImageDocs, i: usize) -> Found {
+        let (la, lb) = (&xs.layers, &ys.layers);
+        let (Some(x), Some(y)) = (la.get(i), lb.get(i)) else {
+            let mut d = Difference::new(
+                Object::Layer,
+                Field::Presence,
+                json!(la.get(i)),
+                json!(lb.get(i)),
+                format!(
+                    "the image has {} layer(s) in a and {} in b",
+                    la.len(),
+                    lb.len()
+                ),
+            );
+            d.layer_index = Some(i);
+            return Ok(Some(d));
+        };
+        let (px, py) = (blob_path(self.a, x), blob_path(self.b, y));
+        self.done.insert(format!("blobs/sha256/{}", hex(x)));
+        self.done.insert(format!("blobs/sha256/{}", hex(y)));
+        if x == y && same_bytes(&px, &py)? {
+            if self.seen_layers.insert(x.clone()) {
+                self.counts.layers += 1;
+                self.counts.files += 1;
+                self.counts.bytes += file_size(&py);
+                self.counts.layer_entries += count_layer(&py)?;
+            }
+            return Ok(None);
+        }
+        let ids = (
+            xs.diff_ids.get(i).map(String::as_str),
+            ys.diff_ids.get(i).map(String::as_str),
+        );
+        let mut d = diff_layer_blobs(&px, &py, ids)?;
+        d.layer_index = Some(i);
+        d.digest_a = Some(x.clone());
+        d.digest_b = Some(y.clone());
+        d.hint = Some(
+            "something that must not matter (thread count, paths, umask, time zone, locale, environment, mirror file order or mtimes, or the clock) reached this layer; a build stage that records the time or randomness is the usual cause".into(),
+        );
+        Ok(Some(d))
+    }
+
+    /// A config or manifest (digest and parsed JSON) of both images.
+    fn document(
+        &mut self,
+        obj: Object,
+        da: Option<(String, Value)>,
+        db: Option<(String, Value)>,
+    ) -> Found {
+        for (dg, _) in [&da, &db].into_iter().flatten() {
+            self.done.insert(format!("blobs/sha256/{}", hex(dg)));
+        }
+        let same = match (&da, &db) {
+            (Some((x, _)), Some((y, _))) => {
+                x == y && same_bytes(&blob_path(self.a, x), &blob_path(self.b, y))?
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            if let Some((x, _)) = &da {
+                self.counts.files += 1;
+                self.counts.bytes += file_size(&blob_path(self.a, x));
+            }
+            return Ok(None);
+        }
+        let what = if obj == Object::Config {
+            "config"
+        } else {
+            "manifest"
+        };
+        let (ga, va) = da.unzip();
+        let (gb, vb) = db.unzip();
+        let j = jsondiff::diff(
+            va.as_ref().unwrap_or(&Value::Null),
+            vb.as_ref().unwrap_or(&Value::Null),
+        );
+        let mut d = match j {
+            Some(j) => json_difference(obj, j, what),
+            None => Difference::new(
+                obj,
+                Field::Content,
+                json!(ga),
+                json!(gb),
+                format!("{what}: same JSON values, different bytes"),
+            ),
+        };
+        d.digest_a = ga;
+        d.digest_b = gb;
+        Ok(Some(d))
+    }
+
+    /// index.json, every other file in path order, the record last.
+    fn other_files(&mut self, files_a: &BTreeSet<String>, files_b: &BTreeSet<String>) -> Found {
+        let mut order: Vec<&String> = files_a.union(files_b).collect();
+        order.sort_by_key(|f| {
+            (
+                f.as_str() != "index.json",
+                f.as_str() == record::FILE_NAME,
+                f.as_str(),
+            )
+        });
+        for rel in order {
+            if self.done.contains(rel) {
+                continue;
+            }
+            let (pa, pb) = (self.a.join(rel), self.b.join(rel));
+            if !(files_a.contains(rel) && files_b.contains(rel)) {
+                let (x, y) = (files_a.contains(rel), files_b.contains(rel));
+                let mut d = Difference::new(
+                    object_of_file(rel),
+                    Field::Presence,
+                    json!(x.then_some(rel)),
+                    json!(y.then_some(rel)),
+                    format!("{rel} is only in {}", if x { "a" } else { "b" }),
+                );
+                d.file = Some(rel.clone());
+                return Ok(Some(d));
+            }
+            if !same_bytes(&pa, &pb)? {
+                return Ok(Some(diff_files(&pa, &pb, rel)?));
+            }
+            self.counts.files += 1;
+            self.counts.bytes += file_size(&pb);
+        }
+        Ok(None)
+    }
+}
+
+/// Read an image's manifest (by digest) and config in output `dir`.
+fn image_docs(dir: &Path, manifest: &str) -> Result<ImageDocs, VerifyError> {
+    let m = read_json(&blob_path(dir, manifest))?;
+    let (layers, config) = manifest_parts(&m);
+    let config = config
+        .map(|c| read_json(&blob_path(dir, &c)).map(|v| (c, v)))
+        .transpose()?;
+    let diff_ids = config
+        .as_ref()
+        .map(|(_, v)| diff_ids_of(v))
+        .unwrap_or_default();
+    Ok(ImageDocs {
+        manifest: (manifest.to_string(), m),
+        layers,
+        config,
+        diff_ids,
     })
 }
 
@@ -504,49 +555,76 @@ pub fn compare_record(
         path: new_path.clone(),
         reason,
     })?;
-    let mut counts = Counts::default();
-    let found = |counts: Counts, d: Difference| {
-        Ok(Outcome {
-            counts,
-            difference: Some(d),
-        })
+    let mut walk = RecordWalk {
+        old,
+        old_dir,
+        new: &new,
+        new_dir,
+        counts: Counts::default(),
+        seen_layers: BTreeSet::new(),
     };
-    if old.source_date_epoch != new.source_date_epoch {
-        let mut d = Difference::new(
-            Object::Record,
-            Field::SourceDateEpoch,
-            json!(old.source_date_epoch),
-            json!(new.source_date_epoch),
-            "SOURCE_DATE_EPOCH differs: every timestamp changes with it".into(),
-        );
-        d.hint = Some("set the same source-date-epoch in base/base.toml, or export the SOURCE_DATE_EPOCH the record was built with".into());
-        return found(counts, d);
-    }
-    let refs: BTreeSet<&String> = old.images.keys().chain(new.images.keys()).collect();
-    for r in &refs {
-        if !(old.images.contains_key(*r) && new.images.contains_key(*r)) {
+    let difference = walk.walk()?;
+    Ok(Outcome {
+        counts: walk.counts,
+        difference,
+    })
+}
+
+/// A record and a new output side by side, and what the walk has covered.
+struct RecordWalk<'a> {
+    old: &'a Record,
+    /// The record's output directory, when its blobs are still beside it.
+    old_dir: Option<&'a Path>,
+    new: &'a Record,
+    new_dir: &'a Path,
+    counts: Counts,
+    seen_layers: BTreeSet<String>,
+}
+
+impl RecordWalk<'_> {
+    fn walk(&mut self) -> Found {
+        let (old, new) = (self.old, self.new);
+        if old.source_date_epoch != new.source_date_epoch {
             let mut d = Difference::new(
-                Object::Image,
-                Field::Presence,
-                json!(old.images.contains_key(*r).then_some(r)),
-                json!(new.images.contains_key(*r).then_some(r)),
-                format!(
-                    "image {r} is only in the {}",
-                    if old.images.contains_key(*r) {
-                        "record"
-                    } else {
-                        "new build"
-                    }
-                ),
+                Object::Record,
+                Field::SourceDateEpoch,
+                json!(old.source_date_epoch),
+                json!(new.source_date_epoch),
+                "SOURCE_DATE_EPOCH differs: every timestamp changes with it".into(),
             );
-            d.hint = Some("an image was added, removed or renamed (name or tag) since the record was written; commit the new record if that was intended".into());
-            return found(counts, in_image(d, r));
+            d.hint = Some("set the same source-date-epoch in base/base.toml, or export the SOURCE_DATE_EPOCH the record was built with".into());
+            return Ok(Some(d));
         }
+        let refs: BTreeSet<&String> = old.images.keys().chain(new.images.keys()).collect();
+        for r in &refs {
+            let (in_old, in_new) = (old.images.contains_key(*r), new.images.contains_key(*r));
+            if !(in_old && in_new) {
+                let mut d = Difference::new(
+                    Object::Image,
+                    Field::Presence,
+                    json!(in_old.then_some(r)),
+                    json!(in_new.then_some(r)),
+                    format!(
+                        "image {r} is only in the {}",
+                        if in_old { "record" } else { "new build" }
+                    ),
+                );
+                d.hint = Some("an image was added, removed or renamed (name or tag) since the record was written; commit the new record if that was intended".into());
+                return Ok(Some(in_image(d, r)));
+            }
+        }
+        for r in refs {
+            self.counts.images += 1;
+            if let Some(d) = self.image(r)? {
+                return Ok(Some(in_image(d, r)));
+            }
+        }
+        self.files()
     }
-    let mut seen_layers = BTreeSet::new();
-    for r in refs {
-        let (o, n) = (&old.images[r], &new.images[r]);
-        counts.images += 1;
+
+    /// Image `r`'s layers bottom first, then its config, then its manifest.
+    fn image(&mut self, r: &str) -> Found {
+        let (o, n) = (&self.old.images[r], &self.new.images[r]);
         for i in 0..o.layers.len().max(n.layers.len()) {
             let (Some(x), Some(y)) = (o.layers.get(i), n.layers.get(i)) else {
                 let mut d = Difference::new(
@@ -562,139 +640,162 @@ pub fn compare_record(
                 );
                 d.layer_index = Some(i);
                 d.hint = Some(CHANGED_HINT.into());
-                return found(counts, in_image(d, r));
+                return Ok(Some(d));
             };
-            let new_blob = blob_path(new_dir, &y.digest);
-            if x == y {
-                if seen_layers.insert(y.digest.clone()) {
-                    counts.layers += 1;
-                    counts.files += 1;
-                    counts.bytes += y.size;
-                    counts.layer_entries += count_layer(&new_blob)?;
-                }
-                continue;
+            if let Some(d) = self.layer(r, i, x, y)? {
+                return Ok(Some(d));
             }
-            let rel = format!("blobs/sha256/{}", hex(&x.digest));
-            let mut d = match trusted(old_dir, &rel, &x.digest) {
-                Some(old_blob) => {
-                    let mut d = diff_layer_blobs(
-                        &old_blob,
-                        &new_blob,
-                        (Some(&x.diff_id), Some(&y.diff_id)),
-                    )?;
-                    d.hint = Some(CHANGED_HINT.into());
-                    d
-                }
-                None => {
-                    let mut d = Difference::new(
-                        Object::Layer,
-                        Field::Digest,
-                        json!(x.diff_id),
-                        json!(y.diff_id),
-                        format!(
-                            "layer {i} of {r} changed: digest {} in the record, {} now (diff_id {} -> {}, size {} -> {}); the record's blobs are not beside it, so only digests can be compared",
-                            x.digest, y.digest, x.diff_id, y.diff_id, x.size, y.size
-                        ),
-                    );
-                    let mut hint = CHANGED_HINT.to_string();
-                    if let Some(c) = created_by(new_dir, &n.config, i) {
-                        hint.push_str(&format!(". The new layer was made by: {c}"));
-                    }
-                    d.hint = Some(hint);
-                    d
-                }
-            };
-            d.layer_index = Some(i);
-            d.digest_a = Some(x.digest.clone());
-            d.digest_b = Some(y.digest.clone());
-            return found(counts, in_image(d, r));
         }
         for (obj, what, x, y) in [
             (Object::Config, "config", &o.config, &n.config),
             (Object::Manifest, "manifest", &o.manifest, &n.manifest),
         ] {
-            if x == y {
-                counts.files += 1;
-                counts.bytes += file_size(&blob_path(new_dir, y));
-                continue;
+            if let Some(d) = self.document(r, obj, what, x, y)? {
+                return Ok(Some(d));
             }
-            let rel = format!("blobs/sha256/{}", hex(x));
-            let new_doc = read_json(&blob_path(new_dir, y))?;
-            let mut d = match trusted(old_dir, &rel, x) {
-                Some(p) => match jsondiff::diff(&read_json(&p)?, &new_doc) {
-                    Some(j) => json_difference(obj, j, what),
-                    None => Difference::new(
-                        obj,
-                        Field::Content,
-                        json!(x),
-                        json!(y),
-                        format!("{what}: same JSON values, different bytes"),
-                    ),
-                },
-                None => Difference::new(
-                    obj,
-                    Field::Digest,
-                    json!(x),
-                    json!(y),
-                    format!(
-                        "the {what} of {r} changed (its layers did not); the record's blobs are not beside it, so only digests can be compared"
-                    ),
-                ),
-            };
-            d.digest_a = Some(x.clone());
-            d.digest_b = Some(y.clone());
-            d.hint = Some(CHANGED_HINT.into());
-            return found(counts, in_image(d, r));
         }
+        Ok(None)
     }
-    let mut names: Vec<&String> = old.files.keys().chain(new.files.keys()).collect();
-    names.sort_by_key(|f| (f.as_str() != "index.json", f.as_str()));
-    names.dedup();
-    for rel in names {
-        let (x, y) = (old.files.get(rel), new.files.get(rel));
-        let (Some(x), Some(y)) = (x, y) else {
-            let mut d = Difference::new(
-                object_of_file(rel),
-                Field::Presence,
-                json!(x.map(|_| rel)),
-                json!(y.map(|_| rel)),
-                format!(
-                    "{rel} is only in the {}",
-                    if x.is_some() { "record" } else { "new build" }
-                ),
-            );
-            d.file = Some(rel.clone());
-            d.hint = Some(CHANGED_HINT.into());
-            return found(counts, d);
-        };
+
+    /// Layer `i` of image `r`: `x` recorded, `y` built now.
+    fn layer(
+        &mut self,
+        r: &str,
+        i: usize,
+        x: &record::RecordLayer,
+        y: &record::RecordLayer,
+    ) -> Found {
+        let new_blob = blob_path(self.new_dir, &y.digest);
         if x == y {
-            counts.files += 1;
-            counts.bytes += file_size(&new_dir.join(rel));
-            continue;
+            if self.seen_layers.insert(y.digest.clone()) {
+                self.counts.layers += 1;
+                self.counts.files += 1;
+                self.counts.bytes += y.size;
+                self.counts.layer_entries += count_layer(&new_blob)?;
+            }
+            return Ok(None);
         }
-        let mut d = match trusted(old_dir, rel, x) {
-            Some(p) => diff_files(&p, &new_dir.join(rel), rel)?,
+        let rel = format!("blobs/sha256/{}", hex(&x.digest));
+        let mut d = match trusted(self.old_dir, &rel, &x.digest) {
+            Some(old_blob) => {
+                let ids = (Some(x.diff_id.as_str()), Some(y.diff_id.as_str()));
+                let mut d = diff_layer_blobs(&old_blob, &new_blob, ids)?;
+                d.hint = Some(CHANGED_HINT.into());
+                d
+            }
             None => {
                 let mut d = Difference::new(
-                    object_of_file(rel),
+                    Object::Layer,
                     Field::Digest,
-                    json!(x),
-                    json!(y),
+                    json!(x.diff_id),
+                    json!(y.diff_id),
                     format!(
-                        "{rel} changed; the recorded output is not beside the record, so only digests can be compared"
+                        "layer {i} of {r} changed: digest {} in the record, {} now (diff_id {} -> {}, size {} -> {}); the record's blobs are not beside it, so only digests can be compared",
+                        x.digest, y.digest, x.diff_id, y.diff_id, x.size, y.size
                     ),
                 );
-                d.file = Some(rel.clone());
-                d.digest_a = Some(x.clone());
-                d.digest_b = Some(y.clone());
+                let mut hint = CHANGED_HINT.to_string();
+                if let Some(c) = created_by(self.new_dir, &self.new.images[r].config, i) {
+                    hint.push_str(&format!(". The new layer was made by: {c}"));
+                }
+                d.hint = Some(hint);
                 d
             }
         };
-        d.hint = Some(CHANGED_HINT.into());
-        return found(counts, d);
+        d.layer_index = Some(i);
+        d.digest_a = Some(x.digest.clone());
+        d.digest_b = Some(y.digest.clone());
+        Ok(Some(d))
     }
-    Ok(Outcome {
-        counts,
-        difference: None,
-    })
+
+    /// The config or manifest of image `r`: digest `x` recorded, `y` now.
+    fn document(&mut self, r: &str, obj: Object, what: &str, x: &str, y: &str) -> Found {
+        if x == y {
+            self.counts.files += 1;
+            self.counts.bytes += file_size(&blob_path(self.new_dir, y));
+            return Ok(None);
+        }
+        let rel = format!("blobs/sha256/{}", hex(x));
+        let new_doc = read_json(&blob_path(self.new_dir, y))?;
+        let mut d = match trusted(self.old_dir, &rel, x) {
+            Some(p) => match jsondiff::diff(&read_json(&p)?, &new_doc) {
+                Some(j) => json_difference(obj, j, what),
+                None => Difference::new(
+                    obj,
+                    Field::Content,
+                    json!(x),
+                    json!(y),
+                    format!("{what}: same JSON values, different bytes"),
+                ),
+            },
+            None => Difference::new(
+                obj,
+                Field::Digest,
+                json!(x),
+                json!(y),
+                format!(
+                    "the {what} of {r} changed (its layers did not); the record's blobs are not beside it, so only digests can be compared"
+                ),
+            ),
+        };
+        d.digest_a = Some(x.to_string());
+        d.digest_b = Some(y.to_string());
+        d.hint = Some(CHANGED_HINT.into());
+        Ok(Some(d))
+    }
+
+    /// Every other file of the record, index.json first.
+    fn files(&mut self) -> Found {
+        let (old, new) = (self.old, self.new);
+        let mut names: Vec<&String> = old.files.keys().chain(new.files.keys()).collect();
+        names.sort_by_key(|f| (f.as_str() != "index.json", f.as_str()));
+        names.dedup();
+        for rel in names {
+            let (x, y) = (old.files.get(rel), new.files.get(rel));
+            let (Some(x), Some(y)) = (x, y) else {
+                let mut d = Difference::new(
+                    object_of_file(rel),
+                    Field::Presence,
+                    json!(x.map(|_| rel)),
+                    json!(y.map(|_| rel)),
+                    format!(
+                        "{rel} is only in the {}",
+                        if x.is_some() { "record" } else { "new build" }
+                    ),
+                );
+                d.file = Some(rel.clone());
+                d.hint = Some(CHANGED_HINT.into());
+                return Ok(Some(d));
+            };
+            if x == y {
+                self.counts.files += 1;
+                self.counts.bytes += file_size(&self.new_dir.join(rel));
+                continue;
+            }
+            let mut d = self.changed_file(rel, x, y)?;
+            d.hint = Some(CHANGED_HINT.into());
+            return Ok(Some(d));
+        }
+        Ok(None)
+    }
+
+    /// File `rel` whose digest changed from `x` to `y`.
+    fn changed_file(&self, rel: &str, x: &str, y: &str) -> Result<Difference, VerifyError> {
+        if let Some(p) = trusted(self.old_dir, rel, x) {
+            return diff_files(&p, &self.new_dir.join(rel), rel);
+        }
+        let mut d = Difference::new(
+            object_of_file(rel),
+            Field::Digest,
+            json!(x),
+            json!(y),
+            format!(
+                "{rel} changed; the recorded output is not beside the record, so only digests can be compared"
+            ),
+        );
+        d.file = Some(rel.to_string());
+        d.digest_a = Some(x.to_string());
+        d.digest_b = Some(y.to_string());
+        Ok(d)
+    }
 }
