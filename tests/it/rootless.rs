@@ -132,11 +132,11 @@ fn layout(out: &Path) -> BTreeMap<String, Vec<u8>> {
 
 needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_newuidmap, has_root]
     "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, newuidmap, root (to make the test's user)";
-    /// The examples' base and hello built by a user with a subordinate range
-    /// (the base's configure step: base-files' postinst chowns /var/mail to
-    /// group mail; hello's build stage) give the bytes a root build gives:
-    /// the index and every blob. (nginx and python add only more of the
-    /// same, at two minutes a build here.)
+    /// The examples (the base, hello, nginx, python) built by a user with a
+    /// subordinate range (the base's configure step: base-files' postinst
+    /// chowns /var/mail to group mail; nginx's adds www-data's files; hello's
+    /// build stage) give the bytes a root build gives: the index and every
+    /// blob.
     fn examples_built_rootless_give_the_root_build_s_digests() {
         let Some(mirror) = common::examples_mirror() else {
             return;
@@ -145,7 +145,7 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_newuid
             return;
         }
         let user = rootless_user();
-        let keep = ["hello"];
+        let keep = ["hello", "nginx", "python"];
         let as_root = examples_tree(&mirror, &keep, None);
         let as_user = examples_tree(&mirror, &keep, Some(user));
         let o = build(as_root.path(), None);
