@@ -96,6 +96,12 @@ fn pin_and_vendor(seed: &Path, tree: &Path, mirror: &Path, cache: &Path) -> bool
 /// (the same base, one recipe of `apt`) pinned and vendored into
 /// `dir/mirror-apt`.
 fn apt_tools(root: &Path, dir: &Path) -> bool {
+    for t in ["mmdebstrap", "buildah"] {
+        if Command::new(t).arg("--version").output().is_err() {
+            eprintln!("the apt way needs {t} on PATH (apt-get install {t}); not run");
+            return false;
+        }
+    }
     let seed = dir.join("seed-apt");
     copy_dir(&root.join("base"), &seed.join("base"));
     std::fs::create_dir_all(seed.join("recipes")).unwrap();
