@@ -26,7 +26,7 @@ pub(crate) struct Shared {
     pub(crate) tree: PathBuf,
     pub(crate) out: PathBuf,
     bundle: PathBuf,
-    fixture: PathBuf,
+    pub(crate) fixture: PathBuf,
 }
 
 impl Shared {
@@ -704,8 +704,16 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_pyspdxtools, has
                 checked += 2;
             }
         }
-        // hello has a build stage: its build SBOMs are among those checked.
-        assert!(s.out.join("sbom/hello.build.spdx.json").is_file());
+        // hello has a build stage: its build SBOMs are among those checked,
+        // and one of its licenses is an id the validators do not know yet.
+        let doc = read_json(&s.out.join("sbom/hello.build.spdx.json"));
+        let tso = doc["hasExtractedLicensingInfos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["licenseId"] == "LicenseRef-BSD-3-Clause-Tso");
+        let tso = tso.expect("BSD-3-Clause-Tso is written as a LicenseRef");
+        assert!(tso["extractedText"].as_str().unwrap().contains("Redistribution"));
         assert_eq!(kinds.len(), 2, "{kinds:?}");
         assert!(checked >= 10, "{checked} documents");
     }

@@ -104,6 +104,7 @@ fn source_archive(
     root: &Path,
     sources: &BTreeSet<(String, String)>,
     key: &pgp::composed::SignedSecretKey,
+    binary: Option<&Path>,
 ) -> BTreeMap<(String, String), Vec<u8>> {
     let mut made = BTreeMap::new();
     let mut index = String::new();
@@ -128,13 +129,30 @@ fn source_archive(
     let xz = xz.finish().unwrap();
     std::fs::write(sdir.join("Sources"), &index).unwrap();
     std::fs::write(sdir.join("Sources.xz"), &xz).unwrap();
-    let release = format!(
+    let mut release = format!(
         "Origin: test\nSuite: stable\nCodename: stable\nArchitectures: amd64 source\nComponents: main\nSHA256:\n {} {} main/source/Sources\n {} {} main/source/Sources.xz\n",
         sha(index.as_bytes()),
         index.len(),
         sha(&xz),
         xz.len()
     );
+    if let Some(mirror) = binary {
+        // The examples' .debs too, as an archive serves them.
+        for e in std::fs::read_dir(mirror.join("pool")).unwrap() {
+            let p = e.unwrap().path();
+            let to = root.join("pool").join(p.file_name().unwrap());
+            std::os::unix::fs::symlink(p.canonicalize().unwrap(), to).unwrap();
+        }
+        let packages = std::fs::read(mirror.join("Packages")).unwrap();
+        let bdir = root.join("dists/stable/main/binary-amd64");
+        std::fs::create_dir_all(&bdir).unwrap();
+        std::fs::write(bdir.join("Packages"), &packages).unwrap();
+        release.push_str(&format!(
+            " {} {} main/binary-amd64/Packages\n",
+            sha(&packages),
+            packages.len()
+        ));
+    }
     sign_release(root, &release, key);
     made
 }
@@ -212,7 +230,7 @@ fn setup() -> Option<Setup> {
     let srv = tempfile::tempdir().unwrap();
     let root = srv.path().join("srv");
     let key = key();
-    let made = source_archive(&root, &all, &key);
+    let made = source_archive(&root, &all, &key, None);
     let server = Server::start(&root);
     let tree = tree_for(&built.tree, server.url("").trim_end_matches('/'), &key);
     Some(Setup {
@@ -359,7 +377,7 @@ needs! { [has_fixture_debian, has_fixture_debian_essential]
             .filter(|r| r.source != "glibc")
             .map(|r| (r.source.clone(), r.source_version.clone()))
             .collect();
-        source_archive(srv.path(), &keep, &key);
+        source_archive(srv.path(), &keep, &key, None);
         let server = Server::start(srv.path());
         let built = crate::build::shared().unwrap();
         let t2 = tree_for(&built.tree, server.url("").trim_end_matches('/'), &key);
@@ -370,5 +388,47 @@ needs! { [has_fixture_debian, has_fixture_debian_essential]
         assert!(msg.contains("libc6"), "{msg}");
         assert!(msg.contains("snapshot"), "{msg}");
         assert!(!t2.path().join("x").exists());
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    /// `vendor --sources` puts the source packages into the flat mirror;
+    /// `sources --mirror` then writes the same output with no archive.
+    fn sources_from_a_vendored_mirror_need_no_archive() {
+        let Some(built) = crate::build::shared() else { return };
+        let all: BTreeSet<(String, String)> = annex(&built.out)
+            .iter()
+            .map(|r| (r.source.clone(), r.source_version.clone()))
+            .collect();
+        let srv = tempfile::tempdir().unwrap();
+        let key = key();
+        source_archive(srv.path(), &all, &key, Some(&built.fixture));
+        let server = Server::start(srv.path());
+        let uri = server.url("");
+        let tree = tree_for(&built.tree, uri.trim_end_matches('/'), &key);
+        let t = tree.path();
+        let mirror = t.join("mirror");
+        let o = run(imgforge()
+            .arg("vendor")
+            .arg(&mirror)
+            .args(["recipes", "--sources", "--no-apt", "-q", "--cache"])
+            .arg(t.join("cache"))
+            .current_dir(t));
+        assert!(o.status.success(), "{}", text(&o));
+        let index = std::fs::read_to_string(mirror.join("Sources")).unwrap();
+        assert!(index.contains("Package: glibc\n"), "{index}");
+        let sums = std::fs::read_to_string(mirror.join("SHA256SUMS")).unwrap();
+        assert!(sums.contains("  source/glibc_"), "{sums}");
+        let o = sources(t, &built.out, &t.join("online"), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        // Offline: another tree and an empty cache, only the mirror.
+        let offline = tree_for(&built.tree, uri.trim_end_matches('/'), &key);
+        let before = server.count();
+        let m = mirror.display().to_string();
+        let o = sources(offline.path(), &built.out, &t.join("offline"), &["--mirror", &m]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(server.count(), before, "the offline run used the archive");
+        assert_eq!(files_under(&t.join("offline")), files_under(&t.join("online")));
     }
 }
