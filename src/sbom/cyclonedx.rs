@@ -264,3 +264,20 @@ fn metadata(img: &SbomImage, opts: &SbomOptions, ctx: &DocContext, image_ref: &s
         "properties": [prop("imgforge:distro", &ctx.distro), prop("imgforge:sbom", scope)],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn licenses_validators_do_not_know_are_named_with_their_text() {
+        let one = licenses("BSD-3-Clause-Tso");
+        assert_eq!(one[0]["license"]["name"], "BSD-3-Clause-Tso");
+        assert!(one[0]["license"].get("id").is_none());
+        let text = one[0]["license"]["text"]["content"].as_str().unwrap();
+        assert!(text.contains("Redistribution"));
+        let both = licenses("BSD-3-Clause-Tso OR MIT");
+        assert_eq!(both[0]["expression"], "LicenseRef-BSD-3-Clause-Tso OR MIT");
+        assert_eq!(licenses("MIT")[0]["expression"], "MIT");
+    }
+}

@@ -268,6 +268,7 @@ needs! { [has_fixture_debian, has_fixture_debian_essential]
         assert!(!listed.iter().any(|(_, p)| p == "zlib1g"));
         // Each binary maps to its own source; each file is the one served.
         for (img, i) in index["images"].as_object().unwrap() {
+            assert!(i["manifest"].as_str().unwrap().starts_with("sha256:"), "{img}: {i}");
             for p in i["packages"].as_array().unwrap() {
                 let r = s.rows.iter().find(|r| r.package == p["package"]).unwrap();
                 assert_eq!(p["source"]["package"], r.source.as_str(), "{img}");
