@@ -106,6 +106,22 @@ pub enum Command {
     Vendor {
         /// The mirror directory to write (empty, new, or an earlier vendor output).
         dir: PathBuf,
+        /// Also the verified source packages of every shipped package (Sources + source/), for `imgforge sources --mirror DIR` offline.
+        #[arg(long)]
+        sources: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Write the complete corresponding source of what a build ships (every package under a GPL/LGPL-style license, or --all): verified source packages, an index image -> binary -> source, and a written offer.
+    Sources {
+        /// The output directory of `imgforge build`.
+        out: PathBuf,
+        /// The directory to write, or a FILE ending in .tar (one deterministic tar).
+        #[arg(short = 'o', long = "output", value_name = "DIR|FILE")]
+        output: PathBuf,
+        /// Every shipped package, not only those whose license obliges a source offer.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         common: CommonArgs,
     },

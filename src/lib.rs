@@ -38,7 +38,7 @@
 //!
 //! * [`recipe`]: reads `base/base.toml` and `recipes/*.toml`, enforces pinning.
 //! * [`archive`]: Debian archive client (signed Release, verified indexes,
-//!   content-addressed package store).
+//!   content-addressed package store, source packages for `sources`).
 //! * [`pkgindex`]: the package index (mirror, archives) both fill and read.
 //! * [`resolve`]: resolver, lock file (compare and write), fetching.
 //! * [`deb`]: reading `.deb` files (control, data.tar) as untrusted input.

@@ -120,14 +120,30 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         cli::Command::Bundle(b) => bundle(b, quiet),
-        cli::Command::Vendor { dir, common } => {
-            imgforge::ops::vendor::vendor(&imgforge::ops::vendor::VendorOptions {
-                common: common.to_options(),
-                dir: dir.clone(),
-                quiet,
-            })
-            .map(|_| ExitCode::SUCCESS)
-        }
+        cli::Command::Vendor {
+            dir,
+            sources,
+            common,
+        } => imgforge::ops::vendor::vendor(&imgforge::ops::vendor::VendorOptions {
+            common: common.to_options(),
+            dir: dir.clone(),
+            sources: *sources,
+            quiet,
+        })
+        .map(|_| ExitCode::SUCCESS),
+        cli::Command::Sources {
+            out,
+            output,
+            all,
+            common,
+        } => imgforge::ops::sources::sources(&imgforge::ops::sources::SourcesOptions {
+            common: common.to_options(),
+            out: out.clone(),
+            dest: output.clone(),
+            all: *all,
+            quiet,
+        })
+        .map(|_| ExitCode::SUCCESS),
         cli::Command::Init { dir, sources } => {
             imgforge::ops::init::init(&imgforge::ops::init::InitOptions {
                 common: sources.to_options(),

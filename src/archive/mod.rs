@@ -6,8 +6,10 @@
 //!   an OpenPGP keyring, and the SHA256 list it signs;
 //! * [`fetch`]: HTTP(S) and `file://` downloads, hashed as they stream,
 //!   staged and renamed into place only once verified;
-//! * [`store`]: the content-addressed caches (index files and `.deb`s by
-//!   sha256), found again with no index at all.
+//! * [`store`]: the content-addressed caches (index files, `.deb`s and
+//!   source package files by sha256), found again with no index at all;
+//! * [`srcpkg`]: source packages (signed `Sources` index, `.dsc`, tarballs)
+//!   for `imgforge sources`.
 //!
 //! Entry points: [`load`] (sources -> records in an [`Index`]) and
 //! [`fetch_deb`] (one verified `.deb` into the store).
@@ -19,6 +21,7 @@ pub mod changelog;
 pub mod fetch;
 pub mod release;
 pub mod sources;
+pub mod srcpkg;
 pub mod store;
 
 use crate::pkgindex::{self as index, Index, Origin};

@@ -286,15 +286,34 @@ pub fn packages_file(
     opts: &ArchiveOptions,
     downloaded: &mut u64,
 ) -> Result<std::path::PathBuf, ArchiveError> {
-    let st = Store::new(&opts.cache);
     let dir = format!("{comp}/binary-{}", opts.arch);
-    for name in ["Packages.xz", "Packages.gz", "Packages"] {
+    index_file(client, &dir, "Packages", rel, opts, downloaded)?.ok_or_else(|| {
+        ArchiveError::NotListed {
+            url: rel.url.clone(),
+            what: format!("{dir}/Packages(.xz|.gz) that the archive serves"),
+        }
+    })
+}
+
+/// The verified index `<dir>/<stem>(.xz|.gz|)` of a suite (`Packages`,
+/// `Sources`), in the by-hash cache; `None` when the signed Release lists
+/// none the archive serves.
+pub fn index_file(
+    client: &Client,
+    dir: &str,
+    stem: &str,
+    rel: &Release,
+    opts: &ArchiveOptions,
+    downloaded: &mut u64,
+) -> Result<Option<std::path::PathBuf>, ArchiveError> {
+    let st = Store::new(&opts.cache);
+    for name in [format!("{stem}.xz"), format!("{stem}.gz"), stem.to_string()] {
         let Some((sha, _)) = rel.files.get(&format!("{dir}/{name}")) else {
             continue;
         };
         let dest = st.index_path(sha);
         if dest.is_file() {
-            return Ok(dest);
+            return Ok(Some(dest));
         }
         let against = format!("the SHA256 signed in {}", rel.url);
         let mut urls = Vec::new();
@@ -305,12 +324,9 @@ pub fn packages_file(
         for url in urls {
             if let Some(n) = client.download_verified(&url, &dest, sha, &against)? {
                 *downloaded += n;
-                return Ok(dest);
+                return Ok(Some(dest));
             }
         }
     }
-    Err(ArchiveError::NotListed {
-        url: rel.url.clone(),
-        what: format!("{dir}/Packages(.xz|.gz) that the archive serves"),
-    })
+    Ok(None)
 }

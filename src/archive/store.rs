@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! store/sha256/<hex>.deb          every .deb ever fetched, by its sha256
+//! store/source/sha256/<hex>       source package files (.dsc, tarballs)
 //! archive/by-hash/<hex>           verified Packages indexes, by sha256
 //! archive/release/<key>/InRelease last verified Release of one uri+suite
 //! ```
@@ -39,6 +40,16 @@ impl Store {
     pub fn deb(&self, sha256: &str) -> Option<PathBuf> {
         let p = self.deb_path(sha256);
         p.is_file().then_some(p)
+    }
+
+    /// Where a source package file (`.dsc`, tarball) with this sha256
+    /// lives (whether or not it exists).
+    pub fn source_path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("store")
+            .join("source")
+            .join("sha256")
+            .join(sha256)
     }
 
     /// A verified index file, by sha256.

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod push;
 pub mod query;
 pub mod remove;
+pub mod sources;
 pub mod update;
 pub mod vendor;
 

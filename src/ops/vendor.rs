@@ -3,6 +3,10 @@
 //! hand-over to a site with no network: `--mirror DIR` then rebuilds the
 //! same bytes.
 //!
+//! With `--sources`, the source packages of every shipped package too
+//! (`Sources` and `source/<source>_<version>/`, each file verified by
+//! sha256), so `imgforge sources OUT --mirror DIR` works with no network.
+//!
 //! The mirror is written into a staging directory beside `DIR` and renamed
 //! into place at the end; `DIR` may be empty or an earlier vendor output.
 
@@ -19,6 +23,10 @@ pub struct VendorOptions {
     pub common: CommonOptions,
     /// The mirror directory to write.
     pub dir: PathBuf,
+    /// Also the source packages of every shipped package (a `Sources`
+    /// index and `source/<source>_<version>/`), for `imgforge sources
+    /// --mirror DIR` with no network.
+    pub sources: bool,
     pub quiet: bool,
 }
 
@@ -86,7 +94,10 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorSummary> {
         })
         .collect::<Result<_>>()?;
     let packages: Vec<&str> = stanzas.iter().map(|s| s.0.as_str()).collect();
-    let mut sums: Vec<&str> = stanzas.iter().map(|s| s.1.as_str()).collect();
+    let mut sums: Vec<String> = stanzas.iter().map(|s| s.1.clone()).collect();
+    if opts.sources {
+        sums.extend(vendor_sources(&opts.common, &lock, staging.path(), st)?);
+    }
     sums.sort();
     std::fs::write(staging.path().join("Packages"), packages.join("\n"))?;
     std::fs::write(staging.path().join("SHA256SUMS"), sums.concat())?;
@@ -114,4 +125,49 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorSummary> {
 fn is_vendor_output(dir: &Path) -> bool {
     let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
     empty || (dir.join("Packages").is_file() && dir.join("SHA256SUMS").is_file())
+}
+
+/// The source packages of every shipped (runtime) package of `lock`,
+/// verified, into `staging/source/<source>_<version>/` with a flat
+/// `Sources` index; returns their `SHA256SUMS` lines.
+fn vendor_sources(
+    common: &CommonOptions,
+    lock: &resolve::Lock,
+    staging: &Path,
+    st: Status,
+) -> Result<Vec<String>> {
+    let mut by_source: BTreeMap<(String, String), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
+    for img in lock.images.iter().filter(|i| i.stage == "runtime") {
+        for p in &img.packages {
+            by_source
+                .entry((p.source.clone(), p.source_version.clone()))
+                .or_default()
+                .insert(format!("{} {}", p.name, p.version));
+        }
+    }
+    st.say("Vendoring", format!("{} source packages", by_source.len()));
+    let wanted = by_source.keys().cloned().collect();
+    let (idx, searched) = super::sources::load_index(common, &wanted)?;
+    let cache = source_options(common, false).cache_dir;
+    let fetched = super::sources::fetch_sources(&by_source, &idx, &searched, &cache)?;
+    let mut index = String::new();
+    let mut sums = Vec::new();
+    for ((name, version), f) in &fetched {
+        let dir = format!("source/{}", f.dir);
+        std::fs::create_dir_all(staging.join(&dir))?;
+        let mut lines = String::new();
+        for (sf, path) in &f.files {
+            let rel = format!("{dir}/{}", sf.name);
+            std::fs::copy(path, staging.join(&rel))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+            lines.push_str(&format!(" {} {} {}\n", sf.sha256, sf.size, sf.name));
+            sums.push(format!("{}  {rel}\n", sf.sha256));
+        }
+        index.push_str(&format!(
+            "Package: {name}\nVersion: {version}\nDirectory: {dir}\nChecksums-Sha256:\n{lines}\n"
+        ));
+    }
+    std::fs::write(staging.join("Sources"), index)?;
+    Ok(sums)
 }

@@ -76,7 +76,19 @@ fn component(p: &SbomPackage, ctx: &DocContext, findings: &Findings) -> Value {
         "properties": properties(p, ctx, findings),
     });
     if let Some(e) = findings.get(&key(p)).and_then(|f| f.expression.clone()) {
-        c["licenses"] = json!([{"expression": e, "acknowledgement": "declared"}]);
+        c["licenses"] = licenses(&e);
+        let (_, converted) = super::listed::expression(&e);
+        if let Some(props) = c["properties"].as_array_mut() {
+            for (r, conv) in &converted {
+                let v = format!(
+                    "{r} = SPDX {} (license list {})",
+                    conv.term,
+                    super::listed::list_version()
+                );
+                props.push(prop("imgforge:license_ref", &v));
+            }
+            props.sort_by_key(crate::json::to_canonical);
+        }
     }
     if let Some((name, email)) = maintainer(p) {
         let mut s = json!({"name": name});
@@ -97,6 +109,23 @@ fn component(p: &SbomPackage, ctx: &DocContext, findings: &Findings) -> Value {
         c["description"] = json!(d.trim());
     }
     c
+}
+
+/// The `licenses` of a component: one SPDX expression, its ids as
+/// validators know them; a single license validators do not know yet is
+/// a named license with its text instead (an expression cannot carry
+/// text; in a compound one such a term is a `LicenseRef-`, explained by an
+/// `imgforge:license_ref` property).
+fn licenses(expr: &str) -> Value {
+    let (written, converted) = super::listed::expression(expr);
+    if let (1, Some(c)) = (converted.len(), converted.get(&written)) {
+        return json!([{"license": {
+            "name": c.term,
+            "acknowledgement": "declared",
+            "text": {"contentType": "text/plain", "content": c.text},
+        }}]);
+    }
+    json!([{"expression": written, "acknowledgement": "declared"}])
 }
 
 /// The operating-system component and its `bom-ref`, when the release is known.
@@ -234,4 +263,21 @@ fn metadata(img: &SbomImage, opts: &SbomOptions, ctx: &DocContext, image_ref: &s
         },
         "properties": [prop("imgforge:distro", &ctx.distro), prop("imgforge:sbom", scope)],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn licenses_validators_do_not_know_are_named_with_their_text() {
+        let one = licenses("BSD-3-Clause-Tso");
+        assert_eq!(one[0]["license"]["name"], "BSD-3-Clause-Tso");
+        assert!(one[0]["license"].get("id").is_none());
+        let text = one[0]["license"]["text"]["content"].as_str().unwrap();
+        assert!(text.contains("Redistribution"));
+        let both = licenses("BSD-3-Clause-Tso OR MIT");
+        assert_eq!(both[0]["expression"], "LicenseRef-BSD-3-Clause-Tso OR MIT");
+        assert_eq!(licenses("MIT")[0]["expression"], "MIT");
+    }
 }

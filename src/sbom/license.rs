@@ -319,6 +319,19 @@ pub fn canonical_expression(s: &str) -> Result<String, String> {
     Ok(parse_tree(s)?.render(true))
 }
 
+/// The expression with every license term (`ID` or `ID WITH EXCEPTION`)
+/// replaced by `f(term)`; the structure is kept.
+pub fn map_terms(s: &str, f: &dyn Fn(&str) -> String) -> Result<String, String> {
+    fn walk(n: Node, f: &dyn Fn(&str) -> String) -> Node {
+        match n {
+            Node::Leaf(t) => Node::Leaf(f(&t)),
+            Node::And(v) => Node::And(v.into_iter().map(|c| walk(c, f)).collect()),
+            Node::Or(v) => Node::Or(v.into_iter().map(|c| walk(c, f)).collect()),
+        }
+    }
+    Ok(walk(parse_tree(s)?, f).render(true))
+}
+
 /// Like [`canonical_expression`], with operands sorted: two expressions are
 /// equal up to operand order iff these strings are equal.
 pub fn comparable_expression(s: &str) -> Result<String, String> {

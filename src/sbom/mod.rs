@@ -35,6 +35,7 @@ pub mod evaluate;
 pub mod html;
 pub mod identify;
 pub mod license;
+pub mod listed;
 mod memo;
 pub mod names;
 pub mod prose;

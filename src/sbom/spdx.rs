@@ -20,6 +20,7 @@
 //! * `documentNamespace` is derived from a hash of the document itself.
 
 use super::license::{self, LicenseFinding};
+use super::listed::{self, Converted};
 use super::{
     DocContext, Findings, Part, SbomImage, SbomOptions, SbomPackage, deb_purl, depends_on, key,
     maintainer, purl, purl_encode, rfc3339,
@@ -61,7 +62,7 @@ fn deb_package(p: &SbomPackage, ctx: &DocContext, f: Option<&LicenseFinding>) ->
         "packageFileName": p.filename.rsplit('/').next().unwrap_or(&p.filename),
         "checksums": [{"algorithm": "SHA256", "checksumValue": p.sha256}],
         "licenseConcluded": "NOASSERTION",
-        "licenseDeclared": f.and_then(|f| f.expression.clone()).unwrap_or_else(|| "NOASSERTION".into()),
+        "licenseDeclared": f.and_then(|f| f.expression.as_deref()).map_or_else(|| "NOASSERTION".into(), |e| listed::expression(e).0),
         "copyrightText": "NOASSERTION",
         "sourceInfo": format!("built from Debian source package {} {}", p.source, p.source_version),
         "externalRefs": [
@@ -178,12 +179,23 @@ fn os_package(ctx: &DocContext) -> Option<(Value, String)> {
     Some((v, id))
 }
 
-/// LicenseRef- identifiers used by `expr`, recorded for `pkg`.
-fn collect_refs(expr: Option<&str>, pkg: &str, refs: &mut BTreeMap<String, BTreeSet<String>>) {
+/// The `LicenseRef-`s of a document: the packages using each, and the
+/// text of those that stand for an SPDX id validators do not know yet.
+#[derive(Debug, Default)]
+struct Refs {
+    used: BTreeMap<String, BTreeSet<String>>,
+    converted: BTreeMap<String, Converted>,
+}
+
+/// LicenseRef- identifiers used by `expr` (as written), recorded for `pkg`.
+fn collect_refs(expr: Option<&str>, pkg: &str, refs: &mut Refs) {
     let Some(e) = expr else { return };
-    for t in license::expression_terms(e) {
+    let (written, converted) = listed::expression(e);
+    refs.converted.extend(converted);
+    for t in license::expression_terms(&written) {
         if let Some(r) = t.split(' ').find(|w| w.starts_with("LicenseRef-")) {
-            refs.entry(r.to_string())
+            refs.used
+                .entry(r.to_string())
                 .or_default()
                 .insert(pkg.to_string());
         }
@@ -198,7 +210,7 @@ fn deb_packages(
     parents: &[String],
     packages: &mut Vec<Value>,
     rels: &mut Vec<Value>,
-    refs: &mut BTreeMap<String, BTreeSet<String>>,
+    refs: &mut Refs,
 ) {
     let pkgs = ctx.packages(img);
     let mut seen = BTreeSet::new();
@@ -248,11 +260,24 @@ fn artifact_packages(img: &SbomImage, packages: &mut Vec<Value>, rels: &mut Vec<
     }
 }
 
-fn extracted_infos(refs: &BTreeMap<String, BTreeSet<String>>) -> Vec<Value> {
-    refs
+fn extracted_infos(refs: &Refs) -> Vec<Value> {
+    refs.used
         .iter()
         .map(|(r, pkgs)| {
             let name = r.trim_start_matches("LicenseRef-");
+            let used_by = format!("used by: {}", pkgs.iter().cloned().collect::<Vec<_>>().join(", "));
+            if let Some(c) = refs.converted.get(r) {
+                return json!({
+                    "licenseId": r,
+                    "name": c.term,
+                    "extractedText": c.text,
+                    "comment": format!(
+                        "the SPDX license {:?} of license list {}, written as a LicenseRef because SBOM validators do not know it yet; {used_by}",
+                        c.term,
+                        listed::list_version()
+                    ),
+                });
+            }
             let text = if r == "LicenseRef-public-domain" {
                 "The Debian copyright file declares these files to be in the public domain; there is no license grant. See legal/attribution/<package>/copyright.".to_string()
             } else {
@@ -264,7 +289,7 @@ fn extracted_infos(refs: &BTreeMap<String, BTreeSet<String>>) -> Vec<Value> {
                 "licenseId": r,
                 "name": name,
                 "extractedText": text,
-                "comment": format!("used by: {}", pkgs.iter().cloned().collect::<Vec<_>>().join(", ")),
+                "comment": used_by,
             })
         })
         .collect()
@@ -302,7 +327,7 @@ pub fn document(
         rels.push(rel(root, "CONTAINS", &id));
         parents.push(id);
     }
-    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut refs = Refs::default();
     deb_packages(
         img,
         ctx,
@@ -334,7 +359,7 @@ pub fn document(
         "creationInfo": {
             "created": rfc3339(opts.source_date_epoch),
             "creators": [format!("Tool: imgforge-{}", opts.tool_version)],
-            "licenseListVersion": spdx_license_list_version(),
+            "licenseListVersion": listed::list_version(),
         },
         "packages": packages,
         "relationships": rels,
@@ -349,15 +374,4 @@ pub fn document(
         h
     ));
     doc
-}
-
-/// The SPDX license list version the `spdx` crate validates against
-/// (`major.minor`).
-fn spdx_license_list_version() -> String {
-    let v = ::spdx::license_version();
-    let mut parts = v.trim_start_matches('v').split('.');
-    match (parts.next(), parts.next()) {
-        (Some(a), Some(b)) => format!("{a}.{b}"),
-        _ => "3.25".into(),
-    }
 }

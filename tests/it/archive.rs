@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Serves files under `root` over HTTP/1.1 (GET only, one response per
 /// connection). Counts requests.
-struct Server {
+pub(crate) struct Server {
     port: u16,
     requests: Arc<AtomicUsize>,
 }
 
 impl Server {
-    fn start(root: &Path) -> Server {
+    pub(crate) fn start(root: &Path) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -64,15 +64,15 @@ impl Server {
         });
         Server { port, requests }
     }
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
 }
 
-fn key() -> SignedSecretKey {
+pub(crate) fn key() -> SignedSecretKey {
     let mut rng = rand::thread_rng();
     let params = SecretKeyParamsBuilder::default()
         .key_type(KeyType::Ed25519Legacy)
@@ -88,12 +88,12 @@ fn key() -> SignedSecretKey {
         .unwrap()
 }
 
-fn write_keyring(key: &SignedSecretKey, path: &Path) {
+pub(crate) fn write_keyring(key: &SignedSecretKey, path: &Path) {
     let public = key.signed_public_key();
     std::fs::write(path, public.to_armored_string(None.into()).unwrap()).unwrap();
 }
 
-fn sha(b: &[u8]) -> String {
+pub(crate) fn sha(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
 }
@@ -119,7 +119,7 @@ fn archive(root: &Path, debs: &[Deb], key: &SignedSecretKey) {
     sign_release(root, &release, key);
 }
 
-fn sign_release(root: &Path, release: &str, key: &SignedSecretKey) {
+pub(crate) fn sign_release(root: &Path, release: &str, key: &SignedSecretKey) {
     let msg = CleartextSignedMessage::sign(rand::thread_rng(), release, &**key, &Password::empty())
         .unwrap();
     std::fs::write(

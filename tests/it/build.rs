@@ -20,13 +20,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The shared build of the examples.
-struct Shared {
+pub(crate) struct Shared {
     _tmp: tempfile::TempDir,
     /// The copied tree (recipes/, base/, the lock).
-    tree: PathBuf,
-    out: PathBuf,
+    pub(crate) tree: PathBuf,
+    pub(crate) out: PathBuf,
     bundle: PathBuf,
-    fixture: PathBuf,
+    pub(crate) fixture: PathBuf,
 }
 
 impl Shared {
@@ -84,7 +84,7 @@ fn build_examples(
 static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
 
 /// The examples built once (plain conditions), or `None` without the fixture.
-fn shared() -> Option<&'static Shared> {
+pub(crate) fn shared() -> Option<&'static Shared> {
     SHARED
         .get_or_init(|| {
             let fixture = crate::common::examples_mirror()?;
@@ -670,6 +670,52 @@ needs! { [has_docker, has_fixture_debian, has_fixture_debian_essential]
             String::from_utf8_lossy(&o.stdout).trim(),
             "Hello from imgforge!"
         );
+    }
+}
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_pyspdxtools, has_python_cyclonedx]
+    "needs ../shared/debian, ../shared/debian-essential, `pyspdxtools` on PATH, python3 cyclonedx-python-lib";
+    /// Every SBOM the examples' build writes (runtime and build stage, SPDX
+    /// and CycloneDX, every image) passes both reference validators, and
+    /// declares the license list it was written against.
+    fn build_every_sbom_of_the_examples_validates() {
+        let Some(s) = shared() else { return };
+        let mut kinds = BTreeSet::new();
+        let mut checked = 0;
+        for img in ["base", "hello", "nginx", "python"] {
+            let spdx = s.out.join(format!("sbom/{img}.spdx.json"));
+            assert!(spdx.is_file(), "{} missing", spdx.display());
+            for stem in [img.to_string(), format!("{img}.build")] {
+                let (spdx, cdx) = (
+                    s.out.join(format!("sbom/{stem}.spdx.json")),
+                    s.out.join(format!("sbom/{stem}.cdx.json")),
+                );
+                if !spdx.is_file() && !cdx.is_file() {
+                    continue;
+                }
+                let doc = read_json(&spdx);
+                assert_eq!(
+                    doc["creationInfo"]["licenseListVersion"].as_str(),
+                    Some(imgforge::sbom::listed::list_version().as_str())
+                );
+                crate::sbom::validate_spdx(&spdx);
+                crate::sbom::validate_cyclonedx(&cdx);
+                kinds.insert(if stem.ends_with(".build") { "build" } else { "runtime" });
+                checked += 2;
+            }
+        }
+        // hello has a build stage: its build SBOMs are among those checked,
+        // and one of its licenses is an id the validators do not know yet.
+        let doc = read_json(&s.out.join("sbom/hello.build.spdx.json"));
+        let tso = doc["hasExtractedLicensingInfos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["licenseId"] == "LicenseRef-BSD-3-Clause-Tso");
+        let tso = tso.expect("BSD-3-Clause-Tso is written as a LicenseRef");
+        assert!(tso["extractedText"].as_str().unwrap().contains("Redistribution"));
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert!(checked >= 10, "{checked} documents");
     }
 }
 

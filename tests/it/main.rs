@@ -31,5 +31,6 @@ mod resolver;
 mod rootless;
 mod sandbox;
 mod sbom;
+mod sources;
 mod vendor;
 mod verify;

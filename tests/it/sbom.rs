@@ -377,7 +377,7 @@ needs! { [has_fixture_debian, has_trivy] "needs ../shared/debian, `trivy` on PAT
     }
 }
 
-fn validate_spdx(file: &Path) {
+pub(crate) fn validate_spdx(file: &Path) {
     if !require_tool("pyspdxtools") {
         return;
     }
@@ -390,7 +390,7 @@ fn validate_spdx(file: &Path) {
     );
 }
 
-fn validate_cyclonedx(file: &Path) {
+pub(crate) fn validate_cyclonedx(file: &Path) {
     let probe = run(Command::new("python3").args(["-c", "import cyclonedx"]));
     if !probe.status.success() {
         let msg = "this test needs the Python package cyclonedx-python-lib (pip install cyclonedx-python-lib)";
