@@ -36,6 +36,7 @@ pub mod lint;
 pub mod outputs;
 pub mod prune;
 pub mod record;
+pub mod remote;
 pub mod scratch;
 pub mod stage;
 pub mod store;
@@ -67,6 +68,10 @@ pub struct BuildSummary {
     pub run_steps: usize,
     /// Packages fetched and read (0 when every step was reused).
     pub packages_read: usize,
+    /// Steps fetched from a remote cache (counted in `reused_steps` too).
+    pub remote_steps: usize,
+    /// Steps uploaded to a remote cache.
+    pub uploaded_steps: usize,
     /// The runtime lint of each image, by `name:tag`.
     pub lint: BTreeMap<String, crate::lint::Report>,
 }
@@ -294,6 +299,7 @@ fn run(
         trees: std::sync::Arc::new(crate::sandbox::overlay::Trees::new(
             &work.path().join("trees"),
         )),
+        remote: remote::Remotes::open(&opts.remote, &tree.source.cache, opts.use_cache, st),
     };
     ctx.check_release()?;
     let vendor = vendor_base(&ctx)?;
@@ -347,6 +353,8 @@ fn run(
         reused_steps: reused,
         run_steps: run,
         packages_read: ctx.inputs.fetched(),
+        remote_steps: ctx.remote.counts().0,
+        uploaded_steps: ctx.remote.counts().1,
         lint,
     })
 }
@@ -394,16 +402,30 @@ fn report(
         .map(|(k, r, b)| format!("{k} {r}/{}", r + b))
         .collect();
     let (reused, run) = ctx.count.totals();
+    let remote = match ctx.remote.any() {
+        true => format!(" (remote {})", ctx.remote.counts().0),
+        false => String::new(),
+    };
     st.say(
         "Steps",
         format!(
-            "reused {reused}, ran {run} ({}); {} package(s) read; layers and stages {:.2}s, outputs {:.2}s",
+            "reused {reused}{remote}, ran {run} ({}); {} package(s) read; layers and stages {:.2}s, outputs {:.2}s",
             kinds.join(", "),
             ctx.inputs.fetched(),
             layers.as_secs_f64(),
             outputs.as_secs_f64()
         ),
     );
+    if ctx.remote.any() {
+        let (fetched, uploaded) = ctx.remote.counts();
+        st.say(
+            "Cache",
+            format!(
+                "{}: {fetched} step(s) fetched, {uploaded} uploaded",
+                ctx.remote.names().join(", ")
+            ),
+        );
+    }
 }
 
 /// A vendor base (pinned by digest, from a local OCI layout) goes below;
@@ -576,6 +598,18 @@ fn replace_dir(staged: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The point release base-files names (stored as a bare JSON string).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct ReleaseRecord(String);
+
+impl store::StepRecord for ReleaseRecord {
+    const KIND: &'static str = "release";
+    fn blobs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 impl Ctx<'_> {
     /// The Debian point release the base ships must match its tag (the
     /// release is read from base-files once and remembered by its sha256).
@@ -588,12 +622,15 @@ impl Ctx<'_> {
             return Ok(());
         };
         let key = key::key("release", &serde_json::json!([bf.sha256, bf.version]));
-        let version = match self.store.get::<String>("release", &key) {
-            Some(v) => v,
+        let version = match self.recall::<ReleaseRecord>(&key) {
+            Some(v) => {
+                self.share(&key, &v);
+                v.0
+            }
             None => {
                 let f = self.inputs.get(bf)?;
                 let r = crate::release::read_release(&f.deb, &bf.version)?;
-                self.store.put("release", &key, &r.version)?;
+                self.keep(&key, &ReleaseRecord(r.version.clone()))?;
                 r.version
             }
         };
