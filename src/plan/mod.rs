@@ -605,6 +605,7 @@ struct ReleaseRecord(String);
 
 impl store::StepRecord for ReleaseRecord {
     const KIND: &'static str = "release";
+    const COUNTED: bool = false;
     fn blobs(&self) -> Vec<String> {
         Vec::new()
     }

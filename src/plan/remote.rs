@@ -444,7 +444,9 @@ impl Remote {
             store.adopt_tree(s, key).map_err(local)?;
         }
         store.put(kind, key, &rec).map_err(local)?;
-        self.fetched.fetch_add(1, Ordering::SeqCst);
+        if T::COUNTED {
+            self.fetched.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(rec)
     }
 
@@ -658,7 +660,9 @@ impl Remote {
         if r.status != 201 {
             return Err(crate::registry::status_reason("PUT manifest", &r));
         }
-        self.uploaded.fetch_add(1, Ordering::SeqCst);
+        if T::COUNTED {
+            self.uploaded.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(true)
     }
 }

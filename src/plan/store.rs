@@ -47,6 +47,9 @@ pub trait StepRecord: Serialize + DeserializeOwned {
     const KIND: &'static str;
     /// Whether the step's files are a stored tree, `trees/<key>/`.
     const TREE: bool = false;
+    /// Whether the build's `Steps` line counts it (a step fetched from a
+    /// remote cache is counted there as `remote` only if so).
+    const COUNTED: bool = true;
     /// The blobs (`sha256:<hex>`) the record names, each once.
     fn blobs(&self) -> Vec<String>;
 }

@@ -101,6 +101,16 @@ fn kind_counts(t: &str, kind: &str) -> Option<(usize, usize)> {
     })
 }
 
+/// Print what a runner's build said about steps and the cache (seen with
+/// `--nocapture`).
+fn show(runner: &str, t: &str) {
+    let lines: Vec<&str> = t
+        .lines()
+        .filter(|l| l.contains("Steps") || l.contains("Cache") || l.contains("Warning"))
+        .collect();
+    eprintln!("runner {runner}:\n{}", lines.join("\n"));
+}
+
 /// The warnings of a build about a remote cache.
 fn cache_warnings(t: &str) -> Vec<&str> {
     t.lines()
@@ -144,6 +154,7 @@ fn warm() -> &'static Warm {
             "out-a",
             &["--cache-to", &cache],
         );
+        show("a", &t);
         assert!(cache_warnings(&t).is_empty(), "{t}");
         let cache_line = t
             .lines()
@@ -181,6 +192,7 @@ needs! { [has_docker_registry, has_fixture_debian, has_fixture_debian_essential,
         let w = warm();
         let b = runner(w, "b");
         let t = build(&b, &w.mirror, "cache-b", "out-b", &["--cache-from", &w.cache]);
+        show("b", &t);
         assert!(cache_warnings(&t).is_empty(), "{t}");
         for kind in ["layer", "configure", "build stage"] {
             let (reused, all) = kind_counts(&t, kind).unwrap_or_else(|| panic!("no {kind}: {t}"));
@@ -210,6 +222,7 @@ needs! { [has_docker_registry, has_fixture_debian, has_fixture_debian_essential,
         let from = format!("{via}/{}", w.repo());
         let c = runner(w, "c");
         let t = build(&c, &w.mirror, "cache-c", "out-c", &["--cache-from", &from]);
+        show("c", &t);
         let warned = cache_warnings(&t);
         assert_eq!(warned.len(), 1, "{t}");
         assert!(warned[0].contains("blob sha256:") && warned[0].contains("do not match"), "{t}");
@@ -256,6 +269,7 @@ needs! { [has_docker_registry, has_fixture_debian, has_fixture_debian_essential,
         assert_eq!(r.status(), 201);
         let d = runner(w, "d");
         let t = build(&d, &w.mirror, "cache-d", "out-d", &["--cache-from", &bad, "--cache-to", &w.cache]);
+        show("d", &t);
         let warned = cache_warnings(&t);
         let key = victim.trim_start_matches("configure-");
         assert_eq!(warned.len(), 1, "{t}");
@@ -277,6 +291,7 @@ needs! { [has_docker_registry, has_fixture_debian, has_fixture_debian_essential,
         let from = format!("{via}/{}", w.repo());
         let e = runner(w, "e");
         let t = build(&e, &w.mirror, "cache-e", "out-e", &["--cache-from", &from]);
+        show("e", &t);
         let warned = cache_warnings(&t);
         assert_eq!(warned.len(), 1, "{t}");
         assert!(warned[0].contains("stopped answering"), "{t}");
