@@ -274,6 +274,8 @@ fn run(
     let parent = out_parent(&opts.out)?;
     let work = scratch_for(opts, lock, &parent, st)?;
     let (store, _fresh) = open_store(opts, &parent)?;
+    let remote =
+        remote::Remotes::open(&opts.remote, &tree.source.cache, opts.use_cache, &store, st);
     let ctx = Ctx {
         opts,
         tree,
@@ -299,7 +301,7 @@ fn run(
         trees: std::sync::Arc::new(crate::sandbox::overlay::Trees::new(
             &work.path().join("trees"),
         )),
-        remote: remote::Remotes::open(&opts.remote, &tree.source.cache, opts.use_cache, st),
+        remote,
     };
     ctx.check_release()?;
     let vendor = vendor_base(&ctx)?;
@@ -344,6 +346,8 @@ fn run(
         // What `imgforge gc` keeps for this tree.
         ctx.store.write_root(&tree.dir)?;
     }
+    // Uploads to a remote cache ran beside the build: wait for the last.
+    ctx.remote.finish();
     report(&ctx, &images, needs_review, t_layers, t_outputs);
     let (reused, run) = ctx.count.totals();
     Ok(BuildSummary {

@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use ureq::http::Method;
 
@@ -528,13 +528,9 @@ fn check_bytes(want: &Descriptor, hex: &str, size: u64) -> Result<(), String> {
 
 /// The files of a stored step, each with its path in the store: its blobs
 /// (in the record's order), then its tree's files (sorted by path).
-fn step_files<T: StepRecord>(
-    store: &StepStore,
-    key: &str,
-    rec: &T,
-) -> std::io::Result<Vec<(FileEntry, PathBuf)>> {
+fn step_files(store: &StepStore, job: &Job) -> std::io::Result<Vec<(FileEntry, PathBuf)>> {
     let mut out = Vec::new();
-    for d in rec.blobs() {
+    for d in job.blobs.iter().cloned() {
         let path = store.blob(&d);
         let size = std::fs::metadata(&path)?.len();
         out.push((
@@ -546,8 +542,8 @@ fn step_files<T: StepRecord>(
             path,
         ));
     }
-    if T::TREE {
-        let dir = store.root().join("trees").join(key);
+    if job.tree {
+        let dir = store.root().join("trees").join(&job.key);
         for e in walkdir::WalkDir::new(&dir).sort_by_file_name() {
             let e = e.map_err(std::io::Error::other)?;
             if !e.file_type().is_file() {
@@ -599,11 +595,11 @@ impl Remote {
     /// Upload step `key` unless the registry has it: its files the
     /// registry lacks, the config, then the manifest under its tag.
     /// Whether it was sent.
-    fn upload<T: StepRecord>(&self, store: &StepStore, key: &str, rec: &T) -> Result<bool, String> {
+    fn upload(&self, store: &StepStore, job: &Job) -> Result<bool, String> {
         let url = self.client.url(&format!(
             "/v2/{}/manifests/{}",
             self.repo,
-            tag(T::KIND, key)
+            tag(job.kind, &job.key)
         ));
         let accept = [("Accept", MANIFEST_TYPE)];
         let r = self
@@ -613,14 +609,13 @@ impl Remote {
         if r.status == 200 {
             return Ok(false);
         }
-        let files =
-            step_files(store, key, rec).map_err(|e| format!("cannot read its files: {e}"))?;
+        let files = step_files(store, job).map_err(|e| format!("cannot read its files: {e}"))?;
         let doc = StepDoc {
             format: FORMAT,
             imgforge: env!("CARGO_PKG_VERSION").to_string(),
-            kind: T::KIND.to_string(),
-            key: key.to_string(),
-            record: serde_json::to_value(rec).map_err(|e| e.to_string())?,
+            kind: job.kind.to_string(),
+            key: job.key.clone(),
+            record: job.record.clone(),
             files: files.iter().map(|(f, _)| f.clone()).collect(),
         };
         let config =
@@ -660,23 +655,46 @@ impl Remote {
         if r.status != 201 {
             return Err(crate::registry::status_reason("PUT manifest", &r));
         }
-        if T::COUNTED {
+        if job.counted {
             self.uploaded.fetch_add(1, Ordering::SeqCst);
         }
         Ok(true)
     }
 }
 
+/// One step to upload, taken from the store when the build kept or
+/// reused it.
+struct Job {
+    kind: &'static str,
+    key: String,
+    record: Value,
+    blobs: Vec<String>,
+    tree: bool,
+    counted: bool,
+}
+
 /// The remote caches of one build: read in order, uploaded to where
-/// `--cache-to` (or `[cache] to`) says.
+/// `--cache-to` (or `[cache] to`) says. Uploads run on one thread of
+/// their own, beside the build; [`Remotes::finish`] waits for them.
 #[derive(Default)]
-pub struct Remotes(Vec<Remote>);
+pub struct Remotes {
+    list: Vec<Arc<Remote>>,
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    uploader: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
 
 impl Remotes {
     /// The caches the options (else, unless `--no-remote-cache`, the base
-    /// recipe) name, each asked once whether it answers. With `--no-cache`
-    /// (`read` false) nothing is read, and uploads still go.
-    pub fn open(opts: &RemoteCacheOptions, recipe: &CacheTable, read: bool, st: Status) -> Remotes {
+    /// recipe) name, each asked once whether it answers; uploads take
+    /// their files from `store`. With `--no-cache` (`read` false) nothing
+    /// is read, and uploads still go.
+    pub fn open(
+        opts: &RemoteCacheOptions,
+        recipe: &CacheTable,
+        read: bool,
+        store: &StepStore,
+        st: Status,
+    ) -> Remotes {
         let pick = |flag: &Option<String>, table: &Option<String>| match opts.ignore_recipe {
             true => flag.clone(),
             false => flag.clone().or_else(|| table.clone()),
@@ -684,24 +702,44 @@ impl Remotes {
         let (from, to) = (pick(&opts.from, &recipe.from), pick(&opts.to, &recipe.to));
         let mut list = Vec::new();
         if let Some(f) = from.filter(|f| Some(f) != to.as_ref() && read) {
-            list.extend(Remote::connect(&f, true, false, st));
+            list.extend(Remote::connect(&f, true, false, st).map(Arc::new));
         }
         if let Some(t) = to {
-            list.extend(Remote::connect(&t, read, true, st));
+            list.extend(Remote::connect(&t, read, true, st).map(Arc::new));
         }
-        Remotes(list)
+        let writers: Vec<Arc<Remote>> = list.iter().filter(|r| r.write).cloned().collect();
+        if writers.is_empty() {
+            return Remotes {
+                list,
+                ..Default::default()
+            };
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let store = store.clone();
+        let uploader = std::thread::spawn(move || {
+            for job in rx {
+                for r in &writers {
+                    r.upload_or_warn(&store, &job);
+                }
+            }
+        });
+        Remotes {
+            list,
+            queue: Mutex::new(Some(tx)),
+            uploader: Mutex::new(Some(uploader)),
+        }
     }
 
     /// Whether any cache is in use.
     pub fn any(&self) -> bool {
-        !self.0.is_empty()
+        !self.list.is_empty()
     }
 
     /// Step `key` of kind `T` from the first cache that has a good copy,
     /// put into `store`; a refused copy is warned about, a cache that
     /// stopped answering is not asked again.
     pub fn fetch<T: StepRecord>(&self, store: &StepStore, key: &str) -> Option<T> {
-        for r in self.0.iter().filter(|r| r.read) {
+        for r in self.list.iter().filter(|r| r.read) {
             if r.down.load(Ordering::SeqCst) {
                 continue;
             }
@@ -718,31 +756,37 @@ impl Remotes {
         None
     }
 
-    /// Upload step `key` (made or reused by this build) to every cache
-    /// written to that lacks it. A failure is warned about once and ends
-    /// that cache's uploads; the build goes on.
-    pub fn share<T: StepRecord>(&self, store: &StepStore, key: &str, rec: &T) {
-        for r in self.0.iter().filter(|r| r.write) {
-            if r.down.load(Ordering::SeqCst) || r.no_upload.load(Ordering::SeqCst) {
-                continue;
-            }
-            if let Err(reason) = r.upload(store, key, rec)
-                && !r.no_upload.swap(true, Ordering::SeqCst)
-            {
-                let e = RemoteError::Upload {
-                    registry: r.name.clone(),
-                    kind: T::KIND.to_string(),
-                    key: key.to_string(),
-                    reason,
-                };
-                r.st.say("Warning", e);
-            }
+    /// Queue step `key` (made or reused by this build) for upload to every
+    /// cache written to that lacks it.
+    pub fn share<T: StepRecord>(&self, key: &str, rec: &T) {
+        let queue = self.queue.lock().expect("upload queue");
+        let Some(tx) = queue.as_ref() else {
+            return;
+        };
+        let Ok(record) = serde_json::to_value(rec) else {
+            return;
+        };
+        let _ = tx.send(Job {
+            kind: T::KIND,
+            key: key.to_string(),
+            record,
+            blobs: rec.blobs(),
+            tree: T::TREE,
+            counted: T::COUNTED,
+        });
+    }
+
+    /// Wait for the queued uploads (before the counts are read).
+    pub fn finish(&self) {
+        drop(self.queue.lock().expect("upload queue").take());
+        if let Some(h) = self.uploader.lock().expect("uploader").take() {
+            let _ = h.join();
         }
     }
 
     /// Steps fetched and uploaded, over every cache.
     pub fn counts(&self) -> (usize, usize) {
-        self.0.iter().fold((0, 0), |(f, u), r| {
+        self.list.iter().fold((0, 0), |(f, u), r| {
             (
                 f + r.fetched.load(Ordering::SeqCst),
                 u + r.uploaded.load(Ordering::SeqCst),
@@ -752,7 +796,29 @@ impl Remotes {
 
     /// `host/repo` of every cache in use.
     pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|r| r.name.as_str()).collect()
+        self.list.iter().map(|r| r.name.as_str()).collect()
+    }
+}
+
+impl Remote {
+    /// Upload `job` unless this cache stopped answering or an upload to
+    /// it failed before. A failure is warned about once and ends this
+    /// cache's uploads; the build goes on.
+    fn upload_or_warn(&self, store: &StepStore, job: &Job) {
+        if self.down.load(Ordering::SeqCst) || self.no_upload.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(reason) = self.upload(store, job)
+            && !self.no_upload.swap(true, Ordering::SeqCst)
+        {
+            let e = RemoteError::Upload {
+                registry: self.name.clone(),
+                kind: job.kind.to_string(),
+                key: job.key.clone(),
+                reason,
+            };
+            self.st.say("Warning", e);
+        }
     }
 }
 
@@ -779,14 +845,14 @@ impl Ctx<'_> {
     /// it to the remote cache written to.
     pub fn keep<T: StepRecord>(&self, key: &str, rec: &T) -> Result<(), super::store::StoreError> {
         self.store.put(T::KIND, key, rec)?;
-        self.remote.share(&self.store, key, rec);
+        self.remote.share(key, rec);
         Ok(())
     }
 
     /// Upload step `key`, reused from the store, to the remote cache
     /// written to, if it lacks it.
     pub fn share<T: StepRecord>(&self, key: &str, rec: &T) {
-        self.remote.share(&self.store, key, rec);
+        self.remote.share(key, rec);
     }
 }
 
