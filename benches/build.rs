@@ -143,7 +143,10 @@ fn main() {
 /// The remote step cache: a cold build uploading to a fresh repository of
 /// the registry, then an empty store fetching from it; printed as rows of
 /// the table, or why they were not run.
-fn remote_cases(build: &dyn Fn(&str, &str, &[&str]) -> (f64, f64), cold: f64) {
+/// A build into `out` with store `cache` and extra flags: (seconds, peak RSS MiB).
+type Build<'a> = dyn Fn(&str, &str, &[&str]) -> (f64, f64) + 'a;
+
+fn remote_cases(build: &Build, cold: f64) {
     let Ok(host) = std::env::var("IMGFORGE_TEST_REGISTRY") else {
         println!(
             "\n(the remote cache cases not run: no IMGFORGE_TEST_REGISTRY=HOST:PORT registry)"
