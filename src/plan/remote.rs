@@ -19,12 +19,15 @@
 //! config; both must be what they claim (artifact type, the wanted kind and
 //! key, every file listed alike in both), and every file is streamed into
 //! the store's scratch while hashed, and must have the digest and size both
-//! the manifest and the record give. Only then is anything put into the
-//! store (blobs adopted, the tree moved in whole, the record written last).
-//! Anything else is refused with a warning naming the registry, the step and
-//! the file: the step runs locally. Uploading (after a step ran, or was
-//! reused, with `--cache-to`): every blob the registry lacks, then the
-//! config, then the manifest, so a tag never names a missing blob.
+//! the manifest and the record give. A blob is adopted into the store once
+//! it checks out (it is named by its digest: a good blob stays good
+//! whatever else fails), a tree is moved in whole, and the record is
+//! written last, so only a complete, checked step has a record. Anything
+//! else is refused with a warning naming the registry, the step and the
+//! file: the step runs locally. Uploading (after a step ran, or was
+//! reused, with `--cache-to`), on one thread beside the build: every blob
+//! the registry lacks, then the config, then the manifest, so a tag never
+//! names a missing blob.
 //!
 //! A registry that cannot be reached when the build starts costs one
 //! warning and the build runs without it; one that stops answering later
