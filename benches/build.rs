@@ -10,6 +10,11 @@
 //! (mmdebstrap + buildah + `apt-get install`, cold) and the ratio.
 //! `IMGFORGE_BENCH_JOBS` sets `--jobs` (default: all cores). Says what is
 //! missing and exits when a fixture is absent.
+//!
+//! With a registry (`IMGFORGE_TEST_REGISTRY=HOST:PORT`, plain HTTP on
+//! loopback) two more cases: a cold build that also uploads every step
+//! (`--cache-to`), and a build with an empty local store that fetches
+//! them (`--cache-from`): what a second CI runner pays.
 
 mod common;
 
@@ -65,7 +70,7 @@ fn main() {
             .map_or(1, |n| n.get())
             .to_string()
     });
-    let build = |out: &str, cache: &str| {
+    let build_with = |out: &str, cache: &str, extra: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_imgforge"));
         c.current_dir(&tree)
             .args([
@@ -75,9 +80,11 @@ fn main() {
             .arg(&mirror)
             .arg("--cache")
             .arg(tmp.path().join(cache))
-            .args(["--out", out]);
+            .args(["--out", out])
+            .args(extra);
         measure(&mut c)
     };
+    let build = |out: &str, cache: &str| build_with(out, cache, &[]);
     // Cold builds vary from run to run (file creation after the previous
     // run's deletions costs more on some file systems): three, each with an
     // empty store, and the median is the figure. The last store is then
@@ -111,6 +118,7 @@ fn main() {
         100.0 * change.0 / cold.0,
         change.1
     );
+    remote_cases(&build_with, cold.0);
     let peer = shared.join("bench/apt-peer/run.sh");
     if std::env::var("IMGFORGE_BENCH_APT").as_deref() == Ok("0") || !peer.is_file() {
         println!(
@@ -129,5 +137,49 @@ fn main() {
     println!(
         "\nimgforge cold is {:.1} times faster than the apt way in this run",
         apt.0 / cold.0
+    );
+}
+
+/// The remote step cache: a cold build uploading to a fresh repository of
+/// the registry, then an empty store fetching from it; printed as rows of
+/// the table, or why they were not run.
+/// A build into `out` with store `cache` and extra flags: (seconds, peak RSS MiB).
+type Build<'a> = dyn Fn(&str, &str, &[&str]) -> (f64, f64) + 'a;
+
+fn remote_cases(build: &Build, cold: f64) {
+    let Ok(host) = std::env::var("IMGFORGE_TEST_REGISTRY") else {
+        println!(
+            "\n(the remote cache cases not run: no IMGFORGE_TEST_REGISTRY=HOST:PORT registry)"
+        );
+        return;
+    };
+    // A repository no earlier run used: the upload is a full one.
+    let unique = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir()
+        .expect("tempdir");
+    let name = unique
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase();
+    let repo = format!(
+        "{host}/imgforge-bench/{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    let up = build("out-upload", "cache-upload", &["--cache-to", &repo]);
+    let remote = build("out-remote", "cache-remote", &["--cache-from", &repo]);
+    println!(
+        "| imgforge cold, uploading every step (--cache-to) | {:.2} ({:.0}% of cold) | {:.0} |",
+        up.0,
+        100.0 * up.0 / cold,
+        up.1
+    );
+    println!(
+        "| imgforge empty store, --cache-from a warmed registry | {:.2} ({:.0}% of cold) | {:.0} |",
+        remote.0,
+        100.0 * remote.0 / cold,
+        remote.1
     );
 }

@@ -559,6 +559,18 @@ pub struct BuildArgs {
     /// DOCKER_HOST). The output is the same bytes.
     #[arg(long, value_name = "runc|buildkit[=ADDR]", default_value = "runc", value_parser = ops::Executor::parse)]
     pub executor: ops::Executor,
+    /// Read step results (layers, configuration, build-stage artifacts,
+    /// SBOMs) from this OCI registry repository when the local store lacks
+    /// them [default: the base recipe's [cache] from].
+    #[arg(long, value_name = "REGISTRY/REPO", value_parser = imgforge::options::check_cache_ref)]
+    pub cache_from: Option<String>,
+    /// Read step results from this registry repository and upload the ones
+    /// this build made [default: the base recipe's [cache] to].
+    #[arg(long, value_name = "REGISTRY/REPO", value_parser = imgforge::options::check_cache_ref)]
+    pub cache_to: Option<String>,
+    /// Ignore the base recipe's [cache] table (--cache-from/--cache-to still apply).
+    #[arg(long)]
+    pub no_remote_cache: bool,
 }
 
 fn parse_layers(s: &str) -> Result<ops::LayerPolicy, String> {
@@ -621,6 +633,11 @@ impl BuildArgs {
             unpack_roots: self.unpack_roots,
             scratch: self.scratch.clone(),
             executor: self.executor.clone(),
+            remote: ops::RemoteCacheOptions {
+                from: self.cache_from.clone(),
+                to: self.cache_to.clone(),
+                ignore_recipe: self.no_remote_cache,
+            },
         }
     }
 }
@@ -685,6 +702,11 @@ mod tests {
             scratch: Some("s".into()),
             executor: ops::Executor::Buildkit {
                 host: Some("ssh://builder".into()),
+            },
+            remote: ops::RemoteCacheOptions {
+                from: Some("127.0.0.1:5000/team/cache".into()),
+                to: Some("127.0.0.1:5000/team/cache2".into()),
+                ignore_recipe: true,
             },
         };
         assert_eq!(parse_back(&every), every);

@@ -91,6 +91,21 @@ pub struct BuildOptions {
     pub scratch: Option<PathBuf>,
     /// What runs the steps of `[build]` stages.
     pub executor: Executor,
+    /// The remote step cache (`--cache-from`, `--cache-to`).
+    pub remote: RemoteCacheOptions,
+}
+
+/// The remote step cache named on the command line (see
+/// `crate::plan::remote`): each is `REGISTRY/REPOSITORY`. The base
+/// recipe's `[cache]` fills what the flags leave unset, unless `ignore_recipe`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteCacheOptions {
+    /// `--cache-from`: read step results from here.
+    pub from: Option<String>,
+    /// `--cache-to`: read step results from here and upload what this build made.
+    pub to: Option<String>,
+    /// `--no-remote-cache`: ignore the recipe's `[cache]` (flags still count).
+    pub ignore_recipe: bool,
 }
 
 impl BuildOptions {
@@ -127,12 +142,15 @@ impl BuildOptions {
         if self.executor != Executor::Runc {
             opt("--executor", Some(self.executor.flag().into()));
         }
+        opt("--cache-from", self.remote.from.clone().map(Into::into));
+        opt("--cache-to", self.remote.to.clone().map(Into::into));
         for (on, flag) in [
             (!c.apt, "--no-apt"),
             (self.locked, "--locked"),
             (!self.use_cache, "--no-cache"),
             (self.force, "--force"),
             (self.unpack_roots, "--unpack-roots"),
+            (self.remote.ignore_recipe, "--no-remote-cache"),
         ] {
             if on {
                 a.push(flag.into());
@@ -150,6 +168,37 @@ impl BuildOptions {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1)
     }
+}
+
+/// Check a remote cache reference, `REGISTRY/REPOSITORY` (a host with an
+/// optional port, then a repository path of lowercase letters, digits,
+/// `.`, `_`, `-` and `/`), as `--cache-from`, `--cache-to` and the base
+/// recipe's `[cache]` take it.
+pub fn check_cache_ref(s: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "{s:?}: {why}; expected REGISTRY/REPOSITORY, e.g. 127.0.0.1:5000/team/imgforge-cache"
+        ))
+    };
+    if s.contains("://") {
+        return bad("no scheme (HTTPS is used, plain HTTP for loopback registries)");
+    }
+    let Some((host, repo)) = s.split_once('/') else {
+        return bad("no repository");
+    };
+    let host_ok = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+    if host.is_empty() || !host.chars().all(host_ok) {
+        return bad("not a registry host");
+    }
+    let repo_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
+    let parts_ok = repo.split('/').all(|p| {
+        p.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && p.ends_with(|c: char| c.is_ascii_alphanumeric())
+    });
+    if repo.is_empty() || !repo.chars().all(repo_ok) || !parts_ok || repo.len() > 200 {
+        return bad("a repository is lowercase letters, digits, '.', '_', '-' and '/' separators");
+    }
+    Ok(s.to_string())
 }
 
 /// Layer compression.
@@ -217,6 +266,33 @@ impl Executor {
             _ => Err(format!(
                 "{s:?}: expected `runc`, `buildkit` or `buildkit=ADDR` (a docker host, e.g. unix:///run/docker.sock or ssh://builder)"
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_references() {
+        for ok in [
+            "127.0.0.1:5000/c",
+            "reg.example/team/build-cache",
+            "[::1]:5000/a.b_c",
+        ] {
+            assert_eq!(check_cache_ref(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "127.0.0.1:5000",
+            "https://reg.example/c",
+            "reg.example/Team",
+            "reg.example/",
+            "/c",
+            "reg.example/a//b",
+            "reg.example/-a",
+        ] {
+            assert!(check_cache_ref(bad).is_err(), "{bad}");
         }
     }
 }

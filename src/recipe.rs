@@ -82,6 +82,14 @@ struct RawFile {
     configure: Option<Spanned<RawConfigure>>,
     #[serde(default)]
     debconf: BTreeMap<String, String>,
+    cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCache {
+    from: Option<Spanned<String>>,
+    to: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +247,18 @@ pub struct Source {
     pub archives: Vec<crate::archive::sources::ArchiveSource>,
     /// `[source.snapshot]`: where versions gone from the archives are found.
     pub snapshot: Option<crate::archive::sources::Snapshot>,
+    /// `[cache]`: the remote step cache the base recipe names.
+    pub cache: CacheTable,
+}
+
+/// The base recipe's `[cache]`: registry repositories (`REGISTRY/REPO`)
+/// the build reads step results from (`from`) and uploads them to (`to`,
+/// read too); `--cache-from`/`--cache-to` win, `--no-remote-cache`
+/// ignores it (see `crate::plan::remote`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheTable {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 impl Default for Source {
@@ -250,6 +270,7 @@ impl Default for Source {
             distro: default_distro(),
             archives: Vec::new(),
             snapshot: None,
+            cache: CacheTable::default(),
         }
     }
 }
@@ -724,6 +745,7 @@ fn parse_text(
                         timestamp: n.timestamp.clone(),
                         url: n.url.clone(),
                     }),
+                cache: CacheTable::default(),
             };
             for a in &source.archives {
                 if !a.trusted && a.keys == crate::archive::sources::Keys::Files(Vec::new()) {
@@ -737,6 +759,7 @@ fn parse_text(
         }
     }
 
+    source.cache = check_cache(&mut cx, raw.cache.as_ref(), is_base);
     let packages = check_packages(&mut cx, &raw.packages, "packages");
     let essential = raw.image.essential.unwrap_or(false);
     let mut configure = ConfigureSettings {
@@ -936,6 +959,39 @@ fn parse_text(
         },
         source,
     ))
+}
+
+/// `[cache]`: base only, each value a `REGISTRY/REPO`.
+fn check_cache(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCache>>, is_base: bool) -> CacheTable {
+    let Some(c) = raw else {
+        return CacheTable::default();
+    };
+    if !is_base {
+        cx.at(
+            c.span(),
+            "[cache] may only appear in the base recipe".into(),
+            "every image of a tree shares one step cache; move [cache] to base/base.toml",
+        );
+        return CacheTable::default();
+    }
+    let mut check = |v: &Option<Spanned<String>>, field: &str| {
+        let v = v.as_ref()?;
+        match crate::options::check_cache_ref(v.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                cx.at(
+                    v.span(),
+                    format!("invalid cache.{field}: {e}"),
+                    "name a repository of an OCI registry, e.g. from = \"127.0.0.1:5000/team/imgforge-cache\" (credentials come from the docker config)",
+                );
+                None
+            }
+        }
+    };
+    CacheTable {
+        from: check(&c.get_ref().from, "from"),
+        to: check(&c.get_ref().to, "to"),
+    }
 }
 
 fn check_from(cx: &mut Ctx<'_>, img: &RawImage, is_base: bool, dir: &Path) -> From {
@@ -1201,5 +1257,33 @@ mod tests {
     fn line_col_counts_from_one() {
         assert_eq!(line_col("a\nbc\n", 0), (1, 1));
         assert_eq!(line_col("a\nbc\n", 3), (2, 2));
+    }
+
+    const BASE: &str = "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\n";
+
+    #[test]
+    fn the_cache_table_is_read_in_the_base_and_refused_elsewhere() {
+        let p = Path::new("base.toml");
+        let good =
+            format!("{BASE}\n[cache]\nfrom = \"127.0.0.1:5000/c\"\nto = \"127.0.0.1:5000/d\"\n");
+        let mut diags = Vec::new();
+        let (_, source) = parse_text(p, &good, true, &mut diags).unwrap();
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(source.cache.from.as_deref(), Some("127.0.0.1:5000/c"));
+        assert_eq!(source.cache.to.as_deref(), Some("127.0.0.1:5000/d"));
+        let bad = format!("{BASE}\n[cache]\nfrom = \"https://x/c\"\n");
+        let d = check_text(p, &bad, true);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            (d[0].line, d[0].message.contains("cache.from")),
+            (7, true),
+            "{d:?}"
+        );
+        let d = check_text(Path::new("app.toml"), &good, false);
+        assert!(
+            d.iter()
+                .any(|d| d.line >= 6 && d.message.contains("only appear in the base")),
+            "{d:?}"
+        );
     }
 }

@@ -19,7 +19,7 @@ pub mod update;
 pub mod vendor;
 
 pub use crate::fsutil::write_atomic;
-pub use crate::options::{BuildOptions, CommonOptions, Executor, LayerPolicy};
+pub use crate::options::{BuildOptions, CommonOptions, Executor, LayerPolicy, RemoteCacheOptions};
 pub use crate::plan::BuildSummary;
 pub use crate::resolve::lockfile::{lock_for_build, lock_tree};
 pub use crate::ui::Status;

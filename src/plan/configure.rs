@@ -23,6 +23,13 @@ pub struct ConfigureRecord {
     pub scripts: usize,
 }
 
+impl super::store::StepRecord for ConfigureRecord {
+    const KIND: &'static str = "configure";
+    fn blobs(&self) -> Vec<String> {
+        self.layer.iter().map(|l| l.digest.clone()).collect()
+    }
+}
+
 /// The root a configure step runs in.
 #[derive(Clone, Copy)]
 pub struct Root<'x> {
@@ -114,23 +121,21 @@ impl Ctx<'_> {
                 "lower": lower.iter().collect::<Vec<_>>(),
             }),
         );
-        let cached = self
-            .store
-            .get::<ConfigureRecord>("configure", &key)
-            .filter(|r| {
-                r.layer.as_ref().is_none_or(|l| match scratch {
-                    true => self.store.has_blob(&l.digest),
-                    false => self.reusable(&l.digest, &format!("configure {label}")),
-                })
-            });
+        let cached = self.recall::<ConfigureRecord>(&key).filter(|r| {
+            r.layer.as_ref().is_none_or(|l| match scratch {
+                true => self.store.has_blob(&l.digest),
+                false => self.reusable(&l.digest, &format!("configure {label}")),
+            })
+        });
         let rec = match cached {
             Some(r) => {
                 self.count.reused("configure");
+                self.share(&key, &r);
                 r
             }
             None => {
                 let r = self.run_configure(&label, recipe, &own, &present, root)?;
-                self.store.put("configure", &key, &r)?;
+                self.keep(&key, &r)?;
                 self.count.built("configure");
                 r
             }

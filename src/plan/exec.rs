@@ -87,6 +87,8 @@ pub struct Ctx<'a> {
     pub plain: Arc<crate::deb::plain::PlainCache>,
     /// Layers unpacked once for every root of the build (in `work`).
     pub trees: Arc<crate::sandbox::overlay::Trees>,
+    /// The remote step caches (`--cache-from`, `--cache-to`, `[cache]`).
+    pub remote: super::remote::Remotes,
 }
 
 /// The base's layers: what every image starts from.

@@ -30,6 +30,15 @@ pub struct LayerRecord {
     pub paths: Option<String>,
 }
 
+impl super::store::StepRecord for LayerRecord {
+    const KIND: &'static str = "layer";
+    fn blobs(&self) -> Vec<String> {
+        std::iter::once(self.digest.clone())
+            .chain(self.paths.clone())
+            .collect()
+    }
+}
+
 impl LayerRecord {
     pub fn blob(&self) -> LayerBlob {
         LayerBlob {
@@ -137,17 +146,18 @@ impl Ctx<'_> {
             true => self.store.has_blob(d),
             false => self.reusable(d, &format!("layer {}", step.label)),
         };
-        let rec = match self.store.get::<LayerRecord>("layer", &key) {
+        let rec = match self.recall::<LayerRecord>(&key) {
             Some(r)
                 if blob_ok(&r.digest)
                     && r.paths.as_ref().is_none_or(|p| self.store.has_blob(p)) =>
             {
                 self.count.reused("layer");
+                self.share(&key, &r);
                 r
             }
             _ => {
                 let rec = self.write_layer(step, files)?;
-                self.store.put("layer", &key, &rec)?;
+                self.keep(&key, &rec)?;
                 self.count.built("layer");
                 rec
             }

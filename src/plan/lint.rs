@@ -31,6 +31,20 @@ const LINT_FORMAT: u32 = 1;
 /// `layer::package::package_paths` gives them.
 const LIST_DIR: &str = "dpkg-lists/v1";
 
+impl super::store::StepRecord for Report {
+    const KIND: &'static str = "lint";
+    fn blobs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl super::store::StepRecord for LayerFacts {
+    const KIND: &'static str = "lint-layer";
+    fn blobs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// One image to lint.
 struct Job<'w> {
     image: &'w WrittenImage,
@@ -81,10 +95,8 @@ impl Ctx<'_> {
             .enumerate()
             .map(|(i, w)| self.lint_job(i, w, base, built, &indexes))
             .collect();
-        let cached: Vec<Option<Report>> = jobs
-            .iter()
-            .map(|j| self.store.get::<Report>("lint", &j.key))
-            .collect();
+        let cached: Vec<Option<Report>> =
+            jobs.iter().map(|j| self.recall::<Report>(&j.key)).collect();
         let mut wanted: Vec<&str> = jobs
             .iter()
             .zip(&cached)
@@ -182,6 +194,7 @@ impl Ctx<'_> {
     ) -> Result<Report> {
         if let Some(r) = cached {
             self.count.reused("lint");
+            self.share(&job.key, &r);
             return Ok(r);
         }
         let reference = job.image.reference();
@@ -202,7 +215,7 @@ impl Ctx<'_> {
             arch: &self.tree.source.arch,
             known,
         })?;
-        self.store.put("lint", &job.key, &report)?;
+        self.keep(&job.key, &report)?;
         self.count.built("lint");
         Ok(report)
     }
@@ -213,14 +226,15 @@ impl Ctx<'_> {
             "lint-layer",
             &json!({"format": LINT_FORMAT, "layer": digest, "index": index}),
         );
-        if let Some(f) = self.store.get::<LayerFacts>("lint-layer", &key) {
+        if let Some(f) = self.recall::<LayerFacts>(&key) {
             self.count.reused("lint-layer");
+            self.share(&key, &f);
             return Ok(f);
         }
         let blob = self.store.blob(digest);
         let index = index.map(|i| self.store.blob(i));
         let f = lint::scan_layer(&blob, index.as_deref())?;
-        self.store.put("lint-layer", &key, &f)?;
+        self.keep(&key, &f)?;
         self.count.built("lint-layer");
         Ok(f)
     }

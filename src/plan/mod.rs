@@ -36,6 +36,7 @@ pub mod lint;
 pub mod outputs;
 pub mod prune;
 pub mod record;
+pub mod remote;
 pub mod scratch;
 pub mod stage;
 pub mod store;
@@ -67,6 +68,10 @@ pub struct BuildSummary {
     pub run_steps: usize,
     /// Packages fetched and read (0 when every step was reused).
     pub packages_read: usize,
+    /// Steps fetched from a remote cache (counted in `reused_steps` too).
+    pub remote_steps: usize,
+    /// Steps uploaded to a remote cache.
+    pub uploaded_steps: usize,
     /// The runtime lint of each image, by `name:tag`.
     pub lint: BTreeMap<String, crate::lint::Report>,
 }
@@ -269,6 +274,8 @@ fn run(
     let parent = out_parent(&opts.out)?;
     let work = scratch_for(opts, lock, &parent, st)?;
     let (store, _fresh) = open_store(opts, &parent)?;
+    let remote =
+        remote::Remotes::open(&opts.remote, &tree.source.cache, opts.use_cache, &store, st);
     let ctx = Ctx {
         opts,
         tree,
@@ -294,6 +301,7 @@ fn run(
         trees: std::sync::Arc::new(crate::sandbox::overlay::Trees::new(
             &work.path().join("trees"),
         )),
+        remote,
     };
     ctx.check_release()?;
     let vendor = vendor_base(&ctx)?;
@@ -338,6 +346,8 @@ fn run(
         // What `imgforge gc` keeps for this tree.
         ctx.store.write_root(&tree.dir)?;
     }
+    // Uploads to a remote cache ran beside the build: wait for the last.
+    ctx.remote.finish();
     report(&ctx, &images, needs_review, t_layers, t_outputs);
     let (reused, run) = ctx.count.totals();
     Ok(BuildSummary {
@@ -347,6 +357,8 @@ fn run(
         reused_steps: reused,
         run_steps: run,
         packages_read: ctx.inputs.fetched(),
+        remote_steps: ctx.remote.counts().0,
+        uploaded_steps: ctx.remote.counts().1,
         lint,
     })
 }
@@ -394,16 +406,30 @@ fn report(
         .map(|(k, r, b)| format!("{k} {r}/{}", r + b))
         .collect();
     let (reused, run) = ctx.count.totals();
+    let remote = match ctx.remote.any() {
+        true => format!(" (remote {})", ctx.remote.counts().0),
+        false => String::new(),
+    };
     st.say(
         "Steps",
         format!(
-            "reused {reused}, ran {run} ({}); {} package(s) read; layers and stages {:.2}s, outputs {:.2}s",
+            "reused {reused}{remote}, ran {run} ({}); {} package(s) read; layers and stages {:.2}s, outputs {:.2}s",
             kinds.join(", "),
             ctx.inputs.fetched(),
             layers.as_secs_f64(),
             outputs.as_secs_f64()
         ),
     );
+    if ctx.remote.any() {
+        let (fetched, uploaded) = ctx.remote.counts();
+        st.say(
+            "Cache",
+            format!(
+                "{}: {fetched} step(s) fetched, {uploaded} uploaded",
+                ctx.remote.names().join(", ")
+            ),
+        );
+    }
 }
 
 /// A vendor base (pinned by digest, from a local OCI layout) goes below;
@@ -576,6 +602,19 @@ fn replace_dir(staged: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The point release base-files names (stored as a bare JSON string).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct ReleaseRecord(String);
+
+impl store::StepRecord for ReleaseRecord {
+    const KIND: &'static str = "release";
+    const COUNTED: bool = false;
+    fn blobs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 impl Ctx<'_> {
     /// The Debian point release the base ships must match its tag (the
     /// release is read from base-files once and remembered by its sha256).
@@ -588,12 +627,15 @@ impl Ctx<'_> {
             return Ok(());
         };
         let key = key::key("release", &serde_json::json!([bf.sha256, bf.version]));
-        let version = match self.store.get::<String>("release", &key) {
-            Some(v) => v,
+        let version = match self.recall::<ReleaseRecord>(&key) {
+            Some(v) => {
+                self.share(&key, &v);
+                v.0
+            }
             None => {
                 let f = self.inputs.get(bf)?;
                 let r = crate::release::read_release(&f.deb, &bf.version)?;
-                self.store.put("release", &key, &r.version)?;
+                self.keep(&key, &ReleaseRecord(r.version.clone()))?;
                 r.version
             }
         };

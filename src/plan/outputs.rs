@@ -20,6 +20,14 @@ pub struct SbomRecord {
     pub needs_review: usize,
 }
 
+impl super::store::StepRecord for SbomRecord {
+    const KIND: &'static str = "sbom";
+    const TREE: bool = true;
+    fn blobs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// A stored archive (per-image tar or bundle).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArchiveRecord {
@@ -173,11 +181,14 @@ impl Ctx<'_> {
             "sbom",
             &json!({"images": doc, "all": ids(&all), "distro": self.tree.source.distro, "sde": self.sde}),
         );
-        if let (Some(tree), Some(r)) = (
-            self.store.tree(&key),
-            self.store.get::<SbomRecord>("sbom", &key),
-        ) {
+        let local = self
+            .store
+            .tree(&key)
+            .and_then(|_| self.store.get::<SbomRecord>("sbom", &key));
+        let found = local.or_else(|| self.remote.fetch::<SbomRecord>(&self.store, &key));
+        if let (Some(r), Some(tree)) = (found, self.store.tree(&key)) {
             self.count.reused("sbom");
+            self.share(&key, &r);
             link_tree(&tree, layout)
                 .with_context(|| format!("cannot link SBOMs into {}", layout.display()))?;
             return Ok(r.needs_review);
@@ -201,8 +212,7 @@ impl Ctx<'_> {
         }
         let summary = sbom::write_all(&self.sbom_options(staged.path(), sbom_images)?)?;
         let tree = self.store.adopt_tree(staged, &key)?;
-        self.store.put(
-            "sbom",
+        self.keep(
             &key,
             &SbomRecord {
                 needs_review: summary.needs_review,

@@ -26,6 +26,13 @@ pub struct ArtifactRecord {
     pub files: Vec<(String, String, u64)>,
 }
 
+impl super::store::StepRecord for ArtifactRecord {
+    const KIND: &'static str = "artifacts";
+    fn blobs(&self) -> Vec<String> {
+        vec![self.layer.digest.clone()]
+    }
+}
+
 impl<'a> Ctx<'a> {
     /// The layer step of `img`'s build-stage packages, if it has a build
     /// stage.
@@ -98,24 +105,22 @@ impl<'a> Ctx<'a> {
                 "compression": format!("{:?}", self.opts.compression),
             }),
         );
-        let rec = match self
-            .store
-            .get::<ArtifactRecord>("artifacts", &key)
-            .filter(|r| {
-                self.reusable(
-                    &r.layer.digest,
-                    &format!("{} build-stage artifacts", img.name),
-                )
-            }) {
+        let rec = match self.recall::<ArtifactRecord>(&key).filter(|r| {
+            self.reusable(
+                &r.layer.digest,
+                &format!("{} build-stage artifacts", img.name),
+            )
+        }) {
             Some(r) => {
                 self.count.reused("build stage");
+                self.share(&key, &r);
                 self.st
                     .say("Reused", format!("{} build stage and artifacts", img.name));
                 r
             }
             None => {
                 let r = self.run_stage(img, &spec, base)?;
-                self.store.put("artifacts", &key, &r)?;
+                self.keep(&key, &r)?;
                 self.count.built("build stage");
                 r
             }

@@ -38,6 +38,22 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// What one kind of step keeps in the store, listed one way for the local
+/// store and the remote cache ([`super::remote`]): its record (stored as
+/// `steps/<KIND>/<key>.json`), the blobs the record names, and, for a step
+/// that made several files, its tree (`trees/<key>/`).
+pub trait StepRecord: Serialize + DeserializeOwned {
+    /// The step kind: the record's directory and the remote tag's prefix.
+    const KIND: &'static str;
+    /// Whether the step's files are a stored tree, `trees/<key>/`.
+    const TREE: bool = false;
+    /// Whether the build's `Steps` line counts it (a step fetched from a
+    /// remote cache is counted there as `remote` only if so).
+    const COUNTED: bool = true;
+    /// The blobs (`sha256:<hex>`) the record names, each once.
+    fn blobs(&self) -> Vec<String>;
+}
+
 /// Errors of the step store, each naming the file.
 #[derive(Debug, thiserror::Error)]
 #[error("step store: {what} {}: {source}\nhelp: check free space and permissions of the cache directory (--cache), or remove {} to start afresh", path.display(), root.display())]

@@ -48,6 +48,15 @@ pub struct Reply {
 #[derive(Debug, Clone)]
 pub struct Failure(pub String);
 
+/// How long a client waits: for a connection, for an answer's head, and
+/// for each read of a body (`None`: no bound).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+    pub read: Option<Duration>,
+}
+
 /// One registry endpoint (`scheme://host[:port]`).
 pub struct Client {
     agent: ureq::Agent,
@@ -64,11 +73,29 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: String, host: String, creds: Option<Credentials>, retries: u32) -> Client {
+        let t = Timeouts {
+            connect: Duration::from_secs(30),
+            response: Duration::from_secs(300),
+            read: None,
+        };
+        Client::with_timeouts(base, host, creds, retries, t)
+    }
+
+    /// A client with other bounds on waiting (the remote step cache's are
+    /// short: a slow registry must not hold a build up).
+    pub fn with_timeouts(
+        base: String,
+        host: String,
+        creds: Option<Credentials>,
+        retries: u32,
+        t: Timeouts,
+    ) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(300)))
+            .timeout_connect(Some(t.connect))
+            .timeout_recv_response(Some(t.response))
+            .timeout_per_read(t.read)
             .user_agent(concat!("imgforge/", env!("CARGO_PKG_VERSION")))
             .build();
         Client {
@@ -151,6 +178,66 @@ impl Client {
         body: &Body,
         auth: Option<&str>,
     ) -> Result<Reply, Failure> {
+        let mut resp = self.exchange(method, url, headers, body, auth)?;
+        let mut reply = reply_of(&resp);
+        if *method != Method::HEAD {
+            let _ = resp
+                .body_mut()
+                .as_reader()
+                .take(64 * 1024)
+                .read_to_string(&mut reply.body);
+        }
+        Ok(reply)
+    }
+
+    /// `GET url` with its body streamed into `sink`, at most `max` bytes
+    /// (more is an error), authenticating on a 401 like [`Client::send`];
+    /// not retried (its caller falls back on other work). The reply's
+    /// `body` is empty; on a status other than 200 nothing is written.
+    pub fn download(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        scopes: &[String],
+        sink: &mut dyn std::io::Write,
+        max: u64,
+    ) -> Result<Reply, Failure> {
+        let key = scopes.join(" ");
+        let mut authed_once = false;
+        loop {
+            let auth = self.tokens.lock().expect("token lock").get(&key).cloned();
+            let mut resp =
+                self.exchange(&Method::GET, url, headers, &Body::Empty, auth.as_deref())?;
+            let reply = reply_of(&resp);
+            if reply.status == 401 && !authed_once {
+                authed_once = true;
+                let header = self.authenticate(&reply, scopes)?;
+                self.tokens
+                    .lock()
+                    .expect("token lock")
+                    .insert(key.clone(), header);
+                continue;
+            }
+            if reply.status == 200 {
+                let fail = |e: &dyn std::fmt::Display| Failure(format!("GET {url}: {e}"));
+                let mut body = resp.body_mut().as_reader().take(max + 1);
+                let n = std::io::copy(&mut body, sink).map_err(|e| fail(&e))?;
+                if n > max {
+                    return Err(fail(&format!("the body is larger than {max} bytes")));
+                }
+            }
+            return Ok(reply);
+        }
+    }
+
+    fn exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+        auth: Option<&str>,
+    ) -> Result<http::Response<ureq::Body>, Failure> {
         let mut req = http::Request::builder().method(method.clone()).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -196,33 +283,7 @@ impl Client {
                 self.agent.run(req)
             }
         };
-        let mut resp = resp.map_err(|e| fail(&e))?;
-        let h = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (location, digest, www) = (
-            h("location"),
-            h("docker-content-digest"),
-            h("www-authenticate"),
-        );
-        let mut text = String::new();
-        if *method != Method::HEAD {
-            let _ = resp
-                .body_mut()
-                .as_reader()
-                .take(64 * 1024)
-                .read_to_string(&mut text);
-        }
-        Ok(Reply {
-            status: resp.status().as_u16(),
-            location,
-            digest,
-            www_authenticate: www,
-            body: text,
-        })
+        resp.map_err(|e| fail(&e))
     }
 
     /// The `Authorization` header after a 401: basic credentials, or a
@@ -292,6 +353,23 @@ impl Client {
             .or_else(|| v["access_token"].as_str())
             .ok_or_else(|| Failure(format!("token from {realm}: no `token` field")))?;
         Ok(format!("Bearer {token}"))
+    }
+}
+
+/// The status and the headers imgforge reads of an answer (no body yet).
+fn reply_of(resp: &http::Response<ureq::Body>) -> Reply {
+    let h = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Reply {
+        status: resp.status().as_u16(),
+        location: h("location"),
+        digest: h("docker-content-digest"),
+        www_authenticate: h("www-authenticate"),
+        body: String::new(),
     }
 }
 

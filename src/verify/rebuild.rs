@@ -229,6 +229,14 @@ fn child_options(opts: &BuildOptions, v: &Variant, mirror: Option<&Path>) -> Bui
     child.json = false;
     child.sign_key = abs_opt(&opts.sign_key);
     child.scratch = abs_opt(&opts.scratch);
+    // Deliberately no remote cache: each side proves the bytes by building
+    // them, so neither reads nor uploads step results (nor the recipe's
+    // `[cache]`).
+    child.remote = crate::options::RemoteCacheOptions {
+        from: None,
+        to: None,
+        ignore_recipe: true,
+    };
     child
 }
 
@@ -335,6 +343,11 @@ mod tests {
             executor: crate::options::Executor::Buildkit {
                 host: Some("tcp://b:2375".into()),
             },
+            remote: crate::options::RemoteCacheOptions {
+                from: Some("127.0.0.1:5000/c".into()),
+                to: None,
+                ignore_recipe: false,
+            },
         };
         let [a, _] = variants("/x/a".into(), "/y/b".into());
         let args: Vec<String> = child_options(&opts, &a, Some(Path::new("/m")))
@@ -355,9 +368,11 @@ mod tests {
             "--locked",
             "--jobs 1",
             "--executor buildkit=tcp://b:2375",
+            "--no-remote-cache",
         ] {
             assert!(line.contains(want), "{want} missing from {line}");
         }
+        assert!(!line.contains("--cache-from"), "{line}");
         assert!(
             !line.contains("m.json") && !line.contains("--format"),
             "{line}"

@@ -27,6 +27,7 @@ mod plan;
 mod push;
 mod realworld;
 mod recipes;
+mod remote_cache;
 mod resolver;
 mod rootless;
 mod sandbox;

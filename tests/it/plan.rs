@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every file under `dir` (relative path -> bytes).
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let e = e.unwrap();
@@ -59,7 +59,7 @@ fn layer_digests(m: &Value) -> Vec<String> {
 }
 
 /// The `Steps` status line of a build.
-fn steps_line(t: &str) -> String {
+pub(crate) fn steps_line(t: &str) -> String {
     t.lines()
         .find(|l| l.trim_start().starts_with("Steps"))
         .unwrap_or_else(|| panic!("no Steps line:\n{t}"))
@@ -68,7 +68,12 @@ fn steps_line(t: &str) -> String {
 
 /// A base of synthetic packages (no maintainer scripts: no toolset needed)
 /// and an `app` image, pins given; the mirror holds `debs`.
-fn synthetic_tree(dir: &Path, base: &[(&str, &str)], app: &[(&str, &str)], debs: &[Deb]) {
+pub(crate) fn synthetic_tree(
+    dir: &Path,
+    base: &[(&str, &str)],
+    app: &[(&str, &str)],
+    debs: &[Deb],
+) {
     let mut b = String::from(
         "[image]\nname = \"base\"\ntag = \"t1\"\nfrom = \"scratch\"\nsource-date-epoch = 0\n\n\
          [source]\napt = false\narch = \"amd64\"\ndistro = \"debian-12\"\n\n[packages]\n",
@@ -88,7 +93,7 @@ fn synthetic_tree(dir: &Path, base: &[(&str, &str)], app: &[(&str, &str)], debs:
     crate::debgen::mirror(&dir.join("mirror"), debs);
 }
 
-fn pkg(name: &str, version: &str, source: &str, body: &'static [u8]) -> Deb {
+pub(crate) fn pkg(name: &str, version: &str, source: &str, body: &'static [u8]) -> Deb {
     let path: &'static str = Box::leak(format!("./usr/share/{name}").into_boxed_str());
     Deb::new(name, version)
         .field("Source", source)
