@@ -15,7 +15,10 @@
 //!    buildah + `apt-get install` of each image's pinned packages).
 //!
 //! Prints a Markdown table: wall time, peak RSS, store size, and for the
-//! update the bytes of new layers per image. `IMGFORGE_BENCH_JOBS` sets
+//! update the bytes of new layers per image. With a registry
+//! (`IMGFORGE_TEST_REGISTRY=HOST:PORT`), every step is uploaded to a fresh
+//! repository (`--cache-to`) and a build with an empty store fetches them
+//! (`--cache-from`). `IMGFORGE_BENCH_JOBS` sets
 //! `--jobs`; `IMGFORGE_BENCH_APT=0` skips the apt way. Says what is missing
 //! and exits when a fixture or tool is absent.
 
@@ -279,6 +282,16 @@ fn apt_inputs(dir: &Path, tree: &Path) -> (PathBuf, PathBuf) {
     (bp, sp)
 }
 
+/// A repository of the loopback registry named by `IMGFORGE_TEST_REGISTRY`
+/// that no earlier run used, for the remote step cache cases.
+fn remote_repo() -> Option<String> {
+    let host = std::env::var("IMGFORGE_TEST_REGISTRY").ok()?;
+    let unique = tempfile::Builder::new().prefix("rw-").tempdir().ok()?;
+    let name = unique.path().file_name()?.to_string_lossy().to_lowercase();
+    let name = name.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+    Some(format!("{host}/imgforge-bench/{name}"))
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let shared = root.join("../shared");
@@ -305,7 +318,7 @@ fn main() {
             .map_or(1, |n| n.get())
             .to_string()
     });
-    let build = |out: &str, mirror: &Path, locked: bool| {
+    let build_in = |out: &str, mirror: &Path, locked: bool, cache: &str, extra: &[&str]| {
         let mut c = bin();
         c.current_dir(&tree)
             .args(["-q", "build", "recipes", "--no-apt", "--jobs", &jobs]);
@@ -315,13 +328,27 @@ fn main() {
         c.arg("--mirror")
             .arg(mirror)
             .arg("--cache")
-            .arg(dir.join("cache"));
-        measure(c.args(["--out", out]))
+            .arg(dir.join(cache));
+        measure(c.args(["--out", out]).args(extra))
     };
+    let build =
+        |out: &str, mirror: &Path, locked: bool| build_in(out, mirror, locked, "cache", &[]);
     eprintln!("imgforge: cold build of {} images", all.len() + 1);
     let cold = build("out-cold", &mirror, true);
     let store = tree_size(&dir.join("cache"));
     let noop = build("out-noop", &mirror, true);
+    let remote = remote_repo().map(|repo| {
+        eprintln!("imgforge: the steps uploaded to {repo}, then fetched into an empty store");
+        let up = build_in("out-up", &mirror, true, "cache", &["--cache-to", &repo]);
+        let fetched = build_in(
+            "out-remote",
+            &mirror,
+            true,
+            "cache-remote",
+            &["--cache-from", &repo],
+        );
+        (up, fetched)
+    });
     // The apt way installs what the cold build locked (read before the
     // update below moves libssl3).
     let apt = (std::env::var("IMGFORGE_BENCH_APT").as_deref() != Ok("0") && apt_tools(&root, dir))
@@ -382,6 +409,23 @@ fn main() {
         100.0 * update.0 / cold.0,
         update.1
     );
+    match remote {
+        Some((up, fetched)) => {
+            println!(
+                "| imgforge warm store, uploading every step (--cache-to) | {:.1} | {:.0} |",
+                up.0, up.1
+            );
+            println!(
+                "| imgforge empty store, --cache-from the warmed registry | {:.1} ({:.0}% of cold) | {:.0} |",
+                fetched.0,
+                100.0 * fetched.0 / cold.0,
+                fetched.1
+            );
+        }
+        None => println!(
+            "| (remote cache cases not run: no IMGFORGE_TEST_REGISTRY=HOST:PORT registry) | | |"
+        ),
+    }
     if let Some((bp, sp)) = apt {
         let repo = apt_repo(dir, &[mirror.clone(), dir.join("mirror-apt")]);
         let mut c = Command::new("bash");
