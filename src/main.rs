@@ -10,199 +10,233 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    let quiet = args.quiet;
-    let result = match &args.command {
-        cli::Command::Check(c) => {
-            imgforge::ops::check(&c.to_options(), quiet).map(|_| ExitCode::SUCCESS)
+    match run(&args.command, args.quiet) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", imgforge::ops::render_error(&e));
+            if is_refusal(&e) {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
-        cli::Command::Lock {
+    }
+}
+
+/// Exit 0 when the command succeeded.
+fn done<T>(r: anyhow::Result<T>) -> anyhow::Result<ExitCode> {
+    r.map(|_| ExitCode::SUCCESS)
+}
+
+/// Exit 0, or 3 when a check found a difference or a bad object.
+fn checked(clean: bool) -> ExitCode {
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
+/// One command: its options from the arguments, the library's entry point.
+/// A flat dispatch, one arm per command (an options struct and one call),
+/// so it runs past 80 lines; anything longer goes into a function below.
+fn run(command: &cli::Command, quiet: bool) -> anyhow::Result<ExitCode> {
+    use cli::Command as C;
+    use imgforge::ops;
+    match command {
+        C::Check(c) => done(ops::check(&c.to_options(), quiet)),
+        C::Lock {
             common,
             locked,
             explain,
-        } => imgforge::ops::lock(&common.to_options(), *locked, quiet)
-            .and_then(|lock| match explain {
-                Some(p) => imgforge::ops::explain(&lock, p).map(|s| print!("{s}")),
-                None => Ok(()),
-            })
-            .map(|_| ExitCode::SUCCESS),
-        cli::Command::Build {
+        } => done(lock(common, *locked, explain.as_deref(), quiet)),
+        C::Build {
             common,
             build,
             format,
         } => {
             let mut opts = build.to_options(common, quiet);
             opts.json = *format == cli::Format::Json;
-            imgforge::ops::build(&opts).map(|_| ExitCode::SUCCESS)
+            done(ops::build(&opts))
         }
-        cli::Command::Verify {
+        C::Verify {
             common,
             build,
             against,
             format,
-        } => imgforge::ops::verify(&imgforge::ops::VerifyOptions {
+        } => ops::verify(&ops::VerifyOptions {
             build: build.to_options(common, quiet),
             against: against.clone(),
             json: *format == cli::Format::Json,
         })
-        .map(|same| {
-            if same {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            }
-        }),
-        cli::Command::Push(p) => {
-            imgforge::ops::push(&p.to_options(), p.format == cli::Format::Json, quiet)
-                .map(|_| ExitCode::SUCCESS)
-        }
-        cli::Command::Update {
+        .map(checked),
+        C::Push(p) => done(ops::push(
+            &p.to_options(),
+            p.format == cli::Format::Json,
+            quiet,
+        )),
+        C::Update {
             common,
             packages,
             dry_run,
             into,
-        } => imgforge::ops::update::update(&imgforge::ops::update::UpdateOptions {
+        } => done(ops::update::update(&ops::update::UpdateOptions {
             common: common.to_options(),
             packages: packages.clone(),
             dry_run: *dry_run,
             into: into.clone(),
             quiet,
-        })
-        .map(|_| ExitCode::SUCCESS),
-        cli::Command::Gc {
+        })),
+        C::Gc {
             trees,
             dry_run,
             max_size,
             cache,
-        } => imgforge::ops::gc::gc(&imgforge::ops::gc::GcOptions {
-            trees: trees.clone(),
-            cache: imgforge::ops::cache_dir(&imgforge::ops::CommonOptions {
-                recipes: PathBuf::new(),
-                base: None,
-                mirror: None,
-                apt: true,
-                cache: cache.clone(),
-            }),
-            dry_run: *dry_run,
-            max_size: *max_size,
-            quiet,
-        })
-        .map(|_| ExitCode::SUCCESS),
-        cli::Command::Fsck { out, cache } => {
-            imgforge::ops::fsck::fsck(&imgforge::ops::fsck::FsckOptions {
-                out: out.clone(),
-                cache: cache.clone(),
-                quiet,
-            })
-            .map(|r| {
-                if r.is_clean() {
-                    println!("{}", r.render());
-                    ExitCode::SUCCESS
-                } else {
-                    eprintln!("{}", r.render());
-                    ExitCode::from(3)
-                }
-            })
-        }
-        cli::Command::Attest(cli::AttestCommand::Verify { key, path }) => {
-            imgforge::attest::verify::verify(path, key)
-                .map(|all| {
-                    for v in all {
-                        for (name, digest) in &v.subjects {
-                            println!(
-                                "verified {name} {digest} ({}, key {})",
-                                v.envelope.display(),
-                                v.keyid
-                            );
-                        }
-                    }
-                    ExitCode::SUCCESS
-                })
-                .map_err(anyhow::Error::from)
-        }
-        cli::Command::Bundle(b) => bundle(b, quiet),
-        cli::Command::Vendor {
+        } => done(gc(trees, *dry_run, *max_size, cache, quiet)),
+        C::Fsck { out, cache } => fsck(out, cache, quiet),
+        C::Attest(cli::AttestCommand::Verify { key, path }) => attest_verify(path, key),
+        C::Bundle(b) => bundle(b, quiet),
+        C::Vendor {
             dir,
             sources,
             common,
-        } => imgforge::ops::vendor::vendor(&imgforge::ops::vendor::VendorOptions {
+        } => done(ops::vendor::vendor(&ops::vendor::VendorOptions {
             common: common.to_options(),
             dir: dir.clone(),
             sources: *sources,
             quiet,
-        })
-        .map(|_| ExitCode::SUCCESS),
-        cli::Command::Sources {
+        })),
+        C::Sources {
             out,
             output,
             all,
             common,
-        } => imgforge::ops::sources::sources(&imgforge::ops::sources::SourcesOptions {
+        } => done(ops::sources::sources(&ops::sources::SourcesOptions {
             common: common.to_options(),
             out: out.clone(),
             dest: output.clone(),
             all: *all,
             quiet,
-        })
-        .map(|_| ExitCode::SUCCESS),
-        cli::Command::Init { dir, sources } => {
-            imgforge::ops::init::init(&imgforge::ops::init::InitOptions {
-                common: sources.to_options(),
-                dir: dir.clone(),
-                quiet,
-            })
-            .map(|_| ExitCode::SUCCESS)
-        }
-        cli::Command::Add {
+        })),
+        C::Init { dir, sources } => done(ops::init::init(&ops::init::InitOptions {
+            common: sources.to_options(),
+            dir: dir.clone(),
+            quiet,
+        })),
+        C::Add {
             pin,
             packages,
             build,
-        } => imgforge::ops::add::add(&pin.to_options(packages, quiet))
-            .and_then(|_| match build {
-                true => imgforge::ops::build(&pin.build_options(quiet)).map(|_| ()),
-                false => Ok(()),
-            })
-            .map(|_| ExitCode::SUCCESS),
-        cli::Command::Remove { pin, packages } => {
-            imgforge::ops::remove::remove(&pin.to_options(packages, quiet))
-                .map(|_| ExitCode::SUCCESS)
+        } => {
+            ops::add::add(&pin.to_options(packages, quiet))?;
+            if *build {
+                ops::build(&pin.build_options(quiet))?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Query {
+        C::Remove { pin, packages } => done(ops::remove::remove(&pin.to_options(packages, quiet))),
+        C::Query {
             common,
             package,
             file,
             format,
-        } => imgforge::ops::query::query(&imgforge::ops::query::QueryOptions {
-            common: common.to_options(),
-            package: package.clone(),
-            file: file.clone(),
-        })
-        .map(|hits| {
-            if *format == cli::Format::Json {
-                println!("{}", imgforge::ops::query::render_json(&hits));
-            } else {
-                print!("{}", imgforge::ops::query::render_text(&hits));
-            }
-            ExitCode::SUCCESS
-        }),
-        cli::Command::Completions { shell } => {
+        } => query(common, package, file, *format),
+        C::Completions { shell } => {
             cli::completions(*shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Man { out } => {
-            cli::man(out.as_deref(), &mut std::io::stdout()).map(|_| ExitCode::SUCCESS)
-        }
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) if is_refusal(&e) => {
-            eprintln!("{}", imgforge::ops::render_error(&e));
-            ExitCode::from(3)
-        }
-        Err(e) => {
-            eprintln!("{}", imgforge::ops::render_error(&e));
-            ExitCode::FAILURE
+        C::Man { out } => done(cli::man(out.as_deref(), &mut std::io::stdout())),
+    }
+}
+
+/// `imgforge lock [--explain PACKAGE]`.
+fn lock(
+    common: &cli::CommonArgs,
+    locked: bool,
+    explain: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let lock = imgforge::ops::lock(&common.to_options(), locked, quiet)?;
+    if let Some(p) = explain {
+        print!("{}", imgforge::ops::explain(&lock, p)?);
+    }
+    Ok(())
+}
+
+/// `imgforge gc`: the cache directory as the other commands find it.
+fn gc(
+    trees: &[PathBuf],
+    dry_run: bool,
+    max_size: Option<u64>,
+    cache: &Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    use imgforge::ops::{self, gc};
+    gc::gc(&gc::GcOptions {
+        trees: trees.to_vec(),
+        cache: ops::cache_dir(&ops::CommonOptions {
+            recipes: PathBuf::new(),
+            base: None,
+            mirror: None,
+            apt: true,
+            cache: cache.clone(),
+        }),
+        dry_run,
+        max_size,
+        quiet,
+    })
+    .map(|_| ())
+}
+
+/// `imgforge fsck`: the report on stdout when clean, else on stderr, exit 3.
+fn fsck(out: &Option<PathBuf>, cache: &Option<PathBuf>, quiet: bool) -> anyhow::Result<ExitCode> {
+    use imgforge::ops::fsck;
+    let r = fsck::fsck(&fsck::FsckOptions {
+        out: out.clone(),
+        cache: cache.clone(),
+        quiet,
+    })?;
+    if r.is_clean() {
+        println!("{}", r.render());
+    } else {
+        eprintln!("{}", r.render());
+    }
+    Ok(checked(r.is_clean()))
+}
+
+/// `imgforge attest verify`: one line per verified subject.
+fn attest_verify(path: &std::path::Path, key: &std::path::Path) -> anyhow::Result<ExitCode> {
+    for v in imgforge::attest::verify::verify(path, key)? {
+        for (name, digest) in &v.subjects {
+            println!(
+                "verified {name} {digest} ({}, key {})",
+                v.envelope.display(),
+                v.keyid
+            );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `imgforge query`: text or JSON on stdout.
+fn query(
+    common: &cli::CommonArgs,
+    package: &Option<String>,
+    file: &Option<String>,
+    format: cli::Format,
+) -> anyhow::Result<ExitCode> {
+    use imgforge::ops::query;
+    let hits = query::query(&query::QueryOptions {
+        common: common.to_options(),
+        package: package.clone(),
+        file: file.clone(),
+    })?;
+    if format == cli::Format::Json {
+        println!("{}", query::render_json(&hits));
+    } else {
+        print!("{}", query::render_text(&hits));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A bundle that verification refused (exit 3, like fsck), not a failure to run.
