@@ -43,7 +43,7 @@ pub struct VerifyOptions {
 }
 use report::{BuildInfo, Report};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Errors of `verify` (a difference is not an error: see [`run`]).
 #[derive(Debug, thiserror::Error)]
@@ -127,42 +127,18 @@ pub fn run(opts: &VerifyOptions) -> anyhow::Result<bool> {
     let root_a = tmp.path().join("a");
     let root_b = tmp.path().join("second build, other path").join("b");
     let [va, vb] = rebuild::variants(root_a, root_b);
+    let sides: Vec<&rebuild::Variant> = if record.is_some() {
+        vec![&vb]
+    } else {
+        vec![&va, &vb]
+    };
     let mirror = opts
         .build
         .common
         .mirror
         .clone()
         .or_else(|| tree.source.mirror.clone());
-    let copy_mirror = mirror
-        .as_deref()
-        .is_some_and(|m| m.is_dir() && crate::plan::store::tree_size(m) <= MIRROR_COPY_LIMIT);
-    if mirror.is_some() && !copy_mirror {
-        st.say(
-            "Note",
-            "the mirror is not copied (missing or over 4 GiB): its file order and mtimes are not varied",
-        );
-    }
-    let sides: Vec<&rebuild::Variant> = if record.is_some() {
-        vec![&vb]
-    } else {
-        vec![&va, &vb]
-    };
-    let mut mirrors = Vec::new();
-    for v in &sides {
-        std::fs::create_dir_all(&v.root).map_err(|e| VerifyError::Io {
-            path: v.root.clone(),
-            source: e,
-        })?;
-        let m = match (&mirror, copy_mirror) {
-            (Some(m), true) => {
-                let dst = v.root.join("mirror");
-                rebuild::copy_mirror(m, &dst, v.reverse_mirror, v.mirror_mtime)?;
-                Some(dst)
-            }
-            (m, _) => m.clone(),
-        };
-        mirrors.push(m);
-    }
+    let mirrors = side_mirrors(&sides, mirror, st)?;
     st.say(
         "Building",
         format!(
@@ -176,24 +152,7 @@ pub fn run(opts: &VerifyOptions) -> anyhow::Result<bool> {
             }
         ),
     );
-    let results: Vec<Result<rebuild::BuildRun, VerifyError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = sides
-            .iter()
-            .zip(&mirrors)
-            .map(|(v, m)| {
-                let exe = &exe;
-                s.spawn(move || rebuild::run_build(exe, &opts.build, v, m.as_deref()))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("build thread"))
-            .collect()
-    });
-    let mut runs = Vec::new();
-    for r in results {
-        runs.push(r?);
-    }
+    let runs = build_sides(&exe, opts, &sides, &mirrors)?;
     let builds: Vec<BuildInfo> = sides
         .iter()
         .zip(&runs)
@@ -208,37 +167,8 @@ pub fn run(opts: &VerifyOptions) -> anyhow::Result<bool> {
     }
     st.say("Comparing", "outputs");
     let (outcome, mode, a, b) = match (&record, &opts.against) {
-        (Some(rec), Some(path)) => {
-            let old_dir = compare::recorded_dir(path);
-            let o = compare::compare_record(rec, old_dir.as_deref(), &runs[0].out)?;
-            (
-                o,
-                "against",
-                format!(
-                    "the record {}{}",
-                    path.display(),
-                    if old_dir.is_some() {
-                        " (with its output directory)"
-                    } else {
-                        " (digests only)"
-                    }
-                ),
-                "a new build".to_string(),
-            )
-        }
-        _ => {
-            let mut o = compare::compare_dirs(&runs[0].out, &runs[1].out)?;
-            if o.difference.is_none() && opts.build.bundle.is_some() {
-                let (x, y) = (va.root.join("bundle.tar"), vb.root.join("bundle.tar"));
-                if !compare::same_bytes(&x, &y)? {
-                    o.difference = Some(compare::diff_files(&x, &y, "bundle.tar")?);
-                } else {
-                    o.counts.files += 1;
-                    o.counts.bytes += std::fs::metadata(&y).map(|m| m.len()).unwrap_or(0);
-                }
-            }
-            (o, "rebuild", "build a".to_string(), "build b".to_string())
-        }
+        (Some(rec), Some(path)) => against_record(rec, path, &runs[0].out)?,
+        _ => two_builds(opts, &runs, [&va, &vb])?,
     };
     let report = Report {
         identical: outcome.difference.is_none(),
@@ -258,4 +188,104 @@ pub fn run(opts: &VerifyOptions) -> anyhow::Result<bool> {
     out.write_all(&bytes)?;
     out.flush()?;
     Ok(report.identical)
+}
+
+/// The mirror each side builds from: a copy per side (file order and
+/// mtimes varied) when the mirror is a directory of at most 4 GiB, else
+/// the mirror itself.
+fn side_mirrors(
+    sides: &[&rebuild::Variant],
+    mirror: Option<PathBuf>,
+    st: Status,
+) -> Result<Vec<Option<PathBuf>>, VerifyError> {
+    let copy_mirror = mirror
+        .as_deref()
+        .is_some_and(|m| m.is_dir() && crate::plan::store::tree_size(m) <= MIRROR_COPY_LIMIT);
+    if mirror.is_some() && !copy_mirror {
+        st.say(
+            "Note",
+            "the mirror is not copied (missing or over 4 GiB): its file order and mtimes are not varied",
+        );
+    }
+    let mut mirrors = Vec::new();
+    for v in sides {
+        std::fs::create_dir_all(&v.root).map_err(|e| VerifyError::Io {
+            path: v.root.clone(),
+            source: e,
+        })?;
+        let m = match (&mirror, copy_mirror) {
+            (Some(m), true) => {
+                let dst = v.root.join("mirror");
+                rebuild::copy_mirror(m, &dst, v.reverse_mirror, v.mirror_mtime)?;
+                Some(dst)
+            }
+            (m, _) => m.clone(),
+        };
+        mirrors.push(m);
+    }
+    Ok(mirrors)
+}
+
+/// Run every side's build at once; the first failure is the error.
+fn build_sides(
+    exe: &Path,
+    opts: &VerifyOptions,
+    sides: &[&rebuild::Variant],
+    mirrors: &[Option<PathBuf>],
+) -> Result<Vec<rebuild::BuildRun>, VerifyError> {
+    let results: Vec<Result<rebuild::BuildRun, VerifyError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = sides
+            .iter()
+            .zip(mirrors)
+            .map(|(v, m)| s.spawn(move || rebuild::run_build(exe, &opts.build, v, m.as_deref())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("build thread"))
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// What a comparison found, its mode and the names of its two sides.
+type Compared = (compare::Outcome, &'static str, String, String);
+
+/// The new build against the record at `path`.
+fn against_record(
+    rec: &record::Record,
+    path: &Path,
+    new_out: &Path,
+) -> Result<Compared, VerifyError> {
+    let old_dir = compare::recorded_dir(path);
+    let o = compare::compare_record(rec, old_dir.as_deref(), new_out)?;
+    let with = if old_dir.is_some() {
+        " (with its output directory)"
+    } else {
+        " (digests only)"
+    };
+    Ok((
+        o,
+        "against",
+        format!("the record {}{with}", path.display()),
+        "a new build".to_string(),
+    ))
+}
+
+/// Two builds' outputs, then their bundles when `--bundle` was given.
+fn two_builds(
+    opts: &VerifyOptions,
+    runs: &[rebuild::BuildRun],
+    [va, vb]: [&rebuild::Variant; 2],
+) -> Result<Compared, VerifyError> {
+    let mut o = compare::compare_dirs(&runs[0].out, &runs[1].out)?;
+    if o.difference.is_none() && opts.build.bundle.is_some() {
+        let (x, y) = (va.root.join("bundle.tar"), vb.root.join("bundle.tar"));
+        if !compare::same_bytes(&x, &y)? {
+            o.difference = Some(compare::diff_files(&x, &y, "bundle.tar")?);
+        } else {
+            o.counts.files += 1;
+            o.counts.bytes += std::fs::metadata(&y).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Ok((o, "rebuild", "build a".to_string(), "build b".to_string()))
 }
