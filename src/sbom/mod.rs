@@ -596,17 +596,15 @@ pub fn findings(opts: &SbomOptions) -> Result<Findings, SbomError> {
 }
 
 /// Write SBOMs and legal reports for every image of the build.
-pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
-    let mut findings = self::findings(opts)?;
-    // Common-licenses texts referenced by shipped packages.
-    let texts = common_license_texts(&opts.available)?;
-    let shipped_keys: BTreeSet<(String, String, String)> = opts
-        .images
-        .iter()
-        .flat_map(|i| i.packages.iter().map(key))
-        .collect();
+/// The common-licenses texts the shipped packages' copyright files refer
+/// to; a reference to a text the build lacks is flagged for review.
+fn common_licenses_referenced(
+    shipped: &BTreeSet<(String, String, String)>,
+    findings: &mut Findings,
+    texts: &BTreeMap<String, Vec<u8>>,
+) -> BTreeSet<String> {
     let mut referenced = BTreeSet::new();
-    for k in &shipped_keys {
+    for k in shipped {
         if let Some(f) = findings.get_mut(k) {
             for n in f.common_licenses_referenced.clone() {
                 if texts.contains_key(&n) {
@@ -619,6 +617,41 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
             f.flags.dedup();
         }
     }
+    referenced
+}
+
+/// `legal/<stem>.{md,html,csv,licenses.json}`: one report in four forms.
+fn write_reports(
+    out: &Path,
+    stem: &str,
+    title: &str,
+    rows: &[report::Row],
+    files: &mut Vec<PathBuf>,
+) -> Result<(), SbomError> {
+    let legal = Path::new("legal");
+    let annex = crate::json::to_canonical_pretty(&report::annex(title, rows));
+    let forms: [(&str, Vec<u8>); 4] = [
+        ("md", report::markdown(title, rows).into_bytes()),
+        ("html", html::html(title, rows).into_bytes()),
+        ("csv", report::csv(rows).into_bytes()),
+        ("licenses.json", annex),
+    ];
+    for (ext, bytes) in forms {
+        write_file(out, &legal.join(format!("{stem}.{ext}")), &bytes, files)?;
+    }
+    Ok(())
+}
+
+pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
+    let mut findings = self::findings(opts)?;
+    // Common-licenses texts referenced by shipped packages.
+    let texts = common_license_texts(&opts.available)?;
+    let shipped_keys: BTreeSet<(String, String, String)> = opts
+        .images
+        .iter()
+        .flat_map(|i| i.packages.iter().map(key))
+        .collect();
+    let referenced = common_licenses_referenced(&shipped_keys, &mut findings, &texts);
 
     let attribution = attribution_dirs(&shipped_keys, &findings);
     let out = &opts.out_dir;
@@ -638,57 +671,10 @@ pub fn write_all(opts: &SbomOptions) -> Result<SbomSummary, SbomError> {
         write_documents(img, &stem, opts, &findings, &mut files)?;
         let rows = report::rows(std::slice::from_ref(img), &findings, &attribution);
         let title = format!("{}:{}", img.name, img.tag);
-        write_file(
-            out,
-            &Path::new("legal").join(format!("{stem}.md")),
-            report::markdown(&title, &rows).as_bytes(),
-            &mut files,
-        )?;
-        write_file(
-            out,
-            &Path::new("legal").join(format!("{stem}.html")),
-            html::html(&title, &rows).as_bytes(),
-            &mut files,
-        )?;
-        write_file(
-            out,
-            &Path::new("legal").join(format!("{stem}.csv")),
-            report::csv(&rows).as_bytes(),
-            &mut files,
-        )?;
-        write_file(
-            out,
-            &Path::new("legal").join(format!("{stem}.licenses.json")),
-            &crate::json::to_canonical_pretty(&report::annex(&title, &rows)),
-            &mut files,
-        )?;
+        write_reports(out, &stem, &title, &rows, &mut files)?;
     }
     let rows = report::rows(&opts.images, &findings, &attribution);
-    let title = "all images of the build";
-    write_file(
-        out,
-        Path::new("legal/all.md"),
-        report::markdown(title, &rows).as_bytes(),
-        &mut files,
-    )?;
-    write_file(
-        out,
-        Path::new("legal/all.html"),
-        html::html(title, &rows).as_bytes(),
-        &mut files,
-    )?;
-    write_file(
-        out,
-        Path::new("legal/all.csv"),
-        report::csv(&rows).as_bytes(),
-        &mut files,
-    )?;
-    write_file(
-        out,
-        Path::new("legal/all.licenses.json"),
-        &crate::json::to_canonical_pretty(&report::annex(title, &rows)),
-        &mut files,
-    )?;
+    write_reports(out, "all", "all images of the build", &rows, &mut files)?;
     write_file(
         out,
         Path::new("legal/source-offer.md"),
