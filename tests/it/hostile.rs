@@ -1119,6 +1119,22 @@ fn bundle_fuzz_seeds_read_and_verify() {
         assert_eq!(v.manifest.images.len(), 1, "{name}");
         assert_eq!(v.manifest.base.is_some(), name.contains("delta"), "{name}");
     }
+    // The remote cache's seeds: a step manifest and its config (split at
+    // the first NUL), read for the step key the target asks for.
+    let steps = fuzz_inputs("corpus", "cache_record");
+    assert!(steps.len() >= 2, "cache_record seeds missing");
+    for (name, bytes) in &steps {
+        use imgforge::plan::remote;
+        let nul = bytes
+            .iter()
+            .position(|b| *b == 0)
+            .expect("manifest NUL config");
+        let m = remote::parse_manifest(&bytes[..nul]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let kind = name.trim_start_matches("seed-");
+        let doc = remote::parse_doc(&bytes[nul + 1..], &m, kind, &"0".repeat(64))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(doc.files.len(), m.files.len(), "{name}");
+    }
     let inventories = fuzz_inputs("corpus", "inventory");
     assert!(inventories.len() >= 2, "inventory seeds missing");
     for (name, bytes) in &inventories {
