@@ -60,6 +60,19 @@ pub struct Converted {
     pub text: String,
 }
 
+/// `text` with every character an SPDX id may not hold (anything but
+/// letters, digits, `.` and `-`) replaced by `-`.
+pub fn id_safe(text: &str) -> String {
+    text.chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                true => c,
+                false => '-',
+            },
+        )
+        .collect()
+}
+
 /// The `LicenseRef-` of a term (`ID`, `ID+` or `ID WITH EXCEPTION`), or
 /// `None` when the term is written as it is.
 pub fn convert(term: &str) -> Option<(String, Converted)> {
@@ -75,16 +88,7 @@ pub fn convert(term: &str) -> Option<(String, Converted)> {
         return None;
     }
     let name = term.replace(" WITH ", "-WITH-").replace('+', "-or-later");
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let safe = id_safe(&name);
     let mut text = spdx::license_id(base)
         .map(|l| l.text().to_string())
         .unwrap_or_default();

@@ -30,19 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// An SPDXID-safe identifier from free text plus a short hash for uniqueness.
 fn spdx_id(prefix: &str, parts: &[&str]) -> String {
-    let text: String = parts
-        .first()
-        .copied()
-        .unwrap_or("")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let text = listed::id_safe(parts.first().copied().unwrap_or(""));
     let h = crate::digest::sha256_hex(parts.join("\u{0}").as_bytes());
     format!("SPDXRef-{prefix}-{text}-{}", &h[..12])
 }
