@@ -669,3 +669,70 @@ needs! { [has_chromium, has_fixture_debian, has_fixture_debian_licenses, has_fix
         println!("screenshot of the HTML report: {}", shot.display());
     }
 }
+
+// ------------------------------------------------------- the own labelled set
+
+/// The columns of one `eval/licenses` TSV file, header dropped.
+fn eval_rows(file: &str) -> Vec<Vec<String>> {
+    let p = root().join("eval").join("licenses").join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
+}
+
+/// The committed labelled set is whole and consistent: 100 packages, both
+/// labellings and the settled key name the same packages and versions,
+/// every expression is valid SPDX with its main license among its terms,
+/// rows the labellers agreed on are kept as they were, the others say how
+/// they were settled, and the agreement the README states is the one the
+/// files give.
+#[test]
+fn own_label_set_is_complete_and_settled() {
+    let packages = eval_rows("packages.tsv");
+    assert_eq!(packages.len(), 100);
+    let sources: BTreeSet<&str> = packages.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(sources.len(), 100, "one binary package per source");
+    let [a, b, settled] = ["labels-a.tsv", "labels-b.tsv", "labels.tsv"].map(eval_rows);
+    let mut agree = 0;
+    let mut main_agree = 0;
+    for (i, p) in packages.iter().enumerate() {
+        for key in [&a, &b, &settled] {
+            assert_eq!((&key[i][0], &key[i][1]), (&p[0], &p[1]), "row {i}");
+            assert_eq!(key[i].len(), 6, "{}: six columns", p[0]);
+            let expr = comparable_expression(&key[i][3])
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", p[0], key[i][3]));
+            assert!(
+                license::expression_terms(&expr).contains(&key[i][4]),
+                "{}: main license {} not in {expr}",
+                p[0],
+                key[i][4]
+            );
+        }
+        let same = comparable_expression(&a[i][3]) == comparable_expression(&b[i][3]);
+        agree += usize::from(same);
+        main_agree += usize::from(a[i][4] == b[i][4]);
+        if same {
+            assert_eq!(
+                comparable_expression(&settled[i][3]),
+                comparable_expression(&a[i][3]),
+                "{}: the labellers agreed",
+                p[0]
+            );
+        } else {
+            assert!(settled[i][5].contains("SETTLED"), "{}: how settled?", p[0]);
+        }
+    }
+    let readme = std::fs::read_to_string(root().join("eval/licenses/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("expression agreement: {agree}/100")),
+        "README states another expression agreement than {agree}/100"
+    );
+    assert!(
+        readme.contains(&format!("main_license agreement: {main_agree}/100")),
+        "README states another main_license agreement than {main_agree}/100"
+    );
+}

@@ -1,0 +1,143 @@
+//! Scores the license engine on a labelled set of `.deb` files.
+//!
+//! ```sh
+//! eval/licenses/fetch.sh /tmp/eval-pool      # the set's .debs, sha256-checked
+//! cargo run --example license_eval -- /tmp/eval-pool [eval/licenses/labels.tsv]
+//! ```
+//!
+//! Each package of the key (`package  version  dep5  expected_expression
+//! main_license  notes`) is read from `POOL/<file>` as named by
+//! `eval/licenses/packages.tsv` and detected alone, its siblings being only
+//! itself (one binary package per source in the set), as a build would. The
+//! verdicts are those of the answer-key tests: EXACT (same expression up to
+//! operand order), MAIN (the main license is among the terms), WRONG,
+//! MISSING (NOASSERTION); a miss without a review flag is listed apart.
+
+use imgforge::deb::Limits;
+use imgforge::sbom::license::{self, comparable_expression};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(pool) = args.first().map(PathBuf::from) else {
+        eprintln!(
+            "usage: license_eval POOL [KEY.tsv]\nhelp: eval/licenses/fetch.sh POOL downloads the set"
+        );
+        return ExitCode::from(2);
+    };
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/licenses");
+    let key = args
+        .get(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here.join("labels.tsv"));
+    match run(&pool, &here.join("packages.tsv"), &key) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `package -> .deb file name` from the set's package list.
+fn files(list: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            Some((c.first()?.to_string(), c.get(4)?.to_string()))
+        })
+        .collect())
+}
+
+#[derive(Default)]
+struct Tally {
+    exact: usize,
+    main: usize,
+    wrong: usize,
+    missing: usize,
+    flagged: usize,
+    total: usize,
+    unflagged: Vec<String>,
+}
+
+fn run(pool: &Path, list: &Path, key: &Path) -> Result<(), String> {
+    let files = files(list)?;
+    let text = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let limits = Limits::default();
+    let mut t = Tally::default();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let c: Vec<&str> = line.split('\t').collect();
+        let (pkg, expected, main) = (c[0], c[3], c[4]);
+        let file = files
+            .get(pkg)
+            .ok_or_else(|| format!("{pkg}: not in {}", list.display()))?;
+        let deb = pool.join(file);
+        if !deb.is_file() {
+            return Err(format!(
+                "{}: missing\nhelp: eval/licenses/fetch.sh {} downloads the set",
+                deb.display(),
+                pool.display()
+            ));
+        }
+        let siblings = BTreeSet::from([pkg.to_string()]);
+        let control =
+            imgforge::deb::read_control(&deb, &limits).map_err(|e| format!("{pkg}: {e}"))?;
+        let source = control
+            .get("Source")
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or(pkg)
+            .to_string();
+        let f = license::detect_with(
+            pkg,
+            &source,
+            control.get("Section"),
+            &deb,
+            &BTreeMap::new(),
+            &limits,
+            &siblings,
+        )
+        .map_err(|e| format!("{pkg}: {e}"))?;
+        let got = f.expression.clone().unwrap_or_else(|| "NOASSERTION".into());
+        t.total += 1;
+        t.flagged += usize::from(!f.flags.is_empty());
+        let verdict = if got == "NOASSERTION" {
+            t.missing += 1;
+            "MISSING"
+        } else if comparable_expression(&got).ok() == comparable_expression(expected).ok() {
+            t.exact += 1;
+            "EXACT"
+        } else if license::expression_terms(&got).iter().any(|x| x == main) {
+            t.main += 1;
+            "MAIN"
+        } else {
+            t.wrong += 1;
+            "WRONG"
+        };
+        if verdict != "EXACT" && f.flags.is_empty() {
+            t.unflagged.push(format!("{pkg} ({verdict})"));
+        }
+        println!(
+            "{verdict:7} {pkg:30} got={got}\n{:38}exp={expected} [{:?}; flags: {}]",
+            "",
+            f.confidence,
+            f.flags.len()
+        );
+    }
+    println!(
+        "exact {}/{} · main {} · wrong {} · missing {} · flagged {} · misses without a flag {}: {}",
+        t.exact,
+        t.total,
+        t.main,
+        t.wrong,
+        t.missing,
+        t.flagged,
+        t.unflagged.len(),
+        t.unflagged.join(", ")
+    );
+    Ok(())
+}
