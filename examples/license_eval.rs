@@ -3,6 +3,7 @@
 //! ```sh
 //! eval/licenses/fetch.sh /tmp/eval-pool      # the set's .debs, sha256-checked
 //! cargo run --example license_eval -- /tmp/eval-pool [eval/licenses/labels.tsv]
+//! cargo run --example license_eval -- /tmp/eval-pool --explain PACKAGE
 //! ```
 //!
 //! Each package of the key (`package  version  dep5  expected_expression
@@ -20,7 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let explain = args.iter().position(|a| a == "--explain").map(|i| {
+        let pkg = args.get(i + 1).cloned().unwrap_or_default();
+        args.drain(i..(i + 2).min(args.len()));
+        pkg
+    });
     let Some(pool) = args.first().map(PathBuf::from) else {
         eprintln!(
             "usage: license_eval POOL [KEY.tsv]\nhelp: eval/licenses/fetch.sh POOL downloads the set"
@@ -32,7 +38,7 @@ fn main() -> ExitCode {
         .get(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| here.join("labels.tsv"));
-    match run(&pool, &here.join("packages.tsv"), &key) {
+    match run(&pool, &here.join("packages.tsv"), &key, explain.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -65,7 +71,7 @@ struct Tally {
     unflagged: Vec<String>,
 }
 
-fn run(pool: &Path, list: &Path, key: &Path) -> Result<(), String> {
+fn run(pool: &Path, list: &Path, key: &Path, explain: Option<&str>) -> Result<(), String> {
     let files = files(list)?;
     let text = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
     let limits = Limits::default();
@@ -73,6 +79,9 @@ fn run(pool: &Path, list: &Path, key: &Path) -> Result<(), String> {
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let c: Vec<&str> = line.split('\t').collect();
         let (pkg, expected, main) = (c[0], c[3], c[4]);
+        if explain.is_some_and(|e| e != pkg) {
+            continue;
+        }
         let file = files
             .get(pkg)
             .ok_or_else(|| format!("{pkg}: not in {}", list.display()))?;
@@ -102,6 +111,20 @@ fn run(pool: &Path, list: &Path, key: &Path) -> Result<(), String> {
             &siblings,
         )
         .map_err(|e| format!("{pkg}: {e}"))?;
+        if explain.is_some() {
+            for st in &f.stanzas {
+                println!(
+                    "{} {} [{}] -> {:?}: {} | {}",
+                    if st.kept { "KEPT" } else { "drop" },
+                    st.scope,
+                    st.label,
+                    st.expression,
+                    st.reason,
+                    st.how.join("; ")
+                );
+            }
+            println!("notes: {}\nflags: {:?}", f.notes.join(" | "), f.flags);
+        }
         let got = f.expression.clone().unwrap_or_else(|| "NOASSERTION".into());
         t.total += 1;
         t.flagged += usize::from(!f.flags.is_empty());

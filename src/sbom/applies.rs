@@ -269,6 +269,86 @@ const PLATFORM_DIRS: &[&str] = &[
     "visualc", "vstudio", "android", "ios", "haiku", "beos", "qnx", "msdos", "mingw", "watcom",
     "cygwin",
 ];
+/// Operating systems other than Linux, as file names spell them
+/// (`fault-netbsd-alpha.c`, `sysdep-darwin.c`); matched as a prefix of a
+/// name token (`macosdarwin7`).
+const FOREIGN_OS: &[&str] = &[
+    "darwin",
+    "macos",
+    "netbsd",
+    "freebsd",
+    "openbsd",
+    "dragonfly",
+    "solaris",
+    "sunos",
+    "hpux",
+    "win32",
+    "win64",
+    "windows",
+    "cygwin",
+    "mingw",
+    "haiku",
+    "beos",
+    "irix",
+    "msdos",
+];
+/// CPU families as file names spell them; those of the package's own
+/// architecture (read from its multiarch paths) are not foreign.
+const ARCHES: &[(&str, &[&str])] = &[
+    ("amd64", &["amd64", "x86_64", "x86"]),
+    ("arm64", &["arm64", "aarch64"]),
+    (
+        "other",
+        &[
+            "m68k",
+            "alpha",
+            "powerpc",
+            "ppc",
+            "ppc64",
+            "ppc64le",
+            "sparc",
+            "sparc64",
+            "mips",
+            "mips64",
+            "mipsel",
+            "hppa",
+            "parisc",
+            "ia64",
+            "s390",
+            "s390x",
+            "riscv",
+            "riscv64",
+            "loongarch64",
+            "armel",
+            "armhf",
+            "sh4",
+            "vax",
+        ],
+    ),
+];
+
+/// A token of a file name that names another operating system or CPU
+/// than the package is built for (rule: code not built for the package's
+/// platform does not count). Only whole name tokens (split at `-`, `_`,
+/// `.`) count, so `alarm.c` or `sparse.c` never match.
+fn foreign_platform_token(base: &str, ev: &PackageEvidence) -> Option<String> {
+    let native = if ev.paths.iter().any(|p| p.contains("/aarch64-linux-gnu/")) {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let lower = base.to_ascii_lowercase();
+    lower
+        .split(['-', '_', '.'])
+        .find(|t| {
+            FOREIGN_OS.iter().any(|os| t.starts_with(os))
+                || ARCHES
+                    .iter()
+                    .any(|(a, names)| *a != native && names.contains(t))
+        })
+        .map(str::to_string)
+}
+
 const CONTRIB_DIRS: &[&str] = &["contrib", "extra", "extras"];
 const PROGRAM_DIRS: &[&str] = &[
     "programs", "tools", "utils", "util", "cli", "scripts", "bin", "sbin",
@@ -416,6 +496,11 @@ fn layout_decision(comps: &[&str], lower: &[String], ev: &PackageEvidence) -> Op
     if let Some(d) = has_dir(PLATFORM_DIRS) {
         return Some(Decision::drop(format!(
             "other platform ({d}/), not built for Linux"
+        )));
+    }
+    if let Some(t) = foreign_platform_token(base, ev) {
+        return Some(Decision::drop(format!(
+            "other platform ({t} in the file name), not built for this one"
         )));
     }
     if let Some(d) = has_dir(BUILD_DIRS) {
@@ -584,5 +669,34 @@ mod tests {
         assert!(!decide("src/scripts/*", &ev, &cx).keep);
         assert!(!decide("windows/README", &ev, &cx).keep);
         assert!(!decide("po/de.po", &ev, &cx).keep);
+    }
+
+    #[test]
+    fn files_named_for_another_platform_are_not_built() {
+        let amd64 = PackageEvidence {
+            package: "libsigsegv2".into(),
+            paths: vec!["usr/lib/x86_64-linux-gnu/libsigsegv.so.2".into()],
+            ..Default::default()
+        };
+        let cx = FileContext::new(&["*"], &amd64);
+        for p in [
+            "src/fault-netbsd-alpha.c",
+            "src/fault-linux-m68k-old.c",
+            "src/fault-macosdarwin7-powerpc.c",
+            "src/stackvma-freebsd.c",
+            "runtime/memmove_arm64.s",
+        ] {
+            assert!(!decide(p, &amd64, &cx).keep, "{p}");
+        }
+        for p in ["src/fault-linux-x86_64.c", "src/alarm.c", "src/sparse.c"] {
+            assert!(decide(p, &amd64, &cx).keep, "{p}");
+        }
+        // For an arm64 package, arm64 files are its own and x86 ones are not.
+        let arm64 = PackageEvidence {
+            paths: vec!["usr/lib/aarch64-linux-gnu/libsigsegv.so.2".into()],
+            ..amd64
+        };
+        assert!(decide("runtime/memmove_arm64.s", &arm64, &cx).keep);
+        assert!(!decide("runtime/memmove_amd64.s", &arm64, &cx).keep);
     }
 }

@@ -98,7 +98,8 @@ fn decide_stanza(
 
 /// In a library-only package, the umbrella `Files: *` stanza is the rest of
 /// the source (its programs) when another stanza names the library's own
-/// sources with a wildcard (`libacl/*.c`, `keyutils.*`).
+/// sources with a wildcard (`libacl/*.c`, `keyutils.*`, or `lib/*` when
+/// no directory carries the library's name).
 fn umbrella_is_other_parts(
     d: &dep5::Dep5,
     ev: &PackageEvidence,
@@ -115,6 +116,7 @@ fn umbrella_is_other_parts(
             p.contains('*')
                 && *p != "*"
                 && (cx.named && cx.library_dirs.iter().any(|l| p.starts_with(l.as_str()))
+                    || !cx.named && *p == "lib/*"
                     || !p.contains('/') && stems.contains(p.split('.').next().unwrap_or("")))
         })
         .cloned()

@@ -109,7 +109,13 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
         ),
         (false, None) => {
             let norm = text::normalize(body);
-            if norm.contains("public domain") && !norm.contains("copyleft") {
+            if let Some(g) = single_grant(body) {
+                ev(
+                    g.expression,
+                    format!("grant text: \"{}\"", clip(&g.evidence)),
+                    false,
+                )
+            } else if norm.contains("public domain") && !norm.contains("copyleft") {
                 ev(
                     "LicenseRef-public-domain".into(),
                     "text says public domain".into(),
@@ -119,6 +125,18 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
                 ev(by_name, "unknown name, text not recognized".into(), true)
             }
         }
+    }
+}
+
+/// The one license a short notice grants ("Licensed under the Apache
+/// License, Version 2.0", a BSD clause block under a project's own name),
+/// when the text is not a whole license text the identifier knows: an
+/// unknown name (`Apache`, `Go`, `Medusa`) is then read by what its text
+/// says. Several grants (a choice, or parts) decide nothing here.
+fn single_grant(body: &str) -> Option<text::Grant> {
+    match text::grants(body).as_slice() {
+        [g] => Some(g.clone()),
+        _ => None,
     }
 }
 
@@ -277,5 +295,18 @@ mod tests {
         assert_eq!(r.expression, "LicenseRef-public-domain");
         let r = resolve_line("Weird", &|_| None).unwrap();
         assert_eq!(r.unknown_names, vec!["Weird".to_string()]);
+        // An unknown name whose text is a short grant notice is read by it.
+        let r = resolve_line("Apache", &|_| {
+            Some("Licensed under the Apache License, Version 2.0 (the \"License\");\nyou may not use this software except in compliance with the License.")
+        })
+        .unwrap();
+        assert_eq!(r.expression, "Apache-2.0");
+        assert!(r.unknown_names.is_empty());
+        // Two grants decide nothing: the name stays unknown.
+        let r = resolve_line("Mixed", &|_| {
+            Some("Licensed under the Apache License, Version 2.0, or: Permission is hereby granted, free of charge, to any person obtaining a copy of this software.")
+        })
+        .unwrap();
+        assert_eq!(r.unknown_names, vec!["Mixed".to_string()]);
     }
 }
