@@ -98,7 +98,7 @@ fn decide_stanza(
 
 /// In a library-only package, the umbrella `Files: *` stanza is the rest of
 /// the source (its programs) when another stanza names the library's own
-/// sources with a wildcard (`libacl/*.c`, `keyutils.*`, or `lib/*` when
+/// source directory (not one of its subdirectories) with a wildcard (`libacl/*.c`, `keyutils.*`, or `lib/*` when
 /// no directory carries the library's name).
 fn umbrella_is_other_parts(
     d: &dep5::Dep5,
@@ -115,7 +115,11 @@ fn umbrella_is_other_parts(
         .find(|p| {
             p.contains('*')
                 && *p != "*"
-                && (cx.named && cx.library_dirs.iter().any(|l| p.starts_with(l.as_str()))
+                && (cx.named
+                    && cx
+                        .library_dirs
+                        .iter()
+                        .any(|l| p.strip_prefix(l.as_str()).is_some_and(|f| !f.contains('/')))
                     || !cx.named && *p == "lib/*"
                     || !p.contains('/') && stems.contains(p.split('.').next().unwrap_or("")))
         })

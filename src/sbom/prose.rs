@@ -212,7 +212,18 @@ fn identified_found(norm: &[String], pars: &[String], skip: &[bool]) -> Vec<Foun
                     "put into the public domain",
                     "is public domain",
                 ];
-                if let Some(ph) = PD.iter().find(|ph| norm[k].contains(*ph)) {
+                if let Some(g) = text::single_grant(&pars[k])
+                    .filter(|g| !g.expression.contains("GPL") && !g.expression.starts_with("GFDL"))
+                {
+                    // A short notice ("licenses this work to you under the
+                    // Apache License, Version 2.0"), not a whole text.
+                    out.push(Found {
+                        expr: g.expression,
+                        par: k,
+                        evidence: format!("grant notice: \"{}\"", clip(&g.evidence, 90)),
+                        weak: false,
+                    });
+                } else if let Some(ph) = PD.iter().find(|ph| norm[k].contains(*ph)) {
                     out.push(Found {
                         expr: "LicenseRef-public-domain".into(),
                         par: k,

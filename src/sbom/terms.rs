@@ -109,7 +109,7 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
         ),
         (false, None) => {
             let norm = text::normalize(body);
-            if let Some(g) = single_grant(body) {
+            if let Some(g) = text::single_grant(body) {
                 ev(
                     g.expression,
                     format!("grant text: \"{}\"", clip(&g.evidence)),
@@ -125,18 +125,6 @@ pub fn resolve_name(name: &str, body: Option<&str>) -> TermEvidence {
                 ev(by_name, "unknown name, text not recognized".into(), true)
             }
         }
-    }
-}
-
-/// The one license a short notice grants ("Licensed under the Apache
-/// License, Version 2.0", a BSD clause block under a project's own name),
-/// when the text is not a whole license text the identifier knows: an
-/// unknown name (`Apache`, `Go`, `Medusa`) is then read by what its text
-/// says. Several grants (a choice, or parts) decide nothing here.
-fn single_grant(body: &str) -> Option<text::Grant> {
-    match text::grants(body).as_slice() {
-        [g] => Some(g.clone()),
-        _ => None,
     }
 }
 

@@ -161,6 +161,19 @@ pub fn grants(text: &str) -> Vec<Grant> {
     out
 }
 
+/// The one license a short notice grants ("Licensed under the Apache
+/// License, Version 2.0", a BSD clause block under a project's own name),
+/// for a text the identifier does not know as a whole license text: an
+/// unknown DEP-5 name (`Apache`, `Go`, `Medusa`) or a prose paragraph is
+/// then read by what it says. Several grants (a choice, or parts) decide
+/// nothing here.
+pub fn single_grant(text: &str) -> Option<Grant> {
+    match grants(text).as_slice() {
+        [g] => Some(g.clone()),
+        _ => None,
+    }
+}
+
 fn gnu_grants_in(t: &str, found: &mut Vec<(usize, Grant)>) {
     for m in GNU_GRANT.captures_iter(t) {
         let Some(whole) = m.get(0) else { continue };

@@ -736,3 +736,40 @@ fn own_label_set_is_complete_and_settled() {
         "README states another main_license agreement than {main_agree}/100"
     );
 }
+
+/// A short grant notice in a prose file ("licenses this work to You under
+/// the Apache License, Version 2.0") is a grant, though it is not a whole
+/// license text.
+#[test]
+fn prose_grant_notices_are_read() {
+    let e = evaluate_prose(
+        "Copyright:\n\nLicensed to the Foundation under one or more contributor\n\
+         license agreements. The Foundation licenses this work to You under the Apache License,\n\
+         Version 2.0 (the \"License\"); you may not use this work except in compliance\n\
+         with the License.\n",
+        "libdemo1",
+        "demo",
+        &shipped(&["usr/lib/x86_64-linux-gnu/libdemo.so.1"]),
+    );
+    assert_eq!(e.expression.as_deref(), Some("Apache-2.0"));
+}
+
+/// In a library-only package, a stanza for one subdirectory of the
+/// library's sources does not make the umbrella stanza "the other parts":
+/// the umbrella still covers the rest of the library.
+#[test]
+fn umbrella_stays_when_only_a_library_subdirectory_is_named() {
+    let text = format!(
+        "{HDR}Files: *\nCopyright: x\nLicense: ISC\n\n\
+         Files: src/libdemo/hash/blake2b.*\nCopyright: y\nLicense: CC0\n\n\
+         License: ISC\n Permission to use, copy, modify, and/or distribute this software for any\n \
+         purpose with or without fee is hereby granted.\n"
+    );
+    let e = evaluate_dep5(
+        &text,
+        "demo",
+        &shipped(&["usr/lib/x86_64-linux-gnu/libdemo.so.23"]),
+    );
+    let got = comparable_expression(e.expression.as_deref().unwrap()).unwrap();
+    assert_eq!(got, comparable_expression("ISC AND CC0-1.0").unwrap());
+}
