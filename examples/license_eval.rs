@@ -8,8 +8,10 @@
 //!
 //! Each package of the key (`package  version  dep5  expected_expression
 //! main_license  notes`) is read from `POOL/<file>` as named by
-//! `eval/licenses/packages.tsv` and detected alone, its siblings being only
-//! itself (one binary package per source in the set), as a build would. The
+//! `eval/licenses/packages.tsv` and detected as a build of an image holding
+//! it would: its siblings (binary packages of the same source in the
+//! image) are itself and the packages of its source it depends on directly,
+//! read from bookworm's indexes in `../shared/debian-index` when present. The
 //! verdicts are those of the answer-key tests: EXACT (same expression up to
 //! operand order), MAIN (the main license is among the terms), WRONG,
 //! MISSING (NOASSERTION); a miss without a review flag is listed apart.
@@ -17,6 +19,7 @@
 use imgforge::deb::Limits;
 use imgforge::sbom::license::{self, comparable_expression};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -60,6 +63,66 @@ fn files(list: &Path) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
+/// `package -> source` from bookworm's indexes beside the repository
+/// (`../shared/debian-index/*.xz`); empty when they are absent.
+fn sources() -> BTreeMap<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/debian-index");
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "xz"))
+    {
+        let mut text = String::new();
+        let Ok(file) = std::fs::File::open(f) else {
+            continue;
+        };
+        if liblzma::read::XzDecoder::new(file)
+            .read_to_string(&mut text)
+            .is_err()
+        {
+            continue;
+        }
+        for para in text.split("\n\n") {
+            let field = |k: &str| {
+                para.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            };
+            if let Some(p) = field("Package: ") {
+                let src = field("Source: ").unwrap_or_else(|| p.clone());
+                out.insert(p, src);
+            }
+        }
+    }
+    out
+}
+
+/// The package's siblings in an image holding it: itself and the packages
+/// of the same source it depends on directly.
+fn siblings(
+    pkg: &str,
+    source: &str,
+    control: &imgforge::deb::ControlInfo,
+    sources: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([pkg.to_string()]);
+    for field in ["Pre-Depends", "Depends"] {
+        for alt in control.get(field).unwrap_or_default().split([',', '|']) {
+            let name = alt.split_whitespace().next().unwrap_or("");
+            let name = name.split(':').next().unwrap_or("");
+            if sources.get(name).is_some_and(|s| s == source) {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
 #[derive(Default)]
 struct Tally {
     exact: usize,
@@ -75,6 +138,7 @@ fn run(pool: &Path, list: &Path, key: &Path, explain: Option<&str>) -> Result<()
     let files = files(list)?;
     let text = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
     let limits = Limits::default();
+    let sources = sources();
     let mut t = Tally::default();
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let c: Vec<&str> = line.split('\t').collect();
@@ -93,7 +157,6 @@ fn run(pool: &Path, list: &Path, key: &Path, explain: Option<&str>) -> Result<()
                 pool.display()
             ));
         }
-        let siblings = BTreeSet::from([pkg.to_string()]);
         let control =
             imgforge::deb::read_control(&deb, &limits).map_err(|e| format!("{pkg}: {e}"))?;
         let source = control
@@ -101,6 +164,7 @@ fn run(pool: &Path, list: &Path, key: &Path, explain: Option<&str>) -> Result<()
             .and_then(|s| s.split_whitespace().next())
             .unwrap_or(pkg)
             .to_string();
+        let siblings = siblings(pkg, &source, &control, &sources);
         let f = license::detect_with(
             pkg,
             &source,
