@@ -263,6 +263,9 @@ pub struct BundleArgs {
     /// The release's name [default: sha256 of the output's index.json].
     #[arg(long, value_name = "NAME")]
     pub release: Option<String>,
+    /// Carry the source packages `imgforge sources OUT -o DIR` wrote, under sources/.
+    #[arg(long, value_name = "DIR")]
+    pub sources: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -367,6 +370,7 @@ impl BundleArgs {
             sign_key: self.sign_key.clone(),
             since: self.since.clone(),
             release: self.release.clone(),
+            sources: self.sources.clone(),
         }
     }
 }

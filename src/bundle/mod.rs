@@ -176,6 +176,10 @@ pub enum BundleError {
         "{path}: {detail}\nhelp: a delta installs only on the release it was made against: give that release's bundle (or its imgforge-bundle.json) as --base, or ask the vendor for a full bundle"
     )]
     WrongBase { path: PathBuf, detail: String },
+    #[error(
+        "{path}: {reason}\nhelp: --sources takes the directory `imgforge sources OUT -o DIR` wrote (not a .tar)"
+    )]
+    Sources { path: PathBuf, reason: String },
     #[error(transparent)]
     Signature(#[from] crate::attest::AttestError),
     #[error("{0}")]

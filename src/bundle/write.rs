@@ -25,6 +25,10 @@ pub struct BundleOptions {
     pub since: Option<PathBuf>,
     /// The release name [default: `sha256:` of the output's `index.json`].
     pub release: Option<String>,
+    /// A directory written by `imgforge sources OUT -o DIR`: its files
+    /// travel under `sources/` (the corresponding source the licenses
+    /// oblige the vendor to offer, which a dark site cannot fetch later).
+    pub sources: Option<PathBuf>,
 }
 
 /// What [`write`] wrote.
@@ -70,6 +74,10 @@ pub fn write_with(opts: &BundleOptions, progress: &dyn Fn(String)) -> Result<Wri
         Source::Bytes(docker_manifest(&images)),
     );
     let mut files = carried_files(out, &mut entries)?;
+    if let Some(dir) = &opts.sources {
+        progress(format!("hashing the source packages in {}", dir.display()));
+        files.extend(carried_sources(dir, &mut entries)?);
+    }
     let base = match &opts.since {
         Some(prev) => Some(leave_out(out, prev, &images, &mut blobs)?),
         None => None,
@@ -258,6 +266,52 @@ fn carried_files(
         entries.insert(rel.clone(), Source::Disk(p, hex.clone(), size));
         files.push(File {
             path: rel,
+            sha256: hex,
+            size,
+        });
+    }
+    Ok(files)
+}
+
+/// The files of an `imgforge sources` directory, under `sources/`.
+fn carried_sources(
+    dir: &Path,
+    entries: &mut BTreeMap<String, Source>,
+) -> Result<Vec<File>, BundleError> {
+    let refuse = |reason: String| BundleError::Sources {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if !dir.join("sources.json").is_file() {
+        return Err(refuse(
+            "no sources.json: not a directory written by `imgforge sources`".into(),
+        ));
+    }
+    let mut files = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.map_err(|e| refuse(e.to_string()))?;
+        let ft = e.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(dir).expect("walked below dir");
+        if !ft.is_file() {
+            return Err(refuse(format!("{}: not a regular file", rel.display())));
+        }
+        let mut name = String::from("sources");
+        for c in rel.components() {
+            let c = c
+                .as_os_str()
+                .to_str()
+                .ok_or_else(|| refuse(format!("{}: the name is not UTF-8", rel.display())))?;
+            name.push('/');
+            name.push_str(c);
+        }
+        let p = e.into_path();
+        let (hex, size) = crate::digest::sha256_file(&p).map_err(io_err(&p))?;
+        entries.insert(name.clone(), Source::Disk(p, hex.clone(), size));
+        files.push(File {
+            path: name,
             sha256: hex,
             size,
         });

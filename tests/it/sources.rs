@@ -433,3 +433,76 @@ needs! { [has_fixture_debian, has_fixture_debian_essential]
         assert_eq!(files_under(&t.join("offline")), files_under(&t.join("online")));
     }
 }
+
+needs! { [has_fixture_debian, has_fixture_debian_essential]
+    "needs ../shared/debian, ../shared/debian-essential";
+    fn bundle_carries_the_sources_and_verifies_them() {
+        let Some(s) = setup() else { return };
+        let t = s.tree.path();
+        let o = sources(t, &s.out, &t.join("src"), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let bundle = |dest: &str, extra: &[&std::ffi::OsStr]| {
+            run(imgforge()
+                .args(["-q", "bundle"])
+                .arg(&s.out)
+                .arg("-o")
+                .arg(t.join(dest))
+                .args(extra))
+        };
+        let src = t.join("src");
+        let o = bundle("b1.tar", &["--sources".as_ref(), src.as_os_str()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = bundle("b2.tar", &["--sources".as_ref(), src.as_os_str()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let b1 = std::fs::read(t.join("b1.tar")).unwrap();
+        assert_eq!(b1, std::fs::read(t.join("b2.tar")).unwrap(), "not deterministic");
+        // Every file of the sources directory is in the bundle and its
+        // manifest, under sources/, with its sha256.
+        let mut ar = tar::Archive::new(b1.as_slice());
+        let mut inside = BTreeMap::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            inside.insert(name, bytes);
+        }
+        let manifest: Value = serde_json::from_slice(&inside["imgforge-bundle.json"]).unwrap();
+        let listed: BTreeMap<&str, &str> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["path"].as_str().unwrap(), f["sha256"].as_str().unwrap()))
+            .collect();
+        let want = files_under(&src);
+        assert!(want.contains_key("sources.json") && want.len() > 3, "{:?}", want.keys());
+        for (rel, bytes) in &want {
+            let name = format!("sources/{rel}");
+            assert_eq!(inside.get(&name), Some(bytes), "{name}");
+            assert_eq!(listed.get(name.as_str()), Some(&sha(bytes).as_str()), "{name}");
+        }
+        let o = run(imgforge().args(["-q", "bundle", "verify"]).arg(t.join("b1.tar")));
+        assert!(o.status.success(), "{}", text(&o));
+        // A source tarball changed after bundling is refused, naming it.
+        let (victim, _) = want.iter().find(|(k, _)| k.ends_with(".tar.xz")).unwrap();
+        let name = format!("sources/{victim}");
+        let pos = b1
+            .windows(inside[&name].len().min(64))
+            .position(|w| w == &inside[&name][..inside[&name].len().min(64)])
+            .unwrap();
+        let mut bad = b1.clone();
+        bad[pos + 10] ^= 0xff;
+        std::fs::write(t.join("bad.tar"), &bad).unwrap();
+        let o = run(imgforge().args(["-q", "bundle", "verify"]).arg(t.join("bad.tar")));
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert!(text(&o).contains(&name), "{}", text(&o));
+        // A .tar written by `sources -o FILE.tar` is not a directory.
+        let o = sources(t, &s.out, &t.join("src.tar"), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let tar = t.join("src.tar");
+        let o = bundle("b3.tar", &["--sources".as_ref(), tar.as_os_str()]);
+        assert!(!o.status.success());
+        assert!(text(&o).contains("imgforge sources"), "{}", text(&o));
+        assert!(!t.join("b3.tar").exists());
+    }
+}
