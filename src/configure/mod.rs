@@ -37,6 +37,7 @@ pub mod tree;
 use crate::deb::ControlInfo;
 use crate::layer::{self, Entry, LayerBlob};
 use crate::sandbox::overlay::{self, Trees};
+use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -356,6 +357,55 @@ fn info_name(p: &PackageRef, arch: &str) -> String {
     } else {
         p.name.clone()
     }
+}
+
+/// The dpkg database an image that ships dpkg carries, as `apt-get
+/// install` leaves it: `var/lib/dpkg/status` (every package, sorted by
+/// name, `Status: install ok installed`), `info/<pkg>.list` and
+/// `info/<pkg>.md5sums`, and a whiteout of `status.d` (the package layers'
+/// distroless metadata), so that `dpkg -l`, `dpkg -L`, `dpkg -S` and apt
+/// see what the image holds and scanners read each package once.
+pub fn database_entries(pkgs: &[PackageRef], arch: &str, sde: u64) -> Vec<Entry> {
+    let origin = "dpkg database";
+    let mut sorted: Vec<&PackageRef> = pkgs.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut status = String::new();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for p in &sorted {
+        if !status.is_empty() {
+            status.push('\n');
+        }
+        status.push_str(p.control.stanza.trim_end());
+        status.push_str("\nStatus: install ok installed\n");
+        let info = info_name(p, arch);
+        files.insert(
+            format!("var/lib/dpkg/info/{info}.list"),
+            list_file(&p.paths),
+        );
+        if let Some(md5) = &p.control.md5sums {
+            files.insert(
+                format!("var/lib/dpkg/info/{info}.md5sums"),
+                md5.clone().into_bytes(),
+            );
+        }
+    }
+    files.insert("var/lib/dpkg/info/format".into(), b"1\n".to_vec());
+    files.insert("var/lib/dpkg/status".into(), status.into_bytes());
+    files.insert("var/lib/dpkg/.wh.status.d".into(), Vec::new());
+    let mut out: Vec<Entry> = ["var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/info"]
+        .iter()
+        .map(|d| Entry::dir(d, sde, origin))
+        .collect();
+    for (path, bytes) in files {
+        let mut e = Entry::dir(&path, sde, origin);
+        e.kind = layer::Kind::File;
+        e.mode = 0o644;
+        e.size = bytes.len() as u64;
+        e.sha256 = Some(sha2::Sha256::digest(&bytes).into());
+        e.content = layer::Content::Bytes(Arc::new(bytes));
+        out.push(e);
+    }
+    out
 }
 
 /// A dpkg `.list` file: every shipped path (dpkg's database excluded),

@@ -267,6 +267,23 @@ impl Ctx<'_> {
         Ok(paths)
     }
 
+    /// The entries of an image's dpkg database ([`configure::database_entries`]).
+    pub(super) fn dpkg_database_entries(&self, ps: &[&LockedPackage]) -> Result<Vec<layer::Entry>> {
+        let refs = ps
+            .iter()
+            .map(|p| {
+                let mut r = self.package_ref(p)?;
+                r.paths = self.dpkg_list(p, &r)?;
+                Ok(r)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(configure::database_entries(
+            &refs,
+            &self.tree.source.arch,
+            self.sde,
+        ))
+    }
+
     fn package_ref(&self, p: &LockedPackage) -> Result<PackageRef> {
         let f = self.inputs.get(p)?;
         Ok(PackageRef {

@@ -502,6 +502,10 @@ impl<'a> Ctx<'a> {
             layers.push(c.blob());
             history.push(self.configure_history(&img.name, "runtime"));
         }
+        if let Some((rec, h)) = self.dpkg_database(img, &base.symlinks)? {
+            layers.push(rec.blob());
+            history.push(h);
+        }
         if let Some((rec, h)) = self.files_after_configure(img, &base.symlinks)? {
             layers.push(rec.blob());
             history.push(h);
@@ -547,7 +551,8 @@ impl<'a> Ctx<'a> {
             LayerPolicy::Budget(n) => {
                 let fixed = usize::from(!img.files.is_empty())
                     + usize::from(!pkgs.is_empty())
-                    + usize::from(img.build.is_some());
+                    + usize::from(img.build.is_some())
+                    + usize::from(self.shipped_with_dpkg(img).is_some());
                 let cap = group::image_cap(n, budget_layers, fixed);
                 if !pkgs.is_empty() {
                     steps.extend(self.package_steps(pkgs.clone(), cap, symlinks, &img.name));
@@ -571,6 +576,38 @@ impl<'a> Ctx<'a> {
             return Ok(None);
         }
         let (step, h) = self.files_step(r, &Arc::new(lower.clone()));
+        Ok(Some((self.layer(&step)?, h)))
+    }
+
+    /// Every package an image ships (the base's, then its own), when one
+    /// of them is dpkg: such an image gets dpkg's database, as `apt-get
+    /// install` would have left it.
+    fn shipped_with_dpkg(&self, img: &Recipe) -> Option<Vec<&'a LockedPackage>> {
+        let mut all = self.closure(&self.tree.base.name, "runtime");
+        all.extend(self.closure(&img.name, "runtime"));
+        all.iter().any(|p| p.name == "dpkg").then_some(all)
+    }
+
+    /// The dpkg database layer of an image that ships dpkg.
+    fn dpkg_database(
+        &self,
+        img: &Recipe,
+        lower: &Arc<BTreeSet<String>>,
+    ) -> Result<Option<(LayerRecord, History)>> {
+        let Some(all) = self.shipped_with_dpkg(img) else {
+            return Ok(None);
+        };
+        let n = all.len();
+        let step = LayerStep {
+            label: format!("{} dpkg database", img.name),
+            parts: vec![Part::DpkgDatabase(all)],
+            lower: lower.clone(),
+            scratch: false,
+        };
+        let h = hist(
+            format!("imgforge: dpkg database of {n} package(s)"),
+            Some("var/lib/dpkg/status and info/*.list, *.md5sums"),
+        );
         Ok(Some((self.layer(&step)?, h)))
     }
 

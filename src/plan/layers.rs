@@ -73,6 +73,8 @@ pub enum Part<'a> {
     Packages(Vec<&'a LockedPackage>),
     /// A recipe's `[[files]]`.
     Files(&'a Recipe),
+    /// The dpkg database of an image that ships dpkg (every package of it).
+    DpkgDatabase(Vec<&'a LockedPackage>),
 }
 
 /// A layer to make.
@@ -108,6 +110,13 @@ impl Ctx<'_> {
                         .map(|p| [&p.name, &p.version, &p.sha256])
                         .collect::<Vec<_>>()
                 ),
+                Part::DpkgDatabase(ps) => json!({
+                    "dpkg-database": ps
+                        .iter()
+                        .map(|p| [&p.name, &p.version, &p.sha256])
+                        .collect::<Vec<_>>(),
+                    "arch": self.tree.source.arch,
+                }),
                 Part::Files(r) => {
                     let f = super::files::file_entries(r, self.sde)?;
                     let v = json!(
@@ -190,6 +199,11 @@ impl Ctx<'_> {
                 }
                 Part::Files(_) => {
                     for e in files.remove(0) {
+                        sorted.push(e)?;
+                    }
+                }
+                Part::DpkgDatabase(ps) => {
+                    for e in self.dpkg_database_entries(ps)? {
                         sorted.push(e)?;
                     }
                 }

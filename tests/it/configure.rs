@@ -1227,3 +1227,87 @@ needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
         assert!(!files.contains_key("etc/pam.d/common-auth"), "the toolset's files never ship");
     }
 }
+
+needs! { [has_fixture_debian, has_fixture_debian_essential, has_runc, has_root]
+    "needs ../shared/debian, ../shared/debian-essential, `runc` on PATH, root (overlay roots)";
+    /// An image that ships dpkg (`essential = true`) carries dpkg's
+    /// database as `apt-get install` leaves it: `var/lib/dpkg/status` with
+    /// every package of the image (base included) installed, a `.list` and
+    /// `.md5sums` each, and `status.d` whited out so scanners read each
+    /// package once; an image without dpkg gets none of it. Two builds give
+    /// the same layer.
+    fn an_image_shipping_dpkg_has_its_database() {
+        let Some(mirror) = common::examples_mirror() else {
+            return;
+        };
+        let tmp = common::copy_examples();
+        for r in ["nginx.toml", "python.toml"] {
+            std::fs::remove_file(tmp.path().join("recipes").join(r)).unwrap();
+        }
+        let _ = std::fs::remove_file(tmp.path().join("recipes/imgforge.lock"));
+        std::fs::write(
+            tmp.path().join("recipes/slim.toml"),
+            "[image]\nname = \"slim\"\ntag = \"1\"\nessential = true\n\n[packages]\nlibtirpc-common = \"1.3.3+ds-1\"\n",
+        )
+        .unwrap();
+        let build = |out: &str| {
+            let o = common::run(
+                common::imgforge()
+                    .current_dir(tmp.path())
+                    .args(["-q", "build", "recipes", "--no-apt", "--mirror"])
+                    .arg(&mirror)
+                    .args(["--out", out, "--cache", "cache", "--scratch", "."]),
+            );
+            assert!(o.status.success(), "{}", common::text(&o));
+            image_layers(&tmp.path().join(out))
+        };
+        let layers = build("out");
+        let lock: toml::Value = toml::from_str(
+            &std::fs::read_to_string(tmp.path().join("recipes/imgforge.lock")).unwrap(),
+        )
+        .unwrap();
+        let names = |image: &str| -> BTreeSet<String> {
+            lock["image"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["name"].as_str() == Some(image) && i["stage"].as_str() == Some("runtime"))
+                .flat_map(|i| i["package"].as_array().unwrap().iter())
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut shipped = names("slim");
+        shipped.extend(names("base"));
+        assert!(shipped.contains("dpkg"), "{shipped:?}");
+        let top = layer_files(layers["slim"].iter().rev().find(|l| {
+            layer_files(l).contains_key("var/lib/dpkg/status")
+        }).expect("a layer with var/lib/dpkg/status"));
+        let status = String::from_utf8(top["var/lib/dpkg/status"].1.clone()).unwrap();
+        let listed: Vec<String> = status
+            .lines()
+            .filter_map(|l| l.strip_prefix("Package: "))
+            .map(String::from)
+            .collect();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(listed, sorted, "status is sorted by package name");
+        assert_eq!(listed.iter().cloned().collect::<BTreeSet<_>>(), shipped);
+        assert_eq!(
+            status.matches("\nStatus: install ok installed\n").count(),
+            shipped.len()
+        );
+        assert!(top.contains_key("var/lib/dpkg/.wh.status.d"), "{:?}", top.keys());
+        let list = String::from_utf8(top["var/lib/dpkg/info/dash.list"].1.clone()).unwrap();
+        assert!(list.starts_with("/.\n") && list.contains("\n/bin/dash\n"), "{list}");
+        assert!(top.contains_key("var/lib/dpkg/info/dash.md5sums"));
+        // hello ships no dpkg: no database, status.d as before.
+        for l in &layers["hello"] {
+            assert!(!layer_files(l).contains_key("var/lib/dpkg/status"));
+        }
+        // The same inputs give the same image.
+        let again = build("out2");
+        assert_eq!(again["slim"], layers["slim"].iter().map(|p| {
+            tmp.path().join("out2/blobs/sha256").join(p.file_name().unwrap())
+        }).collect::<Vec<_>>());
+    }
+}
