@@ -141,6 +141,17 @@ needs! { [has_archive, has_binfmt_aarch64, has_docker, has_runc, has_root]
         let lock = std::fs::read_to_string(tree.join("recipes/imgforge.lock")).unwrap();
         assert!(lock.contains("\narch = \"arm64\"\n"), "{lock}");
         assert!(!lock.contains("architecture = \"amd64\""), "{lock}");
+        // `platforms = ["linux/arm64"]` is the same tree: the lock stays.
+        let base = tree.join("base/base.toml");
+        let text_arch = std::fs::read_to_string(&base).unwrap();
+        let text_platforms = text_arch.replace("\narch = \"arm64\"\n", "\nplatforms = [\"linux/arm64\"]\n");
+        std::fs::write(&base, &text_platforms).unwrap();
+        let o = run(imgforge()
+            .current_dir(&tree)
+            .args(["-q", "lock", "recipes", "--locked", "--cache"])
+            .arg(tmp.path().join("cache0")));
+        assert!(o.status.success(), "lock --locked with platforms:\n{}", text(&o));
+        std::fs::write(&base, text_arch).unwrap();
         let t = build_into(&tree, "out1", "cache1");
         assert!(t.contains("Image imgforge-arm64/python:3.11.2"), "{t}");
         let images = platforms(&tree.join("out1"));
@@ -231,4 +242,30 @@ fn run_python(bundle: &Path) {
         "{}",
         text(&o)
     );
+}
+
+/// `platforms` names one OCI platform for now: two, or one that `arch`
+/// contradicts, is an error at the line, with what to write instead.
+#[test]
+fn multiarch_platforms_lists_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipes = examples_for(tmp.path(), "amd64", "imgforge-amd64");
+    let base = tmp.path().join("base/base.toml");
+    let text_arch = std::fs::read_to_string(&base).unwrap();
+    let check = |replacement: &str| {
+        let t = text_arch.replace("\narch = \"amd64\"\n", replacement);
+        std::fs::write(&base, t).unwrap();
+        let o = run(imgforge().args(["check", "--no-apt"]).arg(&recipes));
+        (o.status.success(), text(&o))
+    };
+    let (ok, t) = check("\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n");
+    assert!(
+        !ok && t.contains("platforms: 2 listed; one tree builds one platform for now"),
+        "{t}"
+    );
+    assert!(t.contains("help: list exactly one"), "{t}");
+    let (ok, t) = check("\nplatforms = [\"linux/arm64\"]\narch = \"amd64\"\n");
+    assert!(!ok && t.contains("is arm64, but arch = \"amd64\""), "{t}");
+    let (ok, t) = check("\nplatforms = [\"linux/sparc\"]\n");
+    assert!(!ok && t.contains("unknown platform \"linux/sparc\""), "{t}");
 }
