@@ -97,6 +97,12 @@ fn main() {
     if strict || archive_answers() {
         println!("cargo::rustc-cfg=has_archive");
     }
+    // `has_binfmt_aarch64`: arm64 programs run here under qemu-user (an
+    // enabled, fix-binary binfmt_misc handler); the arm64 build tests need it.
+    println!("cargo::rustc-check-cfg=cfg(has_binfmt_aarch64)");
+    if strict || binfmt_aarch64() {
+        println!("cargo::rustc-cfg=has_binfmt_aarch64");
+    }
     for (cfg, module) in [
         ("has_python_cyclonedx", "cyclonedx"),
         ("has_python_in_toto", "in_toto, securesystemslib"),
@@ -119,6 +125,19 @@ fn watch_point(dir: &Path) -> PathBuf {
         }
     }
     p
+}
+
+/// An enabled `qemu-aarch64` binfmt_misc handler with the F flag, or an
+/// arm64 machine.
+fn binfmt_aarch64() -> bool {
+    if std::env::consts::ARCH == "aarch64" {
+        return true;
+    }
+    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").is_ok_and(|t| {
+        t.starts_with("enabled")
+            && t.lines()
+                .any(|l| l.strip_prefix("flags:").is_some_and(|f| f.contains('F')))
+    })
 }
 
 fn runs_as_root() -> bool {
@@ -156,9 +175,16 @@ fn archive_answers() -> bool {
         more.sort();
         files.extend(more);
     }
+    // Comment lines skipped: a commented-out URI is not the archive.
     let text: String = files
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let Some(host) = text

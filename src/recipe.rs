@@ -118,8 +118,9 @@ struct RawSource {
     mirror: Option<String>,
     #[serde(default = "default_true")]
     apt: bool,
-    #[serde(default = "default_arch")]
-    arch: String,
+    arch: Option<String>,
+    /// OCI platforms (`linux/arm64`); one for now, the same as `arch`.
+    platforms: Option<Spanned<Vec<String>>>,
     #[serde(default = "default_distro")]
     distro: String,
     #[serde(default)]
@@ -562,6 +563,61 @@ fn archive_source(
     }
 }
 
+/// The Debian architecture of an OCI platform (`linux/arm64` -> `arm64`).
+pub fn platform_arch(platform: &str) -> Option<&'static str> {
+    Some(match platform {
+        "linux/amd64" => "amd64",
+        "linux/arm64" | "linux/arm64/v8" => "arm64",
+        "linux/arm/v7" => "armhf",
+        "linux/arm/v5" => "armel",
+        "linux/386" => "i386",
+        "linux/ppc64le" => "ppc64el",
+        "linux/s390x" => "s390x",
+        "linux/riscv64" => "riscv64",
+        "linux/mips64le" => "mips64el",
+        _ => return None,
+    })
+}
+
+/// `[source]`'s architecture: `platforms` (one, for now) or `arch`, which
+/// must then agree; `amd64` when neither is given.
+fn source_arch(s: &RawSource, s_span: &std::ops::Range<usize>, cx: &mut Ctx) -> String {
+    let arch = s.arch.clone().unwrap_or_else(default_arch);
+    let Some(p) = &s.platforms else {
+        return arch;
+    };
+    let span = p.span();
+    match p.get_ref().as_slice() {
+        [one] => match platform_arch(one) {
+            Some(a) if s.arch.as_deref().is_none_or(|x| x == a) => a.to_string(),
+            Some(a) => {
+                cx.at(
+                    span,
+                    format!("platforms = [{one:?}] is {a}, but arch = {arch:?}"),
+                    "remove `arch`: `platforms` says it",
+                );
+                arch
+            }
+            None => {
+                cx.at(
+                    span,
+                    format!("unknown platform {one:?}"),
+                    "name it as OCI does: \"linux/amd64\", \"linux/arm64\", \"linux/arm/v7\", \"linux/386\", \"linux/ppc64le\", \"linux/s390x\", \"linux/riscv64\"",
+                );
+                arch
+            }
+        },
+        v => {
+            cx.at(
+                if v.is_empty() { s_span.clone() } else { span },
+                format!("platforms: {} listed; one tree builds one platform for now", v.len()),
+                "list exactly one (e.g. platforms = [\"linux/arm64\"]); build each other platform from a copy of the tree with its own base recipe",
+            );
+            arch
+        }
+    }
+}
+
 /// 1-based line and column of byte offset `pos` in `text`.
 pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
     let pos = pos.min(text.len());
@@ -731,7 +787,7 @@ fn parse_text(
             source = Source {
                 mirror: s.mirror.as_ref().map(|m| dir.join(m)),
                 apt: s.apt,
-                arch: s.arch.clone(),
+                arch: source_arch(s, &s_span, &mut cx),
                 distro: s.distro.clone(),
                 archives: s
                     .archive

@@ -146,6 +146,34 @@ pub struct WrittenImage {
     pub config: Descriptor,
     pub manifest: Descriptor,
     pub layers: Vec<LayerBlob>,
+    /// Debian architecture (`amd64`, `arm64`).
+    pub arch: String,
+}
+
+/// The OCI platform of Debian architecture `arch`: `(architecture,
+/// variant)` as the image spec and Go name them (`arm64` is `arm64`/`v8`,
+/// `armhf` is `arm`/`v7`, `i386` is `386`, `ppc64el` is `ppc64le`).
+pub fn oci_platform(arch: &str) -> (&str, Option<&'static str>) {
+    match arch {
+        "arm64" => ("arm64", Some("v8")),
+        "armhf" => ("arm", Some("v7")),
+        "armel" => ("arm", Some("v5")),
+        "i386" => ("386", None),
+        "ppc64el" => ("ppc64le", None),
+        "mips64el" => ("mips64le", None),
+        a => (a, None),
+    }
+}
+
+/// The `platform` object of a descriptor (`{"architecture", "os"}`, and
+/// `variant` where the architecture has one).
+pub fn platform_json(arch: &str) -> Value {
+    let (a, variant) = oci_platform(arch);
+    let mut v = json!({"architecture": a, "os": "linux"});
+    if let Some(x) = variant {
+        v["variant"] = json!(x);
+    }
+    v
 }
 
 impl WrittenImage {
@@ -205,14 +233,18 @@ pub fn config_json(spec: &ImageSpec) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut v = json!({
         "created": created,
-        "architecture": spec.arch,
         "os": "linux",
         "config": Value::Object(cfg),
         "rootfs": {"type": "layers", "diff_ids": spec.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
         "history": history,
-    })
+    });
+    // The platform fields as the config spec has them (amd64: unchanged).
+    for (k, x) in platform_json(&spec.arch).as_object().into_iter().flatten() {
+        v[k] = x.clone();
+    }
+    v
 }
 
 /// Write an image's config and manifest blobs.
@@ -246,6 +278,7 @@ pub fn write_image(spec: &ImageSpec, blobs_dir: &Path) -> Result<WrittenImage, I
         config,
         manifest,
         layers: spec.layers.clone(),
+        arch: spec.arch.clone(),
     })
 }
 
@@ -266,7 +299,7 @@ pub fn write_index(layout: &Path, images: &[WrittenImage]) -> Result<Descriptor,
                 "org.opencontainers.image.ref.name": i.reference(),
                 "io.containerd.image.name": format!("docker.io/library/{}", i.reference()),
             });
-            d["platform"] = json!({"architecture": "amd64", "os": "linux"});
+            d["platform"] = platform_json(&i.arch);
             d
         })
         .collect();

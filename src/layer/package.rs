@@ -33,10 +33,23 @@ use std::sync::Arc;
 /// Top-level directories that merged-/usr turns into symlinks.
 pub const MERGED_USR_DIRS: [&str; 4] = ["bin", "lib", "lib64", "sbin"];
 
-/// The merged-/usr symlinks and their target directories, for a base layer.
-pub fn merged_usr_entries(mtime: u64) -> Vec<Entry> {
+/// The top-level directories that are merged-/usr symlinks in a root of
+/// Debian architecture `arch`, as debootstrap makes them: `lib64` only
+/// where that architecture's libc6 ships `/lib64` (the dynamic loader of
+/// amd64, ppc64el, mips64el, loong64). Elsewhere (arm64...) a `/lib64`
+/// link no package owns is removed by usr-is-merged's postinst.
+pub fn merged_usr_dirs(arch: &str) -> &'static [&'static str] {
+    match arch {
+        "amd64" | "ppc64el" | "mips64el" | "loong64" => &MERGED_USR_DIRS,
+        _ => &["bin", "lib", "sbin"],
+    }
+}
+
+/// The merged-/usr symlinks and their target directories, for a base layer
+/// of Debian architecture `arch` (see [`merged_usr_dirs`]).
+pub fn merged_usr_entries(arch: &str, mtime: u64) -> Vec<Entry> {
     let mut v = vec![Entry::dir("usr", mtime, "merged-usr")];
-    for d in MERGED_USR_DIRS {
+    for d in merged_usr_dirs(arch) {
         v.push(Entry::symlink(d, &format!("usr/{d}"), mtime, "merged-usr"));
         v.push(Entry::dir(&format!("usr/{d}"), mtime, "merged-usr"));
     }

@@ -219,7 +219,7 @@ impl<'a> Ctx<'a> {
     ) -> Result<BaseBuilt> {
         let base = &self.tree.base;
         let merged: Arc<BTreeSet<String>> = Arc::new(
-            crate::layer::package::merged_usr_entries(self.sde)
+            crate::layer::package::merged_usr_entries(&self.tree.source.arch, self.sde)
                 .into_iter()
                 .filter(|e| matches!(e.kind, crate::layer::Kind::Symlink(_)))
                 .map(|e| e.path)

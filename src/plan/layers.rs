@@ -104,7 +104,12 @@ impl Ctx<'_> {
         let mut parts = Vec::new();
         for p in &step.parts {
             parts.push(match p {
-                Part::MergedUsr => json!("merged-usr"),
+                // amd64's key as before; other architectures name their
+                // directories (arm64 has no `lib64` link).
+                Part::MergedUsr => match layer::package::merged_usr_dirs(&self.tree.source.arch) {
+                    d if d == layer::package::MERGED_USR_DIRS => json!("merged-usr"),
+                    d => json!(format!("merged-usr:{}", d.join(","))),
+                },
                 Part::Packages(ps) => json!(
                     ps.iter()
                         .map(|p| [&p.name, &p.version, &p.sha256])
@@ -182,7 +187,7 @@ impl Ctx<'_> {
         for p in &step.parts {
             match p {
                 Part::MergedUsr => {
-                    for e in layer::package::merged_usr_entries(self.sde) {
+                    for e in layer::package::merged_usr_entries(&self.tree.source.arch, self.sde) {
                         sorted.push(e)?;
                     }
                 }

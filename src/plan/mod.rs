@@ -83,6 +83,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let t0 = Instant::now();
     image::compat::check_bundle(opts.compression, opts.bundle.is_some(), opts.force)?;
     let tree = crate::recipe::load_tree(&crate::recipe::LoadOptions::new(&opts.common))?;
+    // Another architecture's scripts and stages run under qemu-user: say
+    // what is missing before anything is fetched or run.
+    crate::sandbox::binfmt::check(&tree.source.arch, None)?;
     let src = resolve::SourceOptions::new(&opts.common, false);
     let index = resolve::load_index(&tree, &src)?;
     let lock = resolve::lockfile::lock_for_build(&tree, &index, opts.locked, st)?;

@@ -54,6 +54,7 @@
 //! step 4 stay as they are.
 
 mod beneath;
+pub mod binfmt;
 pub mod buildkit;
 pub mod overlay;
 mod runtime;

@@ -61,6 +61,7 @@ macro_rules! requirement {
     (has_fixture_bench) => ("../shared/bench");
     (has_fixture_real_world) => ("../shared/real-world");
     (has_archive) => ("archive");
+    (has_binfmt_aarch64) => ("qemu-aarch64");
     (has_busybox) => ("busybox");
     (has_chromium) => ("chromium");
     (has_curl) => ("curl");

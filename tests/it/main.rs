@@ -22,6 +22,7 @@ mod hostile;
 mod integrity;
 mod licenses;
 mod lint;
+mod multiarch;
 mod outputs;
 mod plan;
 mod push;

@@ -57,7 +57,7 @@ fn busybox_layer(blobs: &Path) -> Option<PathBuf> {
         entries.iter().any(|e| e.path == "usr/bin/busybox"),
         "busybox-static ships bin/busybox, merged to usr/bin/busybox"
     );
-    entries.extend(merged_usr_entries(SDE));
+    entries.extend(merged_usr_entries("amd64", SDE));
     entries.push(Entry::symlink("usr/bin/sh", "busybox", SDE, "test"));
     let entries = layer::normalize(entries, &BTreeSet::new(), SDE).unwrap();
     let blob = layer::write_layer(
