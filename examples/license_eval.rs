@@ -4,6 +4,7 @@
 //! eval/licenses/fetch.sh /tmp/eval-pool      # the set's .debs, sha256-checked
 //! cargo run --example license_eval -- /tmp/eval-pool [eval/licenses/labels.tsv]
 //! cargo run --example license_eval -- /tmp/eval-pool --explain PACKAGE
+//! cargo run --example license_eval -- POOL KEY.tsv --list PACKAGES.tsv
 //! ```
 //!
 //! Each package of the key (`package  version  dep5  expected_expression
@@ -36,12 +37,18 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let list = args.iter().position(|a| a == "--list").map(|i| {
+        let l = PathBuf::from(args.get(i + 1).cloned().unwrap_or_default());
+        args.drain(i..(i + 2).min(args.len()));
+        l
+    });
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/licenses");
+    let list = list.unwrap_or_else(|| here.join("packages.tsv"));
     let key = args
         .get(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| here.join("labels.tsv"));
-    match run(&pool, &here.join("packages.tsv"), &key, explain.as_deref()) {
+    match run(&pool, &list, &key, explain.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

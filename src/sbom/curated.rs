@@ -234,17 +234,6 @@ pub static TABLE: &[CuratedSource] = &[
         ],
         paths: &[],
     },
-    CuratedSource {
-        source: "perl",
-        rules: &[CuratedRule {
-            binaries: &["*"],
-            expression: "GPL-1.0-or-later OR Artistic-1.0-Perl",
-            evidence: &["artistic"],
-            reason: "Perl is distributed under the terms of either the GPL version 1 or later or the Artistic License, at the user's choice.",
-            review: true,
-        }],
-        paths: &[],
-    },
     // DEP-5 path decisions.
     CuratedSource {
         source: "bash",
