@@ -153,22 +153,10 @@ impl Ctx<'_> {
     ) -> Result<ConfigureRecord> {
         let toolset = root.toolset.expect("checked by the caller");
         let t = Instant::now();
-        let mut configure = Vec::new();
-        for p in own {
-            let mut r = self.package_ref(p)?;
-            r.paths = self.dpkg_list(p, &r)?;
-            configure.push(r);
-        }
+        let configure = self.listed_refs(own)?;
         // Every package present gets its file list too, so `dpkg -S` and
         // `dpkg -L` answer for the base's and the toolset's packages.
-        let present = present
-            .iter()
-            .map(|p| {
-                let mut r = self.package_ref(p)?;
-                r.paths = self.dpkg_list(p, &r)?;
-                Ok(r)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let present = self.listed_refs(present)?;
         let spec = configure::ConfigureSpec {
             label: label.to_string(),
             layers: root
@@ -269,19 +257,22 @@ impl Ctx<'_> {
 
     /// The entries of an image's dpkg database ([`configure::database_entries`]).
     pub(super) fn dpkg_database_entries(&self, ps: &[&LockedPackage]) -> Result<Vec<layer::Entry>> {
-        let refs = ps
-            .iter()
+        Ok(configure::database_entries(
+            &self.listed_refs(ps)?,
+            &self.tree.source.arch,
+            self.sde,
+        ))
+    }
+
+    /// Each package's [`PackageRef`] with the paths `dpkg -L` lists.
+    fn listed_refs(&self, ps: &[&LockedPackage]) -> Result<Vec<PackageRef>> {
+        ps.iter()
             .map(|p| {
                 let mut r = self.package_ref(p)?;
                 r.paths = self.dpkg_list(p, &r)?;
                 Ok(r)
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(configure::database_entries(
-            &refs,
-            &self.tree.source.arch,
-            self.sde,
-        ))
+            .collect()
     }
 
     fn package_ref(&self, p: &LockedPackage) -> Result<PackageRef> {
